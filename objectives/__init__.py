@@ -1,0 +1,24 @@
+"""Objectives: tasks (data + metric) and the accuracy / latency / Flash / SRAM evaluation."""
+
+from .evaluate import (
+    DIRECTIONS,
+    ConstraintsConfig,
+    Evaluation,
+    ObjectivesConfig,
+    evaluate_candidate,
+    model_costs,
+)
+from .tasks import TaskConfig, TaskData, load_task, register_task
+
+__all__ = [
+    "DIRECTIONS",
+    "ConstraintsConfig",
+    "Evaluation",
+    "ObjectivesConfig",
+    "TaskConfig",
+    "TaskData",
+    "evaluate_candidate",
+    "load_task",
+    "model_costs",
+    "register_task",
+]

@@ -1,0 +1,160 @@
+"""The compression-aware objective: accuracy after compress-and-finetune, LUT latency, Flash, SRAM."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+
+from jointnas.compression import PipelineConfig, accuracy, fold_batchnorm, run_pipeline
+from jointnas.devices import LatencyTable, estimate_flash_bytes, estimate_sram_bytes
+from jointnas.spaces import Candidate, build_model, trace_layers
+
+from .tasks import TaskData
+
+Metric = Literal["accuracy", "latency_ms", "flash_bytes", "sram_bytes"]
+DIRECTIONS: dict[str, str] = {
+    "accuracy": "maximize",
+    "latency_ms": "minimize",
+    "flash_bytes": "minimize",
+    "sram_bytes": "minimize",
+}
+
+
+class ObjectivesConfig(BaseModel):
+    """The ``[objectives]`` section: which metrics the study optimizes, in order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metrics: list[Metric] = Field(default_factory=lambda: ["accuracy", "latency_ms", "flash_bytes"], min_length=1)
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique(cls, metrics: list[str]) -> list[str]:
+        if len(set(metrics)) != len(metrics):
+            raise ValueError(f"metrics {metrics} list a metric twice; list each once")
+        return metrics
+
+    @property
+    def directions(self) -> list[str]:
+        return [DIRECTIONS[m] for m in self.metrics]
+
+
+class ConstraintsConfig(BaseModel):
+    """The ``[constraints]`` section: upper bounds a feasible model must meet (absent = no bound)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flash_bytes: float | None = Field(None, gt=0)
+    sram_bytes: float | None = Field(None, gt=0)
+    latency_ms: float | None = Field(None, gt=0)
+
+    def bounds(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+@dataclass
+class Evaluation:
+    """Objective values, constraint violations (≤ 0 is feasible) and every measured figure."""
+
+    values: dict[str, float]
+    violations: dict[str, float]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    model: nn.Module | None = None
+
+
+def model_costs(model: nn.Module, input_shape: tuple[int, ...], table: LatencyTable) -> dict[str, Any]:
+    """Params, MACs, Flash, SRAM and LUT latency of a deployable (BN-folded) model."""
+    layers = trace_layers(model, input_shape)
+    return {
+        "params": sum(layer.weight_numel + layer.bias_numel for layer in layers),
+        "nonzero_params": sum(layer.weight_nonzero + layer.bias_numel for layer in layers),
+        "macs": sum(layer.macs for layer in layers),
+        "flash_bytes": estimate_flash_bytes(layers),
+        "sram_bytes": estimate_sram_bytes(layers),
+        "latency_ms": table.predict_ms(layers),
+        "layers": layers,
+    }
+
+
+def evaluate_candidate(
+    candidate: Candidate,
+    task: TaskData,
+    pipeline: PipelineConfig,
+    table: LatencyTable,
+    objectives: ObjectivesConfig,
+    constraints: ConstraintsConfig,
+    *,
+    seed: int = 0,
+) -> Evaluation:
+    """Train, compress and fine-tune ``candidate``; measure every objective and constraint.
+
+    Accuracy is the validation split's; the test split's accuracy is only recorded in ``attrs``.
+    """
+    t_start = time.perf_counter()
+
+    def step_flash(step: str, model: nn.Module) -> dict[str, float]:
+        return {"flash_bytes": float(estimate_flash_bytes(trace_layers(model, task.input_shape)))}
+
+    result = run_pipeline(
+        candidate,
+        task.x_train,
+        task.y_train,
+        task.x_val,
+        task.y_val,
+        pipeline,
+        seed=seed,
+        on_step=step_flash,
+    )
+    model = result.model
+    t0 = time.perf_counter()
+    val_acc = accuracy(model, task.x_val, task.y_val)
+    test_acc = accuracy(model, task.x_test, task.y_test)
+    eval_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    costs = model_costs(model, task.input_shape, table)
+    baseline = fold_batchnorm(build_model(candidate.uncompressed()).eval())
+    base_costs = model_costs(baseline, task.input_shape, table)
+    table.save()
+    cost_s = time.perf_counter() - t0
+
+    measured = {
+        "accuracy": val_acc,
+        "latency_ms": costs["latency_ms"],
+        "flash_bytes": float(costs["flash_bytes"]),
+        "sram_bytes": float(costs["sram_bytes"]),
+    }
+    values = {m: measured[m] for m in objectives.metrics}
+    bounds = constraints.bounds()
+    violations = {k: measured[k] - bound for k, bound in bounds.items()}
+    timings = dict(result.timings_s, eval_s=eval_s, cost_s=cost_s, total_s=time.perf_counter() - t_start)
+    attrs: dict[str, Any] = {
+        "candidate": candidate.to_dict(),
+        "val_accuracy": val_acc,
+        "test_accuracy": test_acc,
+        "teacher_val_accuracy": result.reports[0].val_accuracy,
+        "params": costs["params"],
+        "nonzero_params": costs["nonzero_params"],
+        "macs": costs["macs"],
+        "flash_bytes": costs["flash_bytes"],
+        "sram_bytes": costs["sram_bytes"],
+        "latency_ms": costs["latency_ms"],
+        "fp32_params": base_costs["params"],
+        "fp32_flash_bytes": base_costs["flash_bytes"],
+        "fp32_latency_ms": base_costs["latency_ms"],
+        "fp32_macs": base_costs["macs"],
+        "flash_ratio_vs_fp32": costs["flash_bytes"] / max(1, base_costs["flash_bytes"]),
+        "layer_bits": {layer.name: [layer.weight_bits, layer.act_bits] for layer in costs["layers"]},
+        "steps": [
+            {"step": r.step, "val_accuracy": r.val_accuracy, "params": r.params, "seconds": r.seconds, **r.extra}
+            for r in result.reports
+        ],
+        "timings_s": timings,
+        "fits": {k: v <= 0 for k, v in violations.items()},
+        "feasible": all(v <= 0 for v in violations.values()),
+    }
+    return Evaluation(values, violations, attrs, model)

@@ -1,0 +1,66 @@
+"""The Optuna objective: trial → candidate → compress-and-finetune → objective values + user attrs."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import optuna
+import torch
+
+from jointnas.compression import TrainingDivergedError
+from jointnas.devices import LatencyTable
+from jointnas.objectives import TaskData, evaluate_candidate
+from jointnas.spaces import sample_candidate
+
+from .config import StudyConfig
+
+
+class TrialFailed(Exception):
+    """A trial that cannot produce values (diverged, out of memory); its reason is in user attrs."""
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return json.loads(json.dumps(value, default=str))
+
+
+class Objective:
+    """Callable objective of a jointnas study.
+
+    Each trial trains with seed ``study.seed + trial.number``, so a trial's values depend only on its
+    parameters and number.
+    """
+
+    def __init__(self, config: StudyConfig, task: TaskData, table: LatencyTable) -> None:
+        self.config = config
+        self.task = task
+        self.table = table
+        self.bounds = list(config.constraints.bounds())
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        cfg = self.config
+        candidate = sample_candidate(trial, cfg.space, self.task.input_shape, self.task.num_classes)
+        seed = cfg.study.seed + trial.number
+        trial.set_user_attr("seed", seed)
+        try:
+            ev = evaluate_candidate(
+                candidate, self.task, cfg.pipeline, self.table, cfg.objectives, cfg.constraints, seed=seed
+            )
+        except TrainingDivergedError as exc:
+            trial.set_user_attr("fail_reason", f"diverged: {exc}")
+            raise TrialFailed(str(exc)) from None
+        except (torch.OutOfMemoryError, MemoryError) as exc:
+            trial.set_user_attr("fail_reason", f"out of memory: {str(exc).splitlines()[0] if str(exc) else ''}")
+            raise TrialFailed("out of memory") from None
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            raise
+        for key, value in ev.attrs.items():
+            trial.set_user_attr(key, _jsonable(value))
+        for key in self.bounds:
+            # Optuna >= 5 stores constraints on the trial; samplers and `best_trials` read them there.
+            trial.set_constraint(key, ev.violations[key])
+        return [ev.values[m] for m in cfg.objectives.metrics]

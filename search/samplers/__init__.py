@@ -1,0 +1,53 @@
+"""Samplers by name: Optuna's built-ins with options from the study file."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import optuna
+
+from jointnas.spaces import SpaceConfig, UserInputError, grid_search_space
+
+
+def _construct(cls: type, name: str, options: dict[str, Any], **fixed: Any) -> optuna.samplers.BaseSampler:
+    params = inspect.signature(cls).parameters
+    for key in options:
+        if key not in params or key in fixed:
+            allowed = sorted(p for p in params if p not in fixed)
+            raise UserInputError(f"sampler {name!r} has no option {key!r}; options: {', '.join(allowed)}")
+    kwargs = {k: v for k, v in fixed.items() if k in params}
+    try:
+        return cls(**kwargs, **options)
+    except (TypeError, ValueError) as exc:
+        raise UserInputError(f"sampler {name!r}: bad options {options}: {exc}") from None
+
+
+def make_sampler(
+    name: str,
+    options: dict[str, Any],
+    *,
+    seed: int,
+    space: SpaceConfig,
+) -> optuna.samplers.BaseSampler:
+    """Build the sampler ``name`` (tpe, nsga2, random, grid, gp) with ``options``.
+
+    Constraints reach the samplers that use them (TPE, NSGA-II, GP) through the values the objective
+    records with ``trial.set_constraint`` (Optuna >= 5 deprecates ``constraints_func``), so feasible
+    trials dominate infeasible ones.
+    """
+    if name == "tpe":
+        return _construct(optuna.samplers.TPESampler, name, options, seed=seed, constraints_func=None)
+    if name == "nsga2":
+        return _construct(optuna.samplers.NSGAIISampler, name, options, seed=seed, constraints_func=None)
+    if name == "gp":
+        return _construct(optuna.samplers.GPSampler, name, options, seed=seed, constraints_func=None)
+    if name == "random":
+        return _construct(optuna.samplers.RandomSampler, name, options, seed=seed)
+    if name == "grid":
+        grid = grid_search_space(space)
+        return _construct(optuna.samplers.GridSampler, name, options, search_space=grid, seed=seed)
+    raise UserInputError(f"unknown sampler {name!r}; choose one of tpe, nsga2, random, grid, gp")
+
+
+__all__ = ["make_sampler"]

@@ -1,0 +1,106 @@
+"""Architecture families, registered by name and built from a `Candidate` (timm-style registry)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from jointnas.spaces._errors import UserInputError
+from jointnas.spaces.candidate import Candidate
+from jointnas.spaces.layers import ConvBNAct, DenseAct, InvertedResidual
+
+_FAMILIES: dict[str, Callable[[Candidate], nn.Module]] = {}
+
+
+def register_family(name: str) -> Callable[[Callable[[Candidate], nn.Module]], Callable[[Candidate], nn.Module]]:
+    """Register a model builder ``fn(candidate) -> nn.Module`` under ``name``."""
+
+    def wrap(fn: Callable[[Candidate], nn.Module]) -> Callable[[Candidate], nn.Module]:
+        _FAMILIES[name] = fn
+        return fn
+
+    return wrap
+
+
+def family_names() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def build_model(candidate: Candidate) -> nn.Module:
+    """Build the (uncompressed, float) torch module of ``candidate``.
+
+    Example:
+        >>> from jointnas.spaces import Candidate, Stage
+        >>> model = build_model(Candidate("mlp", (64,), 10, (Stage(32),)))
+        >>> sum(p.numel() for p in model.parameters())
+        2410
+    """
+    try:
+        builder = _FAMILIES[candidate.family]
+    except KeyError:
+        raise UserInputError(
+            f"unknown architecture family {candidate.family!r}; choose one of {family_names()}"
+        ) from None
+    return builder(candidate)
+
+
+class MobileNetV2Like(nn.Module):
+    """Stem conv → stages of inverted residual blocks → global average pool → linear classifier."""
+
+    def __init__(self, candidate: Candidate) -> None:
+        super().__init__()
+        in_channels = candidate.input_shape[0]
+        self.stem = ConvBNAct(in_channels, candidate.stem_channels, 3)
+        blocks: list[nn.Module] = []
+        width = candidate.stem_channels
+        for stage in candidate.stages:
+            for i in range(stage.depth):
+                stride = stage.stride if i == 0 else 1
+                blocks.append(InvertedResidual(width, stage.channels, stage.kernel, stage.expansion, stride))
+                width = stage.channels
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Linear(width, candidate.num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.flatten(self.pool(self.blocks(self.stem(x)))))
+
+
+class MLP(nn.Module):
+    """Flatten → hidden ``DenseAct`` layers (one per stage) → linear classifier."""
+
+    def __init__(self, candidate: Candidate) -> None:
+        super().__init__()
+        width = 1
+        for d in candidate.input_shape:
+            width *= d
+        self.flatten = nn.Flatten()
+        layers = []
+        for stage in candidate.stages:
+            layers.append(DenseAct(width, stage.channels))
+            width = stage.channels
+        self.blocks = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, candidate.num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.blocks(self.flatten(x)))
+
+
+@register_family("cnn")
+def _build_cnn(candidate: Candidate) -> nn.Module:
+    return MobileNetV2Like(candidate)
+
+
+@register_family("mlp")
+def _build_mlp(candidate: Candidate) -> nn.Module:
+    return MLP(candidate)
+
+
+def stage_of_block(candidate: Candidate) -> list[int]:
+    """Stage index of each block in ``model.blocks`` order (a CNN stage holds ``depth`` blocks)."""
+    out: list[int] = []
+    for i, stage in enumerate(candidate.stages):
+        out.extend([i] * (stage.depth if candidate.family == "cnn" else 1))
+    return out

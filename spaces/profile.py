@@ -1,0 +1,147 @@
+"""Trace a model's weight layers: shapes, MACs, weights, bits — the input of every cost estimator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One weight layer as executed on a batch of one.
+
+    ``kind`` is ``"conv"``, ``"dwconv"`` or ``"linear"``. ``in_shape`` / ``out_shape`` exclude the batch.
+    ``weight_bits`` / ``act_bits`` come from the layer's fake-quant attributes (32 when float).
+    ``residual_numel`` counts activations that must stay alive while this layer runs (the input of an
+    enclosing residual block).
+    """
+
+    name: str
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    in_channels: int
+    out_channels: int
+    kernel: int
+    stride: int
+    groups: int
+    weight_numel: int
+    weight_nonzero: int
+    bias_numel: int
+    macs: int
+    weight_bits: int
+    act_bits: int
+    residual_numel: int
+    relu: bool
+
+    @property
+    def in_numel(self) -> int:
+        return _numel(self.in_shape)
+
+    @property
+    def out_numel(self) -> int:
+        return _numel(self.out_shape)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _followed_by_relu(model: nn.Module) -> set[str]:
+    """Names of conv/linear layers whose parent block applies a ReLU right after them (via BN)."""
+    names = set()
+    for parent_name, parent in model.named_modules():
+        act = getattr(parent, "act", None)
+        if not isinstance(act, nn.ReLU):
+            continue
+        for attr in ("conv", "linear"):
+            layer = getattr(parent, attr, None)
+            if not isinstance(layer, nn.Module):
+                continue
+            name = f"{parent_name}.{attr}" if parent_name else attr
+            # A factorized layer is a Sequential: the ReLU follows its last factor.
+            names.add(f"{name}.{len(layer) - 1}" if isinstance(layer, nn.Sequential) else name)
+    return names
+
+
+@torch.no_grad()
+def trace_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo]:
+    """Run one sample through ``model`` and describe every Conv/Linear layer in execution order."""
+    layers: list[LayerInfo] = []
+    live_residual: list[int] = []
+    relu_after = _followed_by_relu(model)
+    hooks = []
+
+    def pre_block(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        live_residual.append(args[0][0].numel())
+
+    def post_block(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        live_residual.pop()
+
+    def make_hook(name: str):
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            x = args[0][0]
+            y = out[0]
+            w = module.weight
+            if isinstance(module, nn.Linear):
+                kind, kernel, stride, groups = "linear", 1, 1, 1
+                in_ch, out_ch = module.in_features, module.out_features
+                macs = module.in_features * module.out_features * (x.numel() // module.in_features)
+            else:
+                groups = module.groups
+                in_ch, out_ch = module.in_channels, module.out_channels
+                kind = "dwconv" if groups == in_ch and groups > 1 else "conv"
+                kernel = module.kernel_size[0]
+                stride = module.stride[0]
+                spatial = y.numel() // out_ch
+                macs = w.numel() * spatial
+            layers.append(
+                LayerInfo(
+                    name=name,
+                    kind=kind,
+                    in_shape=tuple(x.shape),
+                    out_shape=tuple(y.shape),
+                    in_channels=in_ch,
+                    out_channels=out_ch,
+                    kernel=kernel,
+                    stride=stride,
+                    groups=groups,
+                    weight_numel=w.numel(),
+                    weight_nonzero=int(torch.count_nonzero(w)),
+                    bias_numel=0 if module.bias is None else module.bias.numel(),
+                    macs=int(macs),
+                    weight_bits=int(getattr(module, "weight_bits", 32)),
+                    act_bits=int(getattr(module, "act_bits", 32)),
+                    residual_numel=sum(live_residual),
+                    relu=name in relu_after,
+                )
+            )
+
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            hooks.append(module.register_forward_hook(make_hook(name)))
+        elif getattr(module, "use_residual", False):
+            hooks.append(module.register_forward_pre_hook(pre_block))
+            hooks.append(module.register_forward_hook(post_block))
+    was_training = model.training
+    model.eval()
+    try:
+        param = next(model.parameters())
+        model(torch.zeros((1, *input_shape), dtype=param.dtype, device=param.device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return layers
+
+
+def count_params(model: nn.Module) -> int:
+    """Parameters of the deployable model (weights and biases; BatchNorm counts until folded)."""
+    return sum(p.numel() for p in model.parameters())
