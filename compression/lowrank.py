@@ -79,4 +79,4 @@ def factorize_low_rank(model: nn.Module, candidate: Candidate) -> nn.Module:
             r = rank_for(lin.out_features, lin.in_features, ratio)
             if saves_parameters(lin.out_features, lin.in_features, r):
                 block.linear = factorize_linear(lin, r)
-    return model
+    return model.train(model.training)  # new submodules take the model's mode

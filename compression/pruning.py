@@ -142,7 +142,7 @@ def prune_channels(
                 model.classifier = _slice_linear(model.classifier, None, idx)
         else:  # pragma: no cover - families register only the blocks above
             raise UserInputError(f"structured pruning does not support block type {type(block).__name__}")
-    return model
+    return model.train(model.training)  # new submodules take the model's mode
 
 
 __all__ = ["CRITERIA", "ConvBNAct", "channel_importance", "channels_to_keep", "prune_block_hidden", "prune_channels"]

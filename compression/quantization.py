@@ -181,4 +181,4 @@ def quantize_model(model: nn.Module, candidate: Candidate, calibration: torch.Te
     if calibration is not None:
         with torch.no_grad():
             model(calibration)
-    return model
+    return model.train(model.training)  # new submodules take the model's mode

@@ -74,28 +74,38 @@ def print_trials(study: optuna.Study, trials: list[FrozenTrial], as_json: bool, 
 
 
 class _Progress:
-    """Live progress: trial k/N, elapsed time and the current best trade-offs."""
+    """Live progress: trial k/N, elapsed time and the current best trade-offs.
+
+    A rich progress bar on a terminal; one plain line per finished trial otherwise (logs, CI).
+    """
 
     def __init__(self, study: optuna.Study, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         self.names = study.metric_names or []
-        self.progress = Progress(
-            TextColumn("[bold]trials"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-            transient=False,
-        )
-        self.task = self.progress.add_task("", total=total, completed=n_complete(study))
+        self.total = total
+        self.started = time.perf_counter()
+        self.progress = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]trials"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                console=Console(file=sys.stderr),
+            )
+            self.task = self.progress.add_task("", total=total, completed=n_complete(study))
 
     def __enter__(self) -> _Progress:
-        self.progress.__enter__()
+        if self.progress is not None:
+            self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         best = study.best_trials
@@ -104,8 +114,14 @@ class _Progress:
             top = max(best, key=lambda t: t.values[0]) if self.names[0] == "accuracy" else best[0]
             desc += " | best " + ", ".join(f"{n}={_fmt(n, v)}" for n, v in zip(self.names, top.values, strict=True))
         if trial.state != TrialState.COMPLETE:
-            desc += f" | #{trial.number} {trial.state.name.lower()}"
-        self.progress.update(self.task, completed=n_complete(study), description=desc)
+            reason = trial.user_attrs.get("fail_reason", "")
+            desc += f" | #{trial.number} {trial.state.name.lower()} {reason}".rstrip()
+        done = n_complete(study)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done, description=desc)
+        else:
+            elapsed = time.perf_counter() - self.started
+            print(f"trial {done}/{self.total} [{elapsed:.0f} s] {desc}", file=sys.stderr, flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
