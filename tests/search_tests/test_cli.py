@@ -130,3 +130,33 @@ def test_same_seed_gives_same_first_trials(tmp_path, capsys):
         study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'tiny.db'}")
         values.append([(t.params, t.values[0], t.values[2]) for t in study.trials])
     assert values[0] == values[1]
+
+
+def test_ctrl_c_marks_running_trial_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    cfg = write_config(tmp_path, TINY_CONFIG.replace("train_epochs = 2", "train_epochs = 400"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jointnas.search.cli", "run", str(cfg)], stderr=subprocess.PIPE, text=True
+    )
+    db = tmp_path / "tiny.db"
+    deadline = time.time() + 60
+    running = False
+    while time.time() < deadline and not running:  # wait until a trial is RUNNING
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+                running = any(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)
+            except KeyError:
+                pass
+    assert running
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    trial = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials[0]
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"

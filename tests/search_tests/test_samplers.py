@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from jointnas.search.cli import main
+from jointnas.search.samplers import make_sampler
+from jointnas.spaces import SpaceConfig, UserInputError
+
+from ..conftest import TINY_CONFIG, write_config
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2", "random", "grid", "gp"])
+def test_each_builtin_sampler_runs_a_study(tmp_path, capsys, name):
+    cfg = write_config(tmp_path, TINY_CONFIG.replace('name = "random"', f'name = "{name}"'))
+    assert main(["run", str(cfg), "--n-trials", "2"]) == 0, capsys.readouterr().err
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tiny.db'}")
+    assert len(study.best_trials) >= 1
+    assert all(len(t.values) == 3 for t in study.trials)
+
+
+def test_sampler_options_are_checked():
+    sampler = make_sampler("nsga2", {"population_size": 4}, seed=1, space=SpaceConfig())
+    assert isinstance(sampler, optuna.samplers.NSGAIISampler)
+    with pytest.raises(UserInputError, match="sampler 'tpe' has no option 'population_size'; options: "):
+        make_sampler("tpe", {"population_size": 4}, seed=1, space=SpaceConfig())
+    with pytest.raises(UserInputError, match="has no option 'seed'"):
+        make_sampler("random", {"seed": 4}, seed=1, space=SpaceConfig())
+
+
+def test_constraints_make_feasible_trials_dominate(tmp_path, capsys):
+    text = TINY_CONFIG.replace("[sampler]", "[constraints]\nflash_bytes = 1\n\n[sampler]")
+    cfg = write_config(tmp_path, text)
+    assert main(["run", str(cfg), "--n-trials", "2"]) == 0, capsys.readouterr().err
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tiny.db'}")
+    for t in study.trials:
+        assert t.constraints == {"flash_bytes": t.values[2] - 1}
+        assert t.user_attrs["fits"] == {"flash_bytes": False}
+    assert study.best_trials == []  # nothing is feasible under a 1-byte budget
