@@ -1,4 +1,4 @@
-"""``jointnas`` command line: run, pareto, trials.
+"""The jointnas command line: run, pareto, trials, plus each command module search/cli_*.py.
 
 Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 interrupted.
 """
@@ -6,8 +6,10 @@ Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 inter
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
+import pkgutil
 import sys
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+import jointnas.search
 from jointnas.spaces import UserInputError
 
 from .config import apply_overrides, load_config
@@ -191,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--study-name", required=True)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
+
+    # Further commands live in their own modules, `search/cli_<topic>.py`, each exposing
+    # `add_parser(subparsers)`; discovering them keeps this file from becoming a grab-bag.
+    for info in sorted(pkgutil.iter_modules(jointnas.search.__path__), key=lambda m: m.name):
+        if info.name.startswith("cli_"):
+            importlib.import_module(f"jointnas.search.{info.name}").add_parser(sub)
     return parser
 
 
