@@ -11,6 +11,7 @@ from .pipeline import PipelineConfig, PipelineResult, StepReport, run_pipeline
 from .pruning import CRITERIA, channels_to_keep, prune_channels
 from .quantization import (
     PACT,
+    QuantConv1d,
     QuantConv2d,
     QuantLinear,
     fold_batchnorm,
@@ -33,6 +34,7 @@ __all__ = [
     "PACT",
     "PipelineConfig",
     "PipelineResult",
+    "QuantConv1d",
     "QuantConv2d",
     "QuantLinear",
     "StepReport",

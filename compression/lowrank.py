@@ -41,15 +41,17 @@ def factorize_linear(linear: nn.Linear, rank: int) -> nn.Sequential:
     return nn.Sequential(a, b)
 
 
-def factorize_conv1x1(conv: nn.Conv2d, rank: int) -> nn.Sequential:
-    """1x1 ``Conv2d(in, out)`` → 1x1 conv to ``rank`` channels → 1x1 conv to ``out``."""
-    if conv.kernel_size != (1, 1) or conv.groups != 1:
+def factorize_conv1x1(conv: nn.Conv1d | nn.Conv2d, rank: int) -> nn.Sequential:
+    """1x1 ``Conv2d(in, out)`` (or size-1 ``Conv1d``) → 1x1 conv to ``rank`` channels → 1x1 conv to ``out``."""
+    if any(k != 1 for k in conv.kernel_size) or conv.groups != 1:
         raise UserInputError("SVD factorization applies to 1x1 convolutions without groups")
     first, second = _svd_factors(conv.weight.detach().flatten(1), rank)
-    a = nn.Conv2d(conv.in_channels, rank, 1, conv.stride, bias=False)
-    b = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
-    a.weight.data.copy_(first[:, :, None, None])
-    b.weight.data.copy_(second[:, :, None, None])
+    cls = type(conv) if type(conv) in (nn.Conv1d, nn.Conv2d) else nn.Conv2d
+    a = cls(conv.in_channels, rank, 1, conv.stride, bias=False)
+    b = cls(rank, conv.out_channels, 1, bias=conv.bias is not None)
+    spatial = (1,) * (conv.weight.dim() - 2)
+    a.weight.data.copy_(first.reshape(*first.shape, *spatial))
+    b.weight.data.copy_(second.reshape(*second.shape, *spatial))
     if conv.bias is not None:
         b.bias.data.copy_(conv.bias.detach())
     return nn.Sequential(a, b)
@@ -69,7 +71,7 @@ def factorize_low_rank(model: nn.Module, candidate: Candidate) -> nn.Module:
         if isinstance(block, InvertedResidual):
             for part in (block.expand, block.project):
                 conv = part.conv
-                if not isinstance(conv, nn.Conv2d):
+                if not isinstance(conv, nn.Conv1d | nn.Conv2d):
                     continue  # already factorized
                 r = rank_for(conv.out_channels, conv.in_channels, ratio)
                 if saves_parameters(conv.out_channels, conv.in_channels, r):

@@ -87,10 +87,12 @@ def run_pipeline(
     *,
     seed: int = 0,
     on_step: Callable[[str, nn.Module], dict[str, float]] | None = None,
+    augment: Callable[[Tensor, torch.Generator | None], Tensor] | None = None,
 ) -> PipelineResult:
     """Build → train → run ``config.steps`` → fold BatchNorm; report after every step.
 
-    ``on_step(step, model)`` may add figures (e.g. Flash bytes) to each step's report.
+    ``on_step(step, model)`` may add figures (e.g. Flash bytes) to each step's report. ``augment`` is
+    the task's per-batch training transform (`train`'s ``transform``).
     The validation split only measures; it never drives training.
     """
     torch.manual_seed(seed)
@@ -121,7 +123,7 @@ def run_pipeline(
 
     t0 = time.perf_counter()
     model = build_model(candidate)
-    train(model, x_train, y_train, base, generator=gen)
+    train(model, x_train, y_train, base, generator=gen, transform=augment)
     record("train", model, time.perf_counter() - t0)
     teacher = copy.deepcopy(model).eval()
     for p in teacher.parameters():
@@ -136,7 +138,7 @@ def run_pipeline(
         elif step == "quantize":
             quantize_model(model, candidate, calibration=x_train[:512])
         elif step == "finetune":
-            train(model, x_train, y_train, finetune, teacher=teacher, generator=gen)
+            train(model, x_train, y_train, finetune, teacher=teacher, generator=gen, transform=augment)
         record(step, model, time.perf_counter() - t0)
     fold_batchnorm(model)  # deployment form: what is measured and exported
     return PipelineResult(model.eval(), teacher, reports, timings)

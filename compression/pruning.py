@@ -44,7 +44,7 @@ def _keep_index(importance: Tensor, keep: int) -> Tensor:
     return importance.topk(keep).indices.sort().values
 
 
-def _slice_conv(conv: nn.Conv2d, out_idx: Tensor | None, in_idx: Tensor | None) -> nn.Conv2d:
+def _slice_conv(conv: nn.Conv1d | nn.Conv2d, out_idx: Tensor | None, in_idx: Tensor | None) -> nn.Module:
     w = conv.weight.detach()
     depthwise = conv.groups == conv.in_channels and conv.groups > 1
     if out_idx is not None:
@@ -53,7 +53,7 @@ def _slice_conv(conv: nn.Conv2d, out_idx: Tensor | None, in_idx: Tensor | None) 
         w = w[:, in_idx]
     out_ch = w.shape[0]
     in_ch = out_ch if depthwise else w.shape[1] * conv.groups
-    new = nn.Conv2d(
+    new = (nn.Conv1d if isinstance(conv, nn.Conv1d) else nn.Conv2d)(
         in_ch,
         out_ch,
         conv.kernel_size,
@@ -69,8 +69,8 @@ def _slice_conv(conv: nn.Conv2d, out_idx: Tensor | None, in_idx: Tensor | None) 
     return new
 
 
-def _slice_bn(bn: nn.BatchNorm2d, idx: Tensor) -> nn.BatchNorm2d:
-    new = nn.BatchNorm2d(len(idx), eps=bn.eps, momentum=bn.momentum)
+def _slice_bn(bn: nn.BatchNorm1d | nn.BatchNorm2d, idx: Tensor) -> nn.Module:
+    new = type(bn)(len(idx), eps=bn.eps, momentum=bn.momentum)
     new.weight.data.copy_(bn.weight.detach()[idx])
     new.bias.data.copy_(bn.bias.detach()[idx])
     new.running_mean.copy_(bn.running_mean[idx])
@@ -95,7 +95,7 @@ def _slice_linear(linear: nn.Linear, out_idx: Tensor | None, in_idx: Tensor | No
 def prune_block_hidden(block: InvertedResidual, idx: Tensor) -> None:
     """Keep only hidden channels ``idx`` of an inverted-residual block (in place)."""
     for part in (block.expand, block.dw):
-        if not isinstance(part.conv, nn.Conv2d) or not isinstance(part.bn, nn.BatchNorm2d):
+        if not isinstance(part.conv, nn.Conv1d | nn.Conv2d) or not isinstance(part.bn, nn.BatchNorm1d | nn.BatchNorm2d):
             raise UserInputError("structured pruning must run before low-rank factorization and quantization")
     block.expand.conv = _slice_conv(block.expand.conv, idx, None)
     block.expand.bn = _slice_bn(block.expand.bn, idx)

@@ -108,6 +108,7 @@ def evaluate_candidate(
         pipeline,
         seed=seed,
         on_step=step_flash,
+        augment=task.augment,
     )
     model = result.model
     t0 = time.perf_counter()

@@ -46,21 +46,30 @@ def build_model(candidate: Candidate) -> nn.Module:
 
 
 class MobileNetV2Like(nn.Module):
-    """Stem conv → stages of inverted residual blocks → global average pool → linear classifier."""
+    """Stem conv → stages of inverted residual blocks → global average pool → linear classifier.
 
-    def __init__(self, candidate: Candidate) -> None:
+    ``dims=2`` for images ``(C, H, W)``; ``dims=1`` for series ``(C, L)`` (the ``cnn1d`` family).
+    """
+
+    def __init__(self, candidate: Candidate, dims: int = 2) -> None:
         super().__init__()
+        if len(candidate.input_shape) != dims + 1:
+            raise UserInputError(
+                f"family {candidate.family!r} needs inputs of {dims + 1} dimensions "
+                f"({'(channels, length)' if dims == 1 else '(channels, height, width)'}), "
+                f"got input shape {tuple(candidate.input_shape)}; pick a family that fits the task"
+            )
         in_channels = candidate.input_shape[0]
-        self.stem = ConvBNAct(in_channels, candidate.stem_channels, 3)
+        self.stem = ConvBNAct(in_channels, candidate.stem_channels, 3, dims=dims)
         blocks: list[nn.Module] = []
         width = candidate.stem_channels
         for stage in candidate.stages:
             for i in range(stage.depth):
                 stride = stage.stride if i == 0 else 1
-                blocks.append(InvertedResidual(width, stage.channels, stage.kernel, stage.expansion, stride))
+                blocks.append(InvertedResidual(width, stage.channels, stage.kernel, stage.expansion, stride, dims))
                 width = stage.channels
         self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.classifier = nn.Linear(width, candidate.num_classes)
 
@@ -93,14 +102,23 @@ def _build_cnn(candidate: Candidate) -> nn.Module:
     return MobileNetV2Like(candidate)
 
 
+@register_family("cnn1d")
+def _build_cnn1d(candidate: Candidate) -> nn.Module:
+    return MobileNetV2Like(candidate, dims=1)
+
+
 @register_family("mlp")
 def _build_mlp(candidate: Candidate) -> nn.Module:
     return MLP(candidate)
+
+
+CONV_FAMILIES = ("cnn", "cnn1d")
+"""Families built of inverted-residual stages (a stage holds ``depth`` blocks)."""
 
 
 def stage_of_block(candidate: Candidate) -> list[int]:
     """Stage index of each block in ``model.blocks`` order (a CNN stage holds ``depth`` blocks)."""
     out: list[int] = []
     for i, stage in enumerate(candidate.stages):
-        out.extend([i] * (stage.depth if candidate.family == "cnn" else 1))
+        out.extend([i] * (stage.depth if candidate.family in CONV_FAMILIES else 1))
     return out
