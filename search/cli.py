@@ -19,7 +19,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 import jointnas.search
-from jointnas.spaces import UserInputError
+from jointnas.objectives import load_task
+from jointnas.spaces import UserInputError, check_family_input
 
 from .config import apply_overrides, load_config
 from .storage import mask_password, open_storage
@@ -141,12 +142,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         },
     )
     url = resolve_storage(config, config_path)
+    # Missing or malformed data, or a family that cannot take it: exit 2 before the storage is touched.
+    task = load_task(config.task)
+    check_family_input(config.space.family, task.input_shape)
     study = create_or_resume(config, url)
     print(f"study {config.study.name!r} on {mask_password(url)}", file=sys.stderr)
     started = time.perf_counter()
     try:
         with _Progress(study, config.budget.n_trials) as progress:
-            run_study(config, study, config_path=config_path, callbacks=[progress])
+            run_study(config, study, config_path=config_path, callbacks=[progress], task=task)
     except KeyboardInterrupt:
         print("interrupted: the running trial is marked FAIL; run again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

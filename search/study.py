@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from jointnas.devices import LatencyTable
-from jointnas.objectives import load_task
+from jointnas.objectives import TaskData, load_task
 from jointnas.spaces import UserInputError
 
 from .config import StudyConfig, diff_configs
@@ -110,9 +110,13 @@ def run_study(
     *,
     config_path: Path | None,
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] | None = None,
+    task: TaskData | None = None,
 ) -> optuna.Study:
-    """Run trials until the study holds ``budget.n_trials`` COMPLETE trials (or the timeout hits)."""
-    task = load_task(config.task)
+    """Run trials until the study holds ``budget.n_trials`` COMPLETE trials (or the timeout hits).
+
+    ``task``: the already loaded ``config.task`` data (loaded here when ``None``).
+    """
+    task = load_task(config.task) if task is None else task
     table = LatencyTable(
         lut_path(config, config_path),
         threads=config.device.threads,

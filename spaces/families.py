@@ -45,6 +45,22 @@ def build_model(candidate: Candidate) -> nn.Module:
     return builder(candidate)
 
 
+INPUT_DIMS = {"cnn": 3, "cnn1d": 2}
+"""Input dimensions (without batch) a family needs: ``cnn`` images ``(C, H, W)``, ``cnn1d`` ``(C, L)``."""
+
+
+def check_family_input(family: str, input_shape: tuple[int, ...]) -> None:
+    """Raise `UserInputError` when ``family`` cannot take inputs of ``input_shape`` (the MLP takes any)."""
+    dims = INPUT_DIMS.get(family)
+    if dims is not None and len(input_shape) != dims:
+        layout = "(channels, length)" if dims == 2 else "(channels, height, width)"
+        fits = [name for name, d in INPUT_DIMS.items() if d == len(input_shape)] + ["mlp"]
+        raise UserInputError(
+            f"family {family!r} needs inputs shaped {layout}, but the task gives {tuple(input_shape)}; "
+            f"set [space] family to one of {fits}"
+        )
+
+
 class MobileNetV2Like(nn.Module):
     """Stem conv → stages of inverted residual blocks → global average pool → linear classifier.
 
@@ -53,12 +69,7 @@ class MobileNetV2Like(nn.Module):
 
     def __init__(self, candidate: Candidate, dims: int = 2) -> None:
         super().__init__()
-        if len(candidate.input_shape) != dims + 1:
-            raise UserInputError(
-                f"family {candidate.family!r} needs inputs of {dims + 1} dimensions "
-                f"({'(channels, length)' if dims == 1 else '(channels, height, width)'}), "
-                f"got input shape {tuple(candidate.input_shape)}; pick a family that fits the task"
-            )
+        check_family_input("cnn1d" if dims == 1 else "cnn", candidate.input_shape)
         in_channels = candidate.input_shape[0]
         self.stem = ConvBNAct(in_channels, candidate.stem_channels, 3, dims=dims)
         blocks: list[nn.Module] = []

@@ -39,7 +39,7 @@ def test_builds_a_1d_mobilenet():
 
 
 def test_wrong_input_rank_names_the_expected_shape():
-    with pytest.raises(UserInputError, match=r"\(channels, length\)"):
+    with pytest.raises(UserInputError, match=r"needs inputs shaped \(channels, length\)"):
         build_model(dataclasses.replace(C1D, input_shape=(1, 8, 8)))
 
 
