@@ -148,6 +148,11 @@ def _split_train(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Stratified train/validation split of a published training set (its test split stays apart)."""
     tr, va, _ = _stratified_split(y, config.val_fraction, 0.0, config.split_seed)
+    if len(va) == 0 or len(tr) == 0:
+        raise UserInputError(
+            f"{config.dataset}: val_fraction={config.val_fraction:g} of {len(y)} training samples leaves an empty "
+            "split; raise val_fraction or give more data"
+        )
     return x[tr], y[tr], x[va], y[va]
 
 
