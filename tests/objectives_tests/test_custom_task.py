@@ -106,3 +106,17 @@ def test_unimportable_module_and_bad_syntax():
         load_task(TaskConfig(dataset="no_such_module_xyz:load"))
     with pytest.raises(ValidationError, match="must read 'module:function'"):
         TaskConfig(dataset="a b:c")
+
+
+def test_the_documented_example_works(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs/tasks.md").read_text()
+    code = re.search(r"```python\n(# mytasks\.py\n.*?)```", doc, re.S).group(1)
+    (tmp_path / "mytasks.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    task = load_task(TaskConfig(dataset="mytasks:sine_or_square"))
+    assert task.input_shape == (1, 64) and task.num_classes == 2
+    assert (len(task.x_train), len(task.x_val), len(task.x_test)) == (600, 200, 200)
+    assert set(task.y_train.tolist()) == {0, 1}
