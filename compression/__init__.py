@@ -9,7 +9,15 @@ from jointnas.spaces import Candidate
 from .export import deployable_model, export_onnx, onnx_logits, onnx_parity, quantize_onnx_int8
 from .lowrank import factorize_conv1x1, factorize_linear, factorize_low_rank, rank_for, saves_parameters
 from .pipeline import PipelineConfig, PipelineResult, StepReport, run_pipeline
-from .pruning import CRITERIA, channels_to_keep, prune_channels
+from .pruning import (
+    CRITERIA,
+    ChannelGroup,
+    channel_groups,
+    channels_to_keep,
+    plan_channel_pruning,
+    prune_channels,
+    prune_group,
+)
 from .quantization import (
     PACT,
     QuantConv2d,
@@ -30,6 +38,7 @@ METHODS: dict[str, Callable[[nn.Module, Candidate], nn.Module]] = {
 
 __all__ = [
     "CRITERIA",
+    "ChannelGroup",
     "METHODS",
     "PACT",
     "PipelineConfig",
@@ -40,6 +49,7 @@ __all__ = [
     "TrainConfig",
     "TrainingDivergedError",
     "accuracy",
+    "channel_groups",
     "channels_to_keep",
     "deployable_model",
     "distillation_loss",
@@ -51,7 +61,9 @@ __all__ = [
     "integer_weights",
     "onnx_logits",
     "onnx_parity",
+    "plan_channel_pruning",
     "prune_channels",
+    "prune_group",
     "quantize_model",
     "quantize_onnx_int8",
     "quantize_weight",

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from jointnas.spaces import Candidate, build_model
 
 from .lowrank import factorize_low_rank
-from .pruning import CRITERIA, prune_channels
+from .pruning import CRITERIA, SCOPES, prune_channels
 from .quantization import fold_batchnorm, quantize_model
 from .training import TrainConfig, accuracy, train
 
@@ -43,6 +43,9 @@ class PipelineConfig(BaseModel):
     batch_size: int = Field(64, ge=1, le=1_000_000)
     weight_decay: float = Field(1e-4, ge=0, le=1)
     prune_criterion: Literal[CRITERIA] = "l1"  # type: ignore[valid-type]
+    # "all": hidden widths and the residual-tied stage outputs (stem, classifier inputs follow);
+    # "hidden": only the inverted-residual hidden widths (block widths stay).
+    prune_scope: Literal[SCOPES] = "all"  # type: ignore[valid-type]
     kd_alpha: float = Field(0.0, ge=0, le=1)
     kd_temperature: float = Field(4.0, gt=0, le=100)
 
@@ -130,7 +133,7 @@ def run_pipeline(
     for step in config.steps:
         t0 = time.perf_counter()
         if step == "prune":
-            prune_channels(model, candidate, config.prune_criterion, gen)
+            prune_channels(model, candidate, config.prune_criterion, gen, scope=config.prune_scope)
         elif step == "lowrank":
             factorize_low_rank(model, candidate)
         elif step == "quantize":
