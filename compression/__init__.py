@@ -27,6 +27,14 @@ from .quantization import (
     quantize_model,
     quantize_weight,
 )
+from .sparsity import (
+    MagnitudePruner,
+    SparsityConfig,
+    gradual_prune,
+    layer_sparsity,
+    prune_magnitude,
+    scheduled_sparsity,
+)
 from .training import TrainConfig, TrainingDivergedError, accuracy, distillation_loss, train
 
 METHODS: dict[str, Callable[[nn.Module, Candidate], nn.Module]] = {
@@ -40,11 +48,13 @@ __all__ = [
     "CRITERIA",
     "ChannelGroup",
     "METHODS",
+    "MagnitudePruner",
     "PACT",
     "PipelineConfig",
     "PipelineResult",
     "QuantConv2d",
     "QuantLinear",
+    "SparsityConfig",
     "StepReport",
     "TrainConfig",
     "TrainingDivergedError",
@@ -58,17 +68,21 @@ __all__ = [
     "factorize_linear",
     "factorize_low_rank",
     "fold_batchnorm",
+    "gradual_prune",
     "integer_weights",
+    "layer_sparsity",
     "onnx_logits",
     "onnx_parity",
     "plan_channel_pruning",
     "prune_channels",
     "prune_group",
+    "prune_magnitude",
     "quantize_model",
     "quantize_onnx_int8",
     "quantize_weight",
     "rank_for",
     "run_pipeline",
+    "scheduled_sparsity",
     "saves_parameters",
     "train",
 ]
