@@ -7,7 +7,17 @@ from torch import nn
 from jointnas.spaces import Candidate
 
 from .export import deployable_model, export_onnx, onnx_logits, onnx_parity, quantize_onnx_int8
-from .lowrank import factorize_conv1x1, factorize_linear, factorize_low_rank, rank_for, saves_parameters
+from .lowrank import (
+    factorize_conv,
+    factorize_conv1x1,
+    factorize_layer,
+    factorize_linear,
+    factorize_low_rank,
+    layer_rank,
+    rank_for,
+    rank_for_energy,
+    saves_parameters,
+)
 from .pipeline import PipelineConfig, PipelineResult, StepReport, run_pipeline
 from .pruning import (
     CRITERIA,
@@ -64,12 +74,15 @@ __all__ = [
     "deployable_model",
     "distillation_loss",
     "export_onnx",
+    "factorize_conv",
     "factorize_conv1x1",
+    "factorize_layer",
     "factorize_linear",
     "factorize_low_rank",
     "fold_batchnorm",
     "gradual_prune",
     "integer_weights",
+    "layer_rank",
     "layer_sparsity",
     "onnx_logits",
     "onnx_parity",
@@ -81,6 +94,7 @@ __all__ = [
     "quantize_onnx_int8",
     "quantize_weight",
     "rank_for",
+    "rank_for_energy",
     "run_pipeline",
     "scheduled_sparsity",
     "saves_parameters",

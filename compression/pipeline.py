@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from jointnas.spaces import Candidate, build_model
 
-from .lowrank import factorize_low_rank
+from .lowrank import RANK_MODES, factorize_low_rank
 from .pruning import CRITERIA, SCOPES, prune_channels
 from .quantization import fold_batchnorm, quantize_model
 from .sparsity import SCHEDULES, SPARSITY_SCOPES, MagnitudePruner, SparsityConfig, gradual_prune
@@ -52,6 +52,8 @@ class PipelineConfig(BaseModel):
     prune_scope: Literal[SCOPES] = "all"  # type: ignore[valid-type]
     kd_alpha: float = Field(0.0, ge=0, le=1)
     kd_temperature: float = Field(4.0, gt=0, le=100)
+    # "ratio": a stage's rank_ratio is the share of full rank kept; "energy": the share of Σ s² kept.
+    rank_mode: Literal[RANK_MODES] = "ratio"  # type: ignore[valid-type]
     sparsity: float = Field(0.0, ge=0, lt=1)
     sparsity_schedule: Literal[SCHEDULES] = "cubic"  # type: ignore[valid-type]
     sparsity_scope: Literal[SPARSITY_SCOPES] = "global"  # type: ignore[valid-type]
@@ -158,7 +160,7 @@ def run_pipeline(
         if step == "prune":
             prune_channels(model, candidate, config.prune_criterion, gen, scope=config.prune_scope)
         elif step == "lowrank":
-            factorize_low_rank(model, candidate)
+            factorize_low_rank(model, candidate, config.rank_mode)
         elif step == "sparsify":
             sparsity = SparsityConfig(config.sparsity, config.sparsity_schedule, config.sparsity_scope)
             pruner = gradual_prune(model, x_train, y_train, finetune, sparsity, teacher=teacher, generator=gen)
