@@ -30,8 +30,10 @@ from .pruning import (
 )
 from .quantization import (
     PACT,
+    WEIGHT_QUANTIZERS,
     QuantConv2d,
     QuantLinear,
+    WeightCodes,
     fold_batchnorm,
     integer_weights,
     quantize_model,
@@ -68,6 +70,8 @@ __all__ = [
     "StepReport",
     "TrainConfig",
     "TrainingDivergedError",
+    "WEIGHT_QUANTIZERS",
+    "WeightCodes",
     "accuracy",
     "channel_groups",
     "channels_to_keep",

@@ -16,7 +16,7 @@ from jointnas.spaces import Candidate, build_model
 
 from .lowrank import RANK_MODES, factorize_low_rank
 from .pruning import CRITERIA, SCOPES, prune_channels
-from .quantization import fold_batchnorm, quantize_model
+from .quantization import WEIGHT_QUANTIZERS, fold_batchnorm, quantize_model
 from .sparsity import SCHEDULES, SPARSITY_SCOPES, MagnitudePruner, SparsityConfig, gradual_prune
 from .training import TrainConfig, accuracy, train
 
@@ -54,6 +54,8 @@ class PipelineConfig(BaseModel):
     kd_temperature: float = Field(4.0, gt=0, le=100)
     # "ratio": a stage's rank_ratio is the share of full rank kept; "energy": the share of Σ s² kept.
     rank_mode: Literal[RANK_MODES] = "ratio"  # type: ignore[valid-type]
+    # Weight fake-quantizer of the quantize step: "maxabs", "dorefa" or "lsq" (learned step).
+    weight_quantizer: Literal[WEIGHT_QUANTIZERS] = "maxabs"  # type: ignore[valid-type]
     sparsity: float = Field(0.0, ge=0, lt=1)
     sparsity_schedule: Literal[SCHEDULES] = "cubic"  # type: ignore[valid-type]
     sparsity_scope: Literal[SPARSITY_SCOPES] = "global"  # type: ignore[valid-type]
@@ -165,7 +167,7 @@ def run_pipeline(
             sparsity = SparsityConfig(config.sparsity, config.sparsity_schedule, config.sparsity_scope)
             pruner = gradual_prune(model, x_train, y_train, finetune, sparsity, teacher=teacher, generator=gen)
         elif step == "quantize":
-            quantize_model(model, candidate, calibration=x_train[:512])
+            quantize_model(model, candidate, calibration=x_train[:512], weight_quantizer=config.weight_quantizer)
         elif step == "finetune":
             keep_masks = None if pruner is None else (lambda _s, _n, p=pruner: p.apply(model))
             train(model, x_train, y_train, finetune, teacher=teacher, generator=gen, on_step=keep_masks)
