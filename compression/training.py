@@ -54,12 +54,15 @@ def train(
     *,
     teacher: nn.Module | None = None,
     generator: torch.Generator | None = None,
+    on_step: Callable[[int, int], None] | None = None,
     transform: Callable[[Tensor, torch.Generator | None], Tensor] | None = None,
 ) -> float:
     """Train ``model`` in place on tensors ``x``/``y``; return the last epoch's mean loss.
 
-    ``transform(batch, generator)`` augments each input batch (e.g. random crop and flip); the teacher
-    sees the same augmented batch. Raises `TrainingDivergedError` as soon as a loss is not finite.
+    ``on_step(step, total_steps)`` runs after every optimizer step (``step`` counts from 1); gradual
+    pruning uses it to update and re-apply its masks. ``transform(batch, generator)`` augments each
+    input batch (e.g. random crop and flip); the teacher sees the same augmented batch. Raises
+    `TrainingDivergedError` as soon as a loss is not finite.
     """
     if config.epochs <= 0 or len(x) == 0:
         return float("nan")
@@ -72,6 +75,7 @@ def train(
         teacher.eval()
     model.train()
     epoch_loss = float("nan")
+    step = 0
     for _ in range(config.epochs):
         order = torch.randperm(len(x), generator=generator)
         running = 0.0
@@ -94,6 +98,9 @@ def train(
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
             sched.step()
+            step += 1
+            if on_step is not None:
+                on_step(step, total)
             running += loss.item() * len(idx)
         epoch_loss = running / len(x)
     model.eval()

@@ -52,10 +52,12 @@ def test_prune_lowrank_quantize_fold_keep_the_function_and_shrink_flash():
     model.eval()
     dense_flash = estimate_flash_bytes(trace_layers(fold_batchnorm(build_model(c.uncompressed()).eval()), (1, 40)))
 
+    hidden = [block.hidden_channels for block in model.blocks]
     prune_channels(model, c)
-    for block in model.blocks:
-        assert block.hidden_channels == block.expand.conv.in_channels * 4 // 2
-        assert isinstance(block.dw.bn, torch.nn.BatchNorm1d)
+    for block, full in zip(model.blocks, hidden, strict=True):
+        assert block.hidden_channels == full // 2
+        assert isinstance(block.dw.conv, torch.nn.Conv1d) and isinstance(block.dw.bn, torch.nn.BatchNorm1d)
+    assert model(torch.randn(2, 1, 40)).shape == (2, 10)
     factorize_low_rank(model, c)
     factorized = [b.expand.conv for b in model.blocks if isinstance(b.expand.conv, torch.nn.Sequential)]
     assert factorized and all(isinstance(f[0], torch.nn.Conv1d) for f in factorized)
@@ -88,3 +90,15 @@ def test_space_samples_cnn1d_candidates():
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     c = sample_candidate(trial, space, (1, 40), 10)
     assert c.family == "cnn1d" and build_model(c)(torch.randn(2, 1, 40)).shape == (2, 10)
+
+
+def test_quantized_cnn1d_exports_to_onnx_with_matching_outputs(tmp_path):
+    from jointnas.compression.export import export_onnx, onnx_logits
+
+    c = _with(C1D, weight_bits=4, act_bits=32)
+    x = torch.randn(16, 1, 40)
+    model = quantize_model(build_model(c).eval(), c, calibration=x)
+    path = export_onnx(model, x, tmp_path / "m.onnx")
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert abs(onnx_logits(path, x) - ref).max() < 1e-4
