@@ -6,6 +6,7 @@ from torch import nn
 
 from jointnas.spaces import Candidate
 
+from .c_export import CArrayExport, CArrayLayer, export_c_array, read_c_array_weights
 from .export import deployable_model, export_onnx, onnx_logits, onnx_parity, quantize_onnx_int8
 from .lowrank import (
     factorize_conv,
@@ -57,6 +58,8 @@ METHODS: dict[str, Callable[[nn.Module, Candidate], nn.Module]] = {
 """Compression methods by name: each takes ``(model, candidate)`` and returns the compressed model."""
 
 __all__ = [
+    "CArrayExport",
+    "CArrayLayer",
     "CRITERIA",
     "ChannelGroup",
     "METHODS",
@@ -77,6 +80,7 @@ __all__ = [
     "channels_to_keep",
     "deployable_model",
     "distillation_loss",
+    "export_c_array",
     "export_onnx",
     "factorize_conv",
     "factorize_conv1x1",
@@ -98,6 +102,7 @@ __all__ = [
     "quantize_onnx_int8",
     "quantize_weight",
     "rank_for",
+    "read_c_array_weights",
     "rank_for_energy",
     "run_pipeline",
     "scheduled_sparsity",

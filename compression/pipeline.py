@@ -14,9 +14,10 @@ from torch import Tensor, nn
 
 from jointnas.spaces import Candidate, build_model
 
+from .export import deployable_model
 from .lowrank import RANK_MODES, factorize_low_rank
 from .pruning import CRITERIA, SCOPES, prune_channels
-from .quantization import WEIGHT_QUANTIZERS, fold_batchnorm, quantize_model
+from .quantization import WEIGHT_QUANTIZERS, quantize_model
 from .sparsity import SCHEDULES, SPARSITY_SCOPES, MagnitudePruner, SparsityConfig, gradual_prune
 from .training import TrainConfig, accuracy, train
 
@@ -173,5 +174,6 @@ def run_pipeline(
             train(model, x_train, y_train, finetune, teacher=teacher, generator=gen, on_step=keep_masks)
         record(step, model, time.perf_counter() - t0)
     layer_sparsity = pruner.fold(model) if pruner is not None else {}
-    fold_batchnorm(model)  # deployment form: what is measured and exported
-    return PipelineResult(model.eval(), teacher, reports, timings, layer_sparsity)
+    # Deployment form (BN folded, quantized weights baked with their integer codes): what is measured,
+    # exported to ONNX and packed into C arrays.
+    return PipelineResult(deployable_model(model), teacher, reports, timings, layer_sparsity)
