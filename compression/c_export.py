@@ -27,8 +27,33 @@ import numpy as np
 import torch
 from torch import nn
 
+from jointnas.spaces import LayerInfo
+
 from .export import deployable_model
 from .quantization import WeightCodes
+
+SCALE_BYTES = 4
+"""float32 per-output-channel scale of a quantized layer."""
+BIAS_BYTES = 4
+"""float32 bias."""
+
+
+def packed_weight_bytes(numel: int, nonzero: int, bits: int) -> tuple[int, bool]:
+    """Bytes of a layer's packed weights and whether the sparse (bitmap + nonzeros) format is used.
+
+    The smaller of dense ``ceil(numel·bits/8)`` and sparse ``ceil(numel/8) + ceil(nonzero·bits/8)``;
+    sparse only when strictly smaller. `jointnas.devices.memory.weight_storage_bytes` is the same rule.
+    """
+    dense = math.ceil(numel * bits / 8)
+    sparse = math.ceil(numel / 8) + math.ceil(nonzero * bits / 8)
+    return (sparse, True) if sparse < dense else (dense, False)
+
+
+def packed_layer_bytes(layer: LayerInfo) -> int:
+    """Bytes `export_c_array` writes for a traced layer of a deployable model: weights, scales, biases."""
+    weights, _ = packed_weight_bytes(layer.weight_numel, layer.weight_nonzero, layer.weight_bits)
+    scales = layer.out_channels * SCALE_BYTES if layer.weight_bits < 32 else 0
+    return weights + scales + layer.bias_numel * BIAS_BYTES
 
 
 @dataclass(frozen=True)
@@ -106,9 +131,7 @@ def _layer_arrays(name: str, layer: nn.Module) -> tuple[CArrayLayer, dict[str, t
         raise ValueError(f"layer {name} has {bits}-bit weights but no integer codes; export the fake-quant model")
     nonzero_mask = (weight != 0).numpy().ravel()
     numel, nonzero = weight.numel(), int(nonzero_mask.sum())
-    dense = math.ceil(numel * bits / 8)
-    sparse_size = math.ceil(numel / 8) + math.ceil(nonzero * bits / 8)
-    sparse = sparse_size < dense  # the rule of devices.memory.weight_storage_bytes
+    _, sparse = packed_weight_bytes(numel, nonzero, bits)
     keep = nonzero_mask if sparse else np.ones(numel, dtype=bool)
     if codes is None:
         w_bytes = weight.numpy().ravel()[keep].astype("<f4").tobytes()
@@ -232,4 +255,13 @@ def read_c_array_weights(export: CArrayExport) -> dict[str, torch.Tensor]:
     return out
 
 
-__all__ = ["CArrayExport", "CArrayLayer", "export_c_array", "pack_bits", "read_c_array_weights", "unpack_bits"]
+__all__ = [
+    "CArrayExport",
+    "CArrayLayer",
+    "export_c_array",
+    "pack_bits",
+    "packed_layer_bytes",
+    "packed_weight_bytes",
+    "read_c_array_weights",
+    "unpack_bits",
+]

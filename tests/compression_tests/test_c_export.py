@@ -19,7 +19,7 @@ from jointnas.compression import (
     quantize_model,
     read_c_array_weights,
 )
-from jointnas.compression.c_export import pack_bits, unpack_bits
+from jointnas.compression.c_export import pack_bits, packed_weight_bytes, unpack_bits
 from jointnas.devices import estimate_flash_bytes
 from jointnas.devices.memory import weight_storage_bytes
 from jointnas.spaces import Candidate, Stage, build_model, trace_layers
@@ -47,6 +47,10 @@ def test_storage_rule_picks_the_smaller_format():
     assert weight_storage_bytes(1000, 900, 8) == 1000  # 125 + 900 > 1000: stays dense
     assert weight_storage_bytes(1000, 0, 1) == 125  # binary is never sparse-coded cheaper than dense
     assert weight_storage_bytes(10, 3, 32) == 2 + 12
+    for numel in (1, 7, 64, 1000):  # the exporter's own rule is the devices estimator's, everywhere
+        for nonzero in {0, 1, numel // 3, numel // 2, numel}:
+            for bits in (1, 2, 4, 8, 16, 32):
+                assert packed_weight_bytes(numel, nonzero, bits)[0] == weight_storage_bytes(numel, nonzero, bits)
 
 
 def _plan(c: Candidate, bits: int, head: int, **knobs) -> Candidate:
