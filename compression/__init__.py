@@ -6,6 +6,7 @@ from torch import nn
 
 from jointnas.spaces import Candidate
 
+from .export import deployable_model, export_onnx, onnx_logits, onnx_parity, quantize_onnx_int8
 from .lowrank import factorize_conv1x1, factorize_linear, factorize_low_rank, rank_for, saves_parameters
 from .pipeline import PipelineConfig, PipelineResult, StepReport, run_pipeline
 from .pruning import CRITERIA, channels_to_keep, prune_channels
@@ -40,14 +41,19 @@ __all__ = [
     "TrainingDivergedError",
     "accuracy",
     "channels_to_keep",
+    "deployable_model",
     "distillation_loss",
+    "export_onnx",
     "factorize_conv1x1",
     "factorize_linear",
     "factorize_low_rank",
     "fold_batchnorm",
     "integer_weights",
+    "onnx_logits",
+    "onnx_parity",
     "prune_channels",
     "quantize_model",
+    "quantize_onnx_int8",
     "quantize_weight",
     "rank_for",
     "run_pipeline",

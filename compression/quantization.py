@@ -61,8 +61,12 @@ class QuantConv2d(nn.Conv2d):
     weight_bits: int
     act_bits: int
 
+    def quantized_weight(self) -> Tensor:
+        """The de-quantized weight the forward pass uses."""
+        return quantize_weight(self.weight, self.weight_bits)
+
     def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(x, quantize_weight(self.weight, self.weight_bits), self.bias)
+        return self._conv_forward(x, self.quantized_weight(), self.bias)
 
 
 class QuantLinear(nn.Linear):
@@ -71,8 +75,12 @@ class QuantLinear(nn.Linear):
     weight_bits: int
     act_bits: int
 
+    def quantized_weight(self) -> Tensor:
+        """The de-quantized weight the forward pass uses."""
+        return quantize_weight(self.weight, self.weight_bits)
+
     def forward(self, x: Tensor) -> Tensor:
-        return nn.functional.linear(x, quantize_weight(self.weight, self.weight_bits), self.bias)
+        return nn.functional.linear(x, self.quantized_weight(), self.bias)
 
 
 class PACT(nn.Module):
