@@ -55,6 +55,14 @@ class StepProgress:
         if self.progress is not None:
             self.progress.update(self.task, total=self.total)
 
+    def mark(self, name: str, seconds: float) -> None:
+        """Count a step that ran elsewhere (e.g. inside a callback) and took ``seconds``."""
+        self.done += 1
+        if self.progress is not None:
+            self.progress.update(self.task, completed=self.done, description=name)
+        elif self.enabled:
+            print(f"{self.label} {self.done}/{self.total} {name} [{seconds:.1f} s]", file=sys.stderr, flush=True)
+
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
         """Run one step named ``name``; advance the bar when it ends."""
