@@ -27,7 +27,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(
         f"trial {report['trial']}: test accuracy INT8 {acc['onnx_int8']:.4f} (search reported "
         f"{acc['trial_reported_test']:.4f}); latency FP32 {lat['measured_onnx_fp32']:.4f} ms measured vs "
-        f"{lat['lut_predicted']:.4f} ms predicted; files in {args.out}",
+        f"{lat['lut_predicted']:.4f} ms predicted "
+        f"({lat['lut_predicted_overhead_corrected']:.4f} corrected); files in {args.out}",
         file=sys.stderr,
     )
     for check in report["requirements"]:
@@ -46,4 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--retrain-epochs", type=int, help="initial training epochs (default: the study's)")
     p.add_argument("--distill", action="store_true", help="distil every fine-tune from the uncompressed teacher")
+    p.add_argument(
+        "--deploy", choices=("int8", "fp32"), default="int8", help="the file the [requirements] judge (default int8)"
+    )
+    p.add_argument("--lut", help="latency table JSON to predict with (default: measure a fresh table now)")
     p.set_defaults(func=cmd_export)

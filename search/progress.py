@@ -58,6 +58,8 @@ class StepProgress:
     def mark(self, name: str, seconds: float) -> None:
         """Count a step that ran elsewhere (e.g. inside a callback) and took ``seconds``."""
         self.done += 1
+        if self.done > self.total:  # steps found on the way (e.g. a front's size)
+            self.add(self.done - self.total)
         if self.progress is not None:
             self.progress.update(self.task, completed=self.done, description=name)
         elif self.enabled:
