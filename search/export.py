@@ -120,15 +120,26 @@ def _onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
     return float((onnx_logits(path, x).argmax(1) == y).mean())
 
 
-def _c_array(model: nn.Module, candidate: Candidate, out: Path) -> dict[str, Any]:
-    """Packed C array export when the compression package provides it (its byte size is the Flash figure)."""
+def _c_array(model: nn.Module, out: Path) -> dict[str, Any]:
+    """Packed C arrays (``model.h``/``model.c``/``model.bin``) when the compression package provides them.
+
+    Their byte count is the Flash figure the search estimated; the report shows both.
+    """
     try:
         from jointnas.compression import export_c_array  # type: ignore[attr-defined]
     except ImportError:
         return {"written": False, "reason": "this build's compression package has no C-array export"}
     result = export_c_array(model, out / "model")
-    files = [Path(p) for p in (result if isinstance(result, list | tuple) else [out / "model.h", out / "model.c"])]
-    return {"written": True, "files": [p.name for p in files if p.exists()]}
+    files = [
+        Path(p)
+        for p in (getattr(result, "header", None), getattr(result, "source", None), getattr(result, "blob", None))
+        if p
+    ]
+    return {
+        "written": True,
+        "files": [p.name for p in files if p.exists()],
+        "array_bytes": int(getattr(result, "total_bytes", 0)) or None,
+    }
 
 
 def export_trial(
@@ -209,7 +220,7 @@ def export_trial(
         )
         base_path = export_onnx(baseline, example, out / "baseline.onnx")
     with step("C array"):
-        c_array = _c_array(model, candidate, out)
+        c_array = _c_array(model, out)
     with step("accuracy (torch, ONNX FP32, ONNX INT8)"):
         acc = {
             "torch": accuracy(model, task.x_test, task.y_test),
@@ -354,6 +365,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---|---:|",
         f"| Flash estimate (packed weights, scales, biases) | {size['flash_estimate_bytes']} |",
         f"| SRAM estimate (peak live activations) | {size['sram_estimate_bytes']} |",
+        f"| C arrays (packed weights, scales, biases) | {size['c_array'].get('array_bytes') or '-'} |",
         f"| model.onnx | {size['model_onnx_bytes']} |",
         f"| model.int8.onnx | {size['model_int8_onnx_bytes']} |",
         f"| baseline.onnx | {size['baseline_onnx_bytes']} |",
