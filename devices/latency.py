@@ -204,8 +204,9 @@ def fit_calibration(sums_ms: Sequence[float], n_blocks: Sequence[int], measured_
     for _ in range(3):
         coef, *_ = np.linalg.lstsq(x[keep], np.ones(int(keep.sum())), rcond=None)
         rel = x @ coef - 1.0
-        mad = np.median(np.abs(rel[keep] - np.median(rel[keep])))
-        new_keep = np.abs(rel) <= max(3 * 1.4826 * mad, 0.02)
+        center = np.median(rel[keep])
+        mad = np.median(np.abs(rel[keep] - center))
+        new_keep = np.abs(rel - center) <= max(3 * 1.4826 * mad, 0.03)
         if new_keep.sum() < max(3, len(y) // 2) or (new_keep == keep).all():
             break
         keep = new_keep

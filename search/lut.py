@@ -12,6 +12,7 @@ import math
 import platform
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -96,9 +97,11 @@ def export_onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
             export_onnx(model, example, path)
         else:
             # TEMPORARY (switch to compression.export.export_onnx once merged): legacy TorchScript exporter.
-            torch.onnx.export(
-                model, (example,), str(path), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"]
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    model, (example,), str(path), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"]
+                )
         return path.read_bytes()
 
 
