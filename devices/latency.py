@@ -102,7 +102,7 @@ preempted on a shared machine, long enough for the timer (the median then ignore
 
 
 def time_session(session, feed: dict[str, np.ndarray], warmup: int, repeats: int) -> tuple[float, float]:
-    """Median latency (ms) of ``session.run`` on ``feed`` and the coefficient of variation.
+    """Median latency (ms) of ``session.run`` on ``feed`` and its robust coefficient of variation.
 
     Each of the ``repeats`` samples times enough back-to-back runs to last about 20 us, so timer
     resolution does not dominate microsecond-scale operators, while a sample rarely spans a preemption
@@ -120,9 +120,17 @@ def time_session(session, feed: dict[str, np.ndarray], warmup: int, repeats: int
         for _ in range(inner):
             session.run(None, feed)
         samples.append((time.perf_counter_ns() - t0) / 1e6 / inner)
-    median = statistics.median(samples)
-    cv = statistics.pstdev(samples) / statistics.fmean(samples) if len(samples) > 1 else 0.0
-    return median, cv
+    return statistics.median(samples), robust_cv(samples)
+
+
+def robust_cv(samples: Sequence[float]) -> float:
+    """Coefficient of variation from the median absolute deviation (1.4826·MAD / median), which, unlike
+    stdev / mean, a few preempted samples on a shared machine do not blow up."""
+    if len(samples) < 2:
+        return 0.0
+    med = statistics.median(samples)
+    mad = statistics.median(abs(x - med) for x in samples)
+    return 1.4826 * mad / med if med > 0 else 0.0
 
 
 def measure_layer_ms(layer: LayerInfo, threads: int, warmup: int, repeats: int) -> tuple[float, float]:

@@ -65,3 +65,22 @@ def test_lut_commands_refuse_bad_input(tiny_config, tmp_path, capsys, monkeypatc
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: latency table") and "truncated or corrupt" in err and "Traceback" not in err
+
+
+def test_study_on_a_microcontroller_uses_the_cycle_model_and_fit_constraint(tmp_path, capsys):
+    import optuna
+
+    from ..conftest import TINY_CONFIG, write_config
+
+    text = TINY_CONFIG.replace("[device]\n", '[device]\nname = "arduino-uno"\n')
+    text = text.replace("[sampler]", '[constraints]\nfits = ["arduino-uno"]\n\n[sampler]')
+    text = text.replace("n_trials = 2", "n_trials = 1")
+    path = write_config(tmp_path, text)
+    assert main(["run", str(path), "--json"]) == 0, capsys.readouterr().err
+    trial = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tiny.db'}").trials[0]
+    uno = trial.user_attrs["device_fit"]["arduino-uno"]
+    assert trial.values[1] == uno["latency_ms"]  # latency objective from the cycle model
+    assert trial.user_attrs["fits_device"]["arduino-uno"] == uno["fits"]
+    expected = max(uno["flash_bytes"] / 32768, uno["sram_bytes"] / 2048) - 1
+    assert trial.system_attrs["constraints:fits:arduino-uno"] == expected
+    assert not list(tmp_path.glob("lut-*.json"))  # no latency table for a microcontroller
