@@ -58,7 +58,7 @@ def test_tinychat_arduino_on_a_gzipped_pairs_file(tmp_path):
     study = run_study_file("tinychat_arduino.toml", tmp_path, **{"task.path": str(data)})
     trials = _check(study, [256], "mlp")
     for t in trials:
-        assert set(t.user_attrs["fits"]) == {"flash_bytes", "sram_bytes"}
+        assert set(t.user_attrs["fits"]) == {"flash_bytes", "sram_bytes", "fits:arduino-uno"}
         assert t.user_attrs["fits"]["flash_bytes"] == (t.user_attrs["flash_bytes"] <= 32768)
         assert t.user_attrs["fits"]["sram_bytes"] == (t.user_attrs["sram_bytes"] <= 2048)
 
@@ -67,4 +67,5 @@ def test_tinychat_arduino_on_a_gzipped_pairs_file(tmp_path):
 def test_mnist1d_mcu(tmp_path):
     study = run_study_file("mnist1d_mcu.toml", tmp_path)
     trials = _check(study, [1, 40], "cnn1d")
-    assert all(t.user_attrs["fits"] == {"flash_bytes": True, "sram_bytes": True} for t in trials)
+    assert all(set(t.user_attrs["fits"]) == {"flash_bytes", "sram_bytes", "fits:stm32f746"} for t in trials)
+    assert all(t.user_attrs["fits"]["flash_bytes"] for t in trials)

@@ -15,6 +15,7 @@ from jointnas.compression import (
     quantize_model,
 )
 from jointnas.devices import LatencyTable, estimate_flash_bytes, estimate_sram_bytes, layer_key
+from jointnas.devices.blocks import group_blocks
 from jointnas.spaces import Candidate, SpaceConfig, Stage, UserInputError, build_model, sample_candidate, trace_layers
 
 C1D = Candidate("cnn1d", (1, 40), 10, (Stage(8, 1, 5, 4, 1), Stage(16, 2, 3, 4, 2)), stem_channels=8, head_bits=8)
@@ -80,7 +81,10 @@ def test_latency_table_measures_1d_layers():
     layers = trace_layers(fold_batchnorm(build_model(C1D).eval()), (1, 40))
     table = LatencyTable(None, warmup=1, repeats=3)
     assert table.predict_ms(layers) > 0
-    assert len(table.entries) == len({layer_key(layer) for layer in layers})
+    blocks = [spec for spec, _ in group_blocks(layers)]
+    assert [b.kind for b in blocks] == ["stem", "ir", "ir", "ir", "head"]
+    assert set(table.entries) >= {b.key for b in blocks}  # (plus the per-inference overhead entry)
+    assert "ir|in=8x40|" in blocks[1].key  # 1-D blocks keep their (channels, length) input shape
 
 
 def test_space_samples_cnn1d_candidates():
