@@ -48,6 +48,7 @@ def test_export_reproduces_the_trial_and_writes_files(tiny_study, capsys):
     acc = report["accuracy"]
     # Same config and seed: the rebuilt model is the trial's model.
     assert acc["torch"] == pytest.approx(acc["trial_reported_test"], abs=1e-9)
+    assert report["reproduced_trial"] is True
     assert abs(acc["onnx_fp32"] - acc["torch"]) <= 0.01
     assert report["sizes"]["model_onnx_bytes"] == (out / "model.onnx").stat().st_size
     assert report["sizes"]["flash_estimate_bytes"] == report["sizes"]["trial_reported_flash_bytes"]
