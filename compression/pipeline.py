@@ -50,9 +50,10 @@ class PipelineConfig(BaseModel):
     batch_size: int = Field(64, ge=1, le=1_000_000)
     weight_decay: float = Field(1e-4, ge=0, le=1)
     prune_criterion: Literal[CRITERIA] = "l1"  # type: ignore[valid-type]
-    # "all": hidden widths and the residual-tied stage outputs (stem, classifier inputs follow);
-    # "hidden": only the inverted-residual hidden widths (block widths stay).
-    prune_scope: Literal[SCOPES] = "all"  # type: ignore[valid-type]
+    # "hidden": only the inverted-residual hidden widths (block widths stay; what Stage.prune_ratio
+    # documents and what latency tables enumerate); "all": also the residual-tied block outputs, with
+    # the stem and the classifier inputs following.
+    prune_scope: Literal[SCOPES] = "hidden"  # type: ignore[valid-type]
     kd_alpha: float = Field(0.0, ge=0, le=1)
     kd_temperature: float = Field(4.0, gt=0, le=100)
     # "ratio": a stage's rank_ratio is the share of full rank kept; "energy": the share of Σ s² kept.
