@@ -391,25 +391,35 @@ class LatencyTable:
         return entry.ms
 
     def measure_blocks(
-        self, specs: Sequence[BlockSpec], rounds: int = 3, progress: Callable[[int, int], None] | None = None
+        self,
+        specs: Sequence[BlockSpec],
+        rounds: int = 3,
+        progress: Callable[[int, int], None] | None = None,
+        chunk: int = 256,
     ) -> None:
         """(Re)measure ``specs`` in ``rounds`` interleaved passes; store each block's median over passes.
 
-        Interleaving spreads a burst of load from other processes over many blocks' single passes
-        instead of all passes of a few blocks. The stored CV is the median of the passes' sample CVs.
+        Blocks go in chunks: each chunk's sessions are created once, then timed pass after pass, so a
+        burst of load from other processes hits one pass of many blocks instead of every pass of a few.
+        The stored CV is the median of the passes' (robust) sample CVs.
         """
-        runs: dict[str, list[tuple[float, float]]] = {s.key: [] for s in specs}
         total, done = len(specs) * max(1, rounds), 0
-        for _ in range(max(1, rounds)):
-            for spec in specs:
-                runs[spec.key].append(measure_block_ms(spec, self.threads, self.warmup, self.repeats, self.disabled))
-                done += 1
-                if progress:
-                    progress(done, total)
-        with self._lock:
-            for key, xs in runs.items():
-                self.entries[key] = Entry(statistics.median(m for m, _ in xs), statistics.median(c for _, c in xs))
-            self._dirty = True
+        for start in range(0, len(specs), chunk):
+            part = specs[start : start + chunk]
+            sessions = [ort_session(block_graph(s), self.threads, self.disabled) for s in part]
+            feeds = [{"x": np.random.default_rng(0).standard_normal((1, *s.in_shape), dtype=np.float32)} for s in part]
+            runs: list[list[tuple[float, float]]] = [[] for _ in part]
+            for _ in range(max(1, rounds)):
+                for i, (session, feed) in enumerate(zip(sessions, feeds, strict=True)):
+                    runs[i].append(time_session(session, feed, self.warmup, self.repeats))
+                    done += 1
+                    if progress:
+                        progress(done, total)
+            with self._lock:
+                for spec, xs in zip(part, runs, strict=True):
+                    ms = statistics.median(m for m, _ in xs)
+                    self.entries[spec.key] = Entry(ms, statistics.median(c for _, c in xs))
+                self._dirty = True
 
     def lookup(self, layer: LayerInfo) -> float:
         """Milliseconds of one layer measured as a block of its own."""

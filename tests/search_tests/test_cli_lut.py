@@ -20,6 +20,8 @@ def test_space_blocks_cover_every_random_candidate(tiny_config):
 
     for c in random_candidates(config, 30, seed=3):
         layers = trace_layers(deployable_model(c, list(config.pipeline.steps)), c.input_shape)
+        missing = {s.key for s in table.blocks(layers)} - blocks
+        assert not missing, (c, missing)
         assert {s.key for s in table.blocks(layers)} <= blocks
 
 
