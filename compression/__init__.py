@@ -6,6 +6,7 @@ from torch import nn
 
 from jointnas.spaces import Candidate
 
+from .c_export import CArrayExport, CArrayLayer, export_c_array, packed_layer_bytes, read_c_array_weights
 from .export import deployable_model, export_onnx, onnx_logits, onnx_parity, quantize_onnx_int8
 from .lowrank import (
     factorize_conv,
@@ -18,7 +19,8 @@ from .lowrank import (
     rank_for_energy,
     saves_parameters,
 )
-from .pipeline import PipelineConfig, PipelineResult, StepReport, run_pipeline
+from .pipeline import PipelineConfig, PipelineResult, StepReport, deployed_costs, run_pipeline
+from .plan import validate_plan
 from .pruning import (
     CRITERIA,
     ChannelGroup,
@@ -57,6 +59,8 @@ METHODS: dict[str, Callable[[nn.Module, Candidate], nn.Module]] = {
 """Compression methods by name: each takes ``(model, candidate)`` and returns the compressed model."""
 
 __all__ = [
+    "CArrayExport",
+    "CArrayLayer",
     "CRITERIA",
     "ChannelGroup",
     "METHODS",
@@ -76,7 +80,9 @@ __all__ = [
     "channel_groups",
     "channels_to_keep",
     "deployable_model",
+    "deployed_costs",
     "distillation_loss",
+    "export_c_array",
     "export_onnx",
     "factorize_conv",
     "factorize_conv1x1",
@@ -90,6 +96,7 @@ __all__ = [
     "layer_sparsity",
     "onnx_logits",
     "onnx_parity",
+    "packed_layer_bytes",
     "plan_channel_pruning",
     "prune_channels",
     "prune_group",
@@ -98,9 +105,11 @@ __all__ = [
     "quantize_onnx_int8",
     "quantize_weight",
     "rank_for",
+    "read_c_array_weights",
     "rank_for_energy",
     "run_pipeline",
     "scheduled_sparsity",
     "saves_parameters",
     "train",
+    "validate_plan",
 ]
