@@ -23,6 +23,8 @@ and a killed worker's trial stays RUNNING (it never counts).
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -36,6 +38,9 @@ from optuna.trial import FrozenTrial, TrialState
 POLL_S = 0.5
 
 SURPLUS_ATTR = "jointnas:surplus"
+#: Trial user attr naming the worker that ran the trial, ``host:pid``.
+WORKER_ATTR = "worker"
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -77,6 +82,7 @@ class _Guarded:
             trial.set_user_attr(SURPLUS_ATTR, True)
             self.surplus += 1
             raise optuna.TrialPruned(f"budget of {self.n_trials} COMPLETE trials already claimed")
+        trial.set_user_attr(WORKER_ATTR, WORKER_ID)
         values = self.objective(trial)
         if self.on_success is not None:
             self.on_success(trial, values)
@@ -136,4 +142,4 @@ def run_trials(
         ran += 1
 
 
-__all__ = ["POLL_S", "SURPLUS_ATTR", "budget_counts", "heartbeat_enabled", "run_trials"]
+__all__ = ["POLL_S", "SURPLUS_ATTR", "WORKER_ATTR", "budget_counts", "heartbeat_enabled", "run_trials"]
