@@ -143,6 +143,9 @@ def run_study(
         callbacks=callbacks or (),
         on_success=uploader,
     )
+    from .dashboard import save_study_notes  # imports study.py itself
+
+    save_study_notes(study)  # the Pareto plot and summary note optuna-dashboard shows
     return study
 
 
