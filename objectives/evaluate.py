@@ -6,11 +6,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 from torch import nn
 
 from jointnas.compression import PipelineConfig, accuracy, fold_batchnorm, run_pipeline
-from jointnas.devices import LatencyTable, estimate_flash_bytes, estimate_sram_bytes
+from jointnas.devices import (
+    LatencyTable,
+    estimate_flash_bytes,
+    estimate_sram_bytes,
+    fit_profiles,
+    fit_report,
+    is_profile_path,
+    load_profile,
+    profile_names,
+)
 from jointnas.spaces import Candidate, build_model, trace_layers
 
 from .tasks import TaskData
@@ -44,16 +53,37 @@ class ObjectivesConfig(BaseModel):
 
 
 class ConstraintsConfig(BaseModel):
-    """The ``[constraints]`` section: upper bounds a feasible model must meet (absent = no bound)."""
+    """The ``[constraints]`` section: upper bounds a feasible model must meet (absent = no bound).
+
+    ``fits`` lists devices (profile names or files) whose Flash and SRAM the model must fit; each is a
+    constraint named ``fits:<device>`` with value max(used / capacity) − 1.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     flash_bytes: float | None = Field(None, gt=0)
     sram_bytes: float | None = Field(None, gt=0)
     latency_ms: float | None = Field(None, gt=0)
+    fits: list[str] = Field(default_factory=list)
+
+    @field_validator("fits")
+    @classmethod
+    def _devices(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not is_profile_path(name) and name not in profile_names():
+                raise ValueError(f"unknown device {name!r}; choose from {profile_names()} or a profile file path")
+        return names
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_fits(self, handler: Any) -> dict[str, Any]:
+        # Studies made before `fits` existed keep their config hash.
+        data = handler(self)
+        if not data.get("fits"):
+            data.pop("fits", None)
+        return data
 
     def bounds(self) -> dict[str, float]:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+        return {k: v for k, v in self.model_dump().items() if k != "fits" and v is not None}
 
 
 @dataclass
@@ -131,6 +161,9 @@ def evaluate_candidate(
     values = {m: measured[m] for m in objectives.metrics}
     bounds = constraints.bounds()
     violations = {k: measured[k] - bound for k, bound in bounds.items()}
+    device_fit = {p.name: fit_report(costs["layers"], p) for p in fit_profiles(constraints.fits)}
+    for name in constraints.fits:
+        violations[f"fits:{name}"] = device_fit[load_profile(name).name].violation
     timings = dict(result.timings_s, eval_s=eval_s, cost_s=cost_s, total_s=time.perf_counter() - t_start)
     attrs: dict[str, Any] = {
         "candidate": candidate.to_dict(),
@@ -155,6 +188,8 @@ def evaluate_candidate(
         ],
         "timings_s": timings,
         "fits": {k: v <= 0 for k, v in violations.items()},
+        "fits_device": {n: r.fits for n, r in device_fit.items()},
+        "device_fit": {n: r.to_dict() for n, r in device_fit.items()},
         "feasible": all(v <= 0 for v in violations.values()),
     }
     return Evaluation(values, violations, attrs, model)

@@ -1,8 +1,10 @@
 """Per-trial artifacts: the ONNX model and a JSON summary, uploaded with `optuna.artifacts`.
 
-The store is a directory (`optuna.artifacts.FileSystemArtifactStore`), which may sit on a shared
-filesystem so that workers on several hosts and optuna-dashboard see the same files. Files are stored
-under opaque artifact ids; Optuna's store refuses ids that would leave its directory.
+The model is written by the one ONNX export path, `jointnas.compression.export.export_onnx`
+(deployable FP32 graph). The store is a directory (`optuna.artifacts.FileSystemArtifactStore`),
+which may sit on a shared filesystem so that workers on several hosts and optuna-dashboard see the
+same files. Files are stored under opaque artifact ids; Optuna's store refuses ids that would leave
+its directory.
 """
 
 from __future__ import annotations
@@ -17,28 +19,11 @@ import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
+from jointnas.compression.export import export_onnx
 from jointnas.spaces import UserInputError
 
 ATTR_ARTIFACT_DIR = "jointnas:artifact_dir"
 ONNX_MIMETYPE = "application/octet-stream"
-
-
-def _export_onnx(model: torch.nn.Module, example_input: torch.Tensor, path: Path) -> Path:
-    try:
-        from jointnas.compression.export import export_onnx
-    except ImportError:  # TEMPORARY shim until compression/export.py lands on main; remove then
-        return _export_onnx_shim(model, example_input, path)
-    return export_onnx(model, example_input, path)
-
-
-def _export_onnx_shim(model: torch.nn.Module, example_input: torch.Tensor, path: Path) -> Path:
-    """TEMPORARY: replace with `jointnas.compression.export.export_onnx` (same signature)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (example_input,), str(path), dynamo=False)
-    return path
 
 
 def open_artifact_store(directory: str | Path) -> FileSystemArtifactStore:
@@ -91,7 +76,7 @@ class ArtifactUploader:
             stem = f"trial-{trial.number:05d}"
             if ev is not None and ev.model is not None:
                 try:
-                    onnx = _export_onnx(ev.model, torch.zeros(1, *self.input_shape), Path(tmp) / f"{stem}.onnx")
+                    onnx = export_onnx(ev.model, torch.zeros(1, *self.input_shape), Path(tmp) / f"{stem}.onnx")
                     ids["onnx"] = upload_artifact(
                         artifact_store=self.store, file_path=str(onnx), study_or_trial=trial, mimetype=ONNX_MIMETYPE
                     )

@@ -38,7 +38,7 @@ class Objective:
         self.config = config
         self.task = task
         self.table = table
-        self.bounds = list(config.constraints.bounds())
+        self.bounds = list(config.constraints.bounds()) + [f"fits:{n}" for n in config.constraints.fits]
         #: The last successful evaluation (its ``model`` is exported as the trial's ONNX artifact).
         self.last_evaluation: Evaluation | None = None
 
