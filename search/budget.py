@@ -123,10 +123,6 @@ def run_trials(
     if max_trials is None:
         max_trials = max(0, n_trials - budget_counts(study)["COMPLETE"])
     while True:
-        if exact:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
         counts = budget_counts(study)
         complete = counts["COMPLETE"]
         if complete >= n_trials:
@@ -136,7 +132,12 @@ def run_trials(
         if ran - guarded.surplus >= max_trials:
             return complete
         if exact and complete + counts["RUNNING"] >= n_trials:
-            time.sleep(poll_s)  # the rest of the budget is held by running trials; one may still fail
+            # The rest of the budget is held by running trials; one may still fail, or belong to a
+            # dead worker: mark stale ones FAIL (their retries are queued) and look again.
+            time.sleep(poll_s)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
             continue
         study.optimize(guarded, n_trials=1, catch=catch, callbacks=list(callbacks))
         ran += 1
