@@ -23,6 +23,8 @@ from .study import ATTR_CONFIG, ATTR_HASH, front
 
 #: graph_object_id of the Pareto plot (saving again replaces it).
 PARETO_PLOT_ID = "jointnas-pareto"
+#: First words of the note `save_study_notes` writes (it replaces only its own note).
+NOTE_MARK = "# jointnas study"
 
 
 def pareto_figure(study: optuna.Study):  # -> plotly.graph_objects.Figure | None
@@ -43,9 +45,9 @@ def study_note(study: optuna.Study) -> str:
     names = study.metric_names or []
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     lines = [
-        f"# {study.study_name}",
+        f"{NOTE_MARK} {study.study_name}",
         "",
-        f"jointnas study; config hash `{str(study.user_attrs.get(ATTR_HASH, '?'))[:12]}`; "
+        f"Config hash `{str(study.user_attrs.get(ATTR_HASH, '?'))[:12]}`; "
         f"{len(complete)} / {study.user_attrs.get('jointnas:n_trials', '?')} COMPLETE trials; "
         f"artifacts (ONNX model + JSON summary per trial) in `{study.user_attrs.get(ATTR_ARTIFACT_DIR, '-')}`.",
         "",
@@ -69,7 +71,10 @@ def save_study_notes(study: optuna.Study) -> bool:
     if fig is not None:
         fig.update_layout(title=f"Pareto front of {study.study_name}")
         optuna_dashboard.save_plotly_graph_object(study, fig, graph_object_id=PARETO_PLOT_ID)
-    optuna_dashboard.save_note(study, study_note(study))
+    # `jointnas report` (search/report.py) saves a richer note; never overwrite it with this one.
+    existing = optuna_dashboard.get_note(study)
+    if not existing or existing.startswith(NOTE_MARK):
+        optuna_dashboard.save_note(study, study_note(study))
     return True
 
 

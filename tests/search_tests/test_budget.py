@@ -120,6 +120,7 @@ def test_sigkill_mid_trial_on_postgres_then_resume_gives_exact_budget_no_duplica
     assert [t.state for t in retried] == [TrialState.COMPLETE]
     origins = [t.system_attrs.get("failed_trial", t.number) for t in trials if t.state == TrialState.COMPLETE]
     assert len(origins) == len(set(origins))  # a retried trial counts once
+    optuna.delete_study(study_name=name, storage=PG_DRIVER_URL)
 
 
 def test_two_processes_on_a_journal_file_share_the_budget(tmp_path):

@@ -74,3 +74,4 @@ def test_sigkill_one_of_three_workers_then_resume_reaches_exact_budget(tmp_path)
     # No COMPLETE trial is a second copy of another one (a retried trial counts once).
     origins = [t.system_attrs.get("failed_trial", t.number) for t in trials if t.state == TrialState.COMPLETE]
     assert len(origins) == len(set(origins))
+    optuna.delete_study(study_name=name, storage=open_storage(PG_URL, heartbeat_s=None))

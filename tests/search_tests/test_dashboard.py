@@ -113,3 +113,22 @@ def test_headless_chromium_screenshot_of_the_study_page(served, tmp_path):
     subprocess.run([*cmd, f"{base}/dashboard/studies/{study._study_id}"], capture_output=True, timeout=120)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a rendered page, not a blank one
+
+
+def test_pareto_note_never_overwrites_a_report_note(tmp_path):
+    import optuna_dashboard
+
+    from jointnas.search.dashboard import save_study_notes
+
+    study = create_or_resume(load_config(make_config(tmp_path, unique("note"), None)), f"sqlite:///{tmp_path / 'n.db'}")
+    assert save_study_notes(study) is False  # nothing COMPLETE yet: nothing saved
+    for values in ([0.9, 0.2, 3000.0], [0.8, 0.1, 1500.0], [0.7, 0.3, 4000.0]):
+        trial = study.ask()
+        trial.suggest_int("s0_width", 8, 16)
+        study.tell(trial, values)
+    assert save_study_notes(study) is True
+    note = optuna_dashboard.get_note(study)
+    assert "| 0 | 0.9 | 0.2 | 3000 |" in note and "| 2 |" not in note  # trial 2 is dominated
+    optuna_dashboard.save_note(study, "# jointnas report of it\n")
+    save_study_notes(study)
+    assert optuna_dashboard.get_note(study) == "# jointnas report of it\n"

@@ -40,6 +40,7 @@ def test_each_storage_round_trips_a_study(tmp_path, kind):
     assert again.user_attrs["jointnas:config_hash"] == "abc"
     if kind in ("journal", "journal-bare"):
         assert journal_path(url).exists()
+    optuna.delete_study(study_name=name, storage=open_storage(url))  # leave the shared services clean
 
 
 def test_bare_postgresql_url_uses_an_installed_driver():
