@@ -161,6 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     n_trials=config.budget.n_trials,
                     artifact_dir=artifact_dir,
                     lut=lut,
+                    extra=["--timeout", str(config.budget.timeout)] if config.budget.timeout else None,
                 )
             )
             if code != EXIT_OK:

@@ -13,6 +13,7 @@ import optuna
 from jointnas.spaces import UserInputError
 
 from .artifacts import ATTR_ARTIFACT_DIR, default_artifact_dir
+from .config import apply_overrides
 from .samplers import make_sampler
 from .storage import DEFAULT_HEARTBEAT_S, mask_password, open_storage, storage_file
 from .study import load_study, n_complete, run_study
@@ -39,6 +40,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     storage = open_storage(url, heartbeat_s=args.heartbeat, grace_s=args.grace)
     study = load_study(storage, args.study_name)
     config = config_from_study(study, args.n_trials)
+    if args.timeout is not None:
+        config = apply_overrides(config, **{"budget.timeout": args.timeout})
     index = args.worker_index if args.worker_index is not None else os.getpid()
     # Workers must not draw the same sequence of candidates: each seeds its sampler differently.
     # (A trial's training seed is study.seed + trial.number, whichever worker runs it.)
@@ -75,6 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help=f"storage URL (default: ${STORAGE_ENV})")
     p.add_argument("--study-name", required=True)
     p.add_argument("--n-trials", type=int, help="COMPLETE trials the whole study should hold (default: stored)")
+    p.add_argument("--timeout", type=float, help="seconds after which this worker starts no new trial")
     p.add_argument("--artifact-dir", help="artifact directory (default: the study's, else next to the storage)")
     p.add_argument("--no-artifacts", action="store_true", help="do not upload ONNX models and summaries")
     p.add_argument(
