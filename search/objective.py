@@ -11,7 +11,7 @@ import torch
 
 from jointnas.compression import TrainingDivergedError
 from jointnas.devices import LatencyTable
-from jointnas.objectives import TaskData, evaluate_candidate
+from jointnas.objectives import Evaluation, TaskData, evaluate_candidate
 from jointnas.spaces import sample_candidate
 
 from .config import StudyConfig
@@ -39,6 +39,8 @@ class Objective:
         self.task = task
         self.table = table
         self.bounds = list(config.constraints.bounds()) + [f"fits:{n}" for n in config.constraints.fits]
+        #: The last successful evaluation (its ``model`` is exported as the trial's ONNX artifact).
+        self.last_evaluation: Evaluation | None = None
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         cfg = self.config
@@ -58,6 +60,7 @@ class Objective:
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
             raise
+        self.last_evaluation = ev
         for key, value in ev.attrs.items():
             trial.set_user_attr(key, _jsonable(value))
         for key in self.bounds:
