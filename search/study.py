@@ -119,6 +119,9 @@ def run_study(
         warmup=config.device.warmup,
         repeats=config.device.repeats,
     )
+    set_context = getattr(study.sampler, "set_context", None)
+    if callable(set_context):  # supernet samplers (dnas) train on the task's splits with this table
+        set_context(task=task, table=table)
     remaining = config.budget.n_trials - n_complete(study)
     if remaining <= 0:
         return study
