@@ -162,7 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 seed, 4 trials, 1 epoch: a smoke test")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--n-trials", type=int, default=12)
+    parser.add_argument("--n-trials", type=int, default=10)
     parser.add_argument("--train-epochs", type=int, default=3)
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
@@ -185,12 +185,29 @@ def main() -> None:
                     f"{task} {sampler} seed={seed}: {run['wall_time_s']:.1f} s, {len(run['trials'])} trials", flush=True
                 )
                 runs.append(run)
+                write(args, runs, skipped)  # partial results survive an interrupted benchmark
+    result = write(args, runs, skipped)
+    print(json.dumps(result["summary"], indent=1))
+    print(f"written to {args.out}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def write(args: argparse.Namespace, runs: list[dict[str, Any]], skipped: list[str]) -> dict[str, Any]:
+    """Compute HV curves with one reference point per task over ``runs`` and write the JSON."""
+    tasks = sorted({r["task"] for r in runs})
     refs = {}
     for task in tasks:
         feas = [ev for r in runs if r["task"] == task for ev in r["trials"] if ev["feasible"]]
-        ref = np.array([1.0, 1.1 * max(ev["latency_ms"] for ev in feas), 1.1 * max(ev["flash_bytes"] for ev in feas)])
+        ref = np.array(
+            [
+                1.0,
+                1.1 * max((ev["latency_ms"] for ev in feas), default=1.0),
+                1.1 * max((ev["flash_bytes"] for ev in feas), default=1.0),
+            ]
+        )
         refs[task] = ref
         curves([r for r in runs if r["task"] == task], ref)
+    done = sorted({(r["task"], r["seed"]) for r in runs})
     result = {
         "what": "hypervolume of the feasible (1-accuracy, latency_ms, flash_bytes) front vs wall time",
         "config": "studies/quickstart.toml with the overrides below",
@@ -205,8 +222,12 @@ def main() -> None:
             "hv_normalisation": "each axis divided by the task's reference point (HV <= 1)",
             "tasks_run": tasks,
             "tasks_skipped": {t: "task not registered in this checkout" for t in skipped},
+            "runs_done": [
+                {"task": t, "seed": s, "samplers": [r["sampler"] for r in runs if (r["task"], r["seed"]) == (t, s)]}
+                for t, s in done
+            ],
         },
-        "summary": summarize(runs, tasks, args.samplers),
+        "summary": summarize(runs, tasks, sorted({r["sampler"] for r in runs}, key=list(SAMPLERS).index)),
         "runs": runs,
         "notes": "measured while other jobs shared the 2-core machine; wall times include each sampler's own "
         "work (DNAS: supernet training in the first trial); one latency table per task shared by all runs "
@@ -215,9 +236,7 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
-    print(json.dumps(result["summary"], indent=1))
-    print(f"written to {args.out}")
-    shutil.rmtree(work, ignore_errors=True)
+    return result
 
 
 if __name__ == "__main__":
