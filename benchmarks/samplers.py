@@ -36,7 +36,7 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "random": ("random", {}),
     "tpe": ("tpe", {}),
     "nsga2": ("nsga2", {"population_size": 8}),
-    "dnas": ("dnas", {"lambdas": [0.0, 0.3, 1.0, 3.0], "epochs": 3, "warmup_epochs": 1}),
+    "dnas": ("dnas", {"lambdas": [0.0, 0.1, 0.3, 1.0, 3.0], "epochs": 3, "warmup_epochs": 1}),
 }
 
 # Task → overrides of studies/quickstart.toml. MNIST-1D runs only where the task is registered.
@@ -167,6 +167,11 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument(
+        "--reuse",
+        default=None,
+        help="a previous samplers.json with the same setup: keep its runs of samplers not run now",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/samplers.json"))
     args = parser.parse_args()
     if args.quick:
@@ -176,6 +181,16 @@ def main() -> None:
     skipped = sorted(set(args.tasks) - set(tasks))
     work = Path(tempfile.mkdtemp(prefix="jointnas-samplers-"))
     runs: list[dict[str, Any]] = []
+    if args.reuse:
+        old = json.loads(Path(args.reuse).read_text())
+        keys = ("n_trials", "train_epochs", "finetune_epochs")
+        if any(old["setup"][k] != getattr(args, k) for k in keys):
+            raise SystemExit(f"--reuse {args.reuse}: its setup differs in one of {keys}")
+        kept = [r for r in old["runs"] if r["sampler"] not in args.samplers and r["seed"] in args.seeds]
+        for r in kept:
+            r["reused_from_earlier_invocation"] = True
+        runs.extend(kept)
+        args.reused = sorted({r["sampler"] for r in kept})
     for task in tasks:
         lut = work / f"lut-{task}.json"
         for seed in args.seeds:
@@ -216,7 +231,8 @@ def write(args: argparse.Namespace, runs: list[dict[str, Any]], skipped: list[st
             "n_trials": args.n_trials,
             "train_epochs": args.train_epochs,
             "finetune_epochs": args.finetune_epochs,
-            "samplers": {s: SAMPLERS[s] for s in args.samplers},
+            "samplers": {s: SAMPLERS[s] for s in sorted({r["sampler"] for r in runs}, key=list(SAMPLERS).index)},
+            "reused_runs_of": getattr(args, "reused", []),
             "quick": args.quick,
             "reference_point": {t: [round(float(v), 6) for v in refs[t]] for t in tasks},
             "hv_normalisation": "each axis divided by the task's reference point (HV <= 1)",
