@@ -87,10 +87,13 @@ def run_pipeline(
     *,
     seed: int = 0,
     on_step: Callable[[str, nn.Module], dict[str, float]] | None = None,
+    initial_model: nn.Module | None = None,
 ) -> PipelineResult:
     """Build → train → run ``config.steps`` → fold BatchNorm; report after every step.
 
     ``on_step(step, model)`` may add figures (e.g. Flash bytes) to each step's report.
+    ``initial_model`` (e.g. a sub-network with weights inherited from a supernet) replaces the freshly
+    built model; it must be ``build_model(candidate)``'s architecture.
     The validation split only measures; it never drives training.
     """
     torch.manual_seed(seed)
@@ -120,7 +123,7 @@ def run_pipeline(
         )
 
     t0 = time.perf_counter()
-    model = build_model(candidate)
+    model = build_model(candidate) if initial_model is None else initial_model
     train(model, x_train, y_train, base, generator=gen)
     record("train", model, time.perf_counter() - t0)
     teacher = copy.deepcopy(model).eval()

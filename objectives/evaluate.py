@@ -89,10 +89,12 @@ def evaluate_candidate(
     constraints: ConstraintsConfig,
     *,
     seed: int = 0,
+    initial_model: nn.Module | None = None,
 ) -> Evaluation:
     """Train, compress and fine-tune ``candidate``; measure every objective and constraint.
 
     Accuracy is the validation split's; the test split's accuracy is only recorded in ``attrs``.
+    ``initial_model`` starts training from given weights (see `compression.run_pipeline`).
     """
     t_start = time.perf_counter()
 
@@ -108,6 +110,7 @@ def evaluate_candidate(
         pipeline,
         seed=seed,
         on_step=step_flash,
+        initial_model=initial_model,
     )
     model = result.model
     t0 = time.perf_counter()

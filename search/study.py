@@ -122,6 +122,9 @@ def run_study(
     remaining = config.budget.n_trials - n_complete(study)
     if remaining <= 0:
         return study
+    attach = getattr(study.sampler, "attach", None)
+    if attach is not None:  # supernet samplers price with the objective's table (identical LUT entries)
+        attach(space=config.space, task=task, table=table, latency_cap_ms=config.constraints.latency_ms)
     study.optimize(
         Objective(config, task, table),
         n_trials=remaining,

@@ -9,6 +9,8 @@ import optuna
 
 from jointnas.spaces import SpaceConfig, UserInputError, grid_search_space
 
+from ._hardcore import HardCoReNASSampler
+
 
 def _construct(cls: type, name: str, options: dict[str, Any], **fixed: Any) -> optuna.samplers.BaseSampler:
     params = inspect.signature(cls).parameters
@@ -47,7 +49,10 @@ def make_sampler(
     if name == "grid":
         grid = grid_search_space(space)
         return _construct(optuna.samplers.GridSampler, name, options, search_space=grid, seed=seed)
-    raise UserInputError(f"unknown sampler {name!r}; choose one of tpe, nsga2, random, grid, gp")
+    if name == "hardcore":
+        fixed = {"space": space, "seed": seed, "task": None, "table": None}
+        return _construct(HardCoReNASSampler, name, options, **fixed)
+    raise UserInputError(f"unknown sampler {name!r}; choose one of tpe, nsga2, random, grid, gp, hardcore")
 
 
-__all__ = ["make_sampler"]
+__all__ = ["HardCoReNASSampler", "make_sampler"]

@@ -1,0 +1,177 @@
+"""HardCoReNAS on the shared weight-sharing supernet (`jointnas.spaces.supernet.Supernet`).
+
+One-shot training, the validation-loss proxy of sub-networks with inherited weights, LUT pricing
+from the supernet's per-choice layer descriptions, and inherited-weight models for trials.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jointnas.compression import TrainConfig, train
+from jointnas.devices import LatencyTable
+from jointnas.spaces import Candidate
+from jointnas.spaces.supernet import Supernet
+
+from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
+
+
+def build_supernet(choices: SpaceChoices, macro: Macro, input_shape: tuple[int, ...], num_classes: int) -> Supernet:
+    """The shared supernet at ``macro``'s width and stem (every stage of the space present)."""
+    return Supernet(
+        choices.space, input_shape, num_classes, width_mult=macro.width_mults[0], stem_channels=macro.stem_channels
+    )
+
+
+def path_choice(choices: SpaceChoices, arch: Arch) -> dict[str, Any]:
+    """The supernet path of ``arch`` (bit-widths: the supernet's largest, i.e. float when allowed)."""
+    out: dict[str, Any] = {}
+    for i, (c, j) in enumerate(zip(arch.choices, arch.depths, strict=True)):
+        k, e = choices.block_choices[c]
+        out.update({f"s{i}_kernel": k, f"s{i}_expansion": e, f"s{i}_depth": choices.depths[j]})
+    return out
+
+
+def random_arch(choices: SpaceChoices, macro: Macro, rng: np.random.Generator) -> Arch:
+    """A uniformly random sub-network of ``macro``."""
+    n = macro.n_stages
+    return Arch(
+        macro,
+        tuple(int(c) for c in rng.integers(0, len(choices.block_choices), n)),
+        tuple(int(j) for j in rng.integers(0, len(choices.depths), n)),
+    )
+
+
+def latency_model(net: Supernet, choices: SpaceChoices, macro: Macro, table: LatencyTable) -> LatencyModel:
+    """`LatencyModel` priced from ``net.choice_layers()`` (one LUT lookup per distinct layer).
+
+    Bit-widths do not change an ORT LUT entry, so any bit-width combination prices a block.
+    """
+    decisions = {d.name: d for d in net.decisions}
+    n_stages = len(net.stages)
+    max_depth = max(choices.depths)
+    block_ms = [np.zeros((max_depth, len(choices.block_choices))) for _ in range(n_stages)]
+    fixed_ms = 0.0
+    for cl in net.choice_layers():
+        req = dict(cl.requires)
+        if not cl.slot.startswith("stage"):
+            fixed_ms += table.lookup(cl.layer)
+            continue
+        if req.get(f"s{_stage(cl.slot)}_wbits", (0,))[0] != 0 or req.get(f"s{_stage(cl.slot)}_abits", (0,))[0] != 0:
+            continue  # same LUT key as the first bit-width combination
+        s, b = _stage(cl.slot), int(cl.slot.split(".")[1][len("block") :])
+        e = decisions[f"s{s}_expansion"].options[req[f"s{s}_expansion"][0]]
+        kernels = decisions[f"s{s}_kernel"].options
+        ks = [kernels[req[f"s{s}_kernel"][0]]] if f"s{s}_kernel" in req else list(kernels)
+        ms = table.lookup(cl.layer)
+        for k in ks:
+            c = choices.block_choices.index((k, e))
+            block_ms[s][b, c] += ms
+    table.save()
+    return LatencyModel(macro, fixed_ms, block_ms, choices.depths)
+
+
+def _stage(slot: str) -> int:
+    return int(slot.split(".")[0][len("stage") :])
+
+
+class _PathSampler(nn.Module):
+    """Runs one supernet path per forward call, so `compression.train` (the one loop) trains it.
+
+    ``sandwich``: calls cycle largest → smallest → uniform → uniform (sandwich rule spread over steps);
+    otherwise every call draws a uniform path (decisions independent and uniform, bit-widths included).
+    """
+
+    def __init__(self, net: Supernet, generator: torch.Generator, sandwich: bool) -> None:
+        super().__init__()
+        self.net, self.generator, self.sandwich, self.calls = net, generator, sandwich, 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        phase = self.calls % 4 if self.sandwich else 2
+        self.calls += 1
+        if phase == 0:
+            choice = self.net.largest_choice()
+        elif phase == 1:
+            choice = self.net.smallest_choice()
+        else:
+            choice = self.net.random_choice(self.generator)
+        return self.net(x, choice)
+
+
+def train_supernet(
+    net: Supernet,
+    x: Tensor,
+    y: Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    sandwich: bool,
+    seed: int,
+) -> dict[str, Any]:
+    """One-shot training of ``net`` in place on the train split; returns ``{"train_s", "final_loss", ...}``."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    wrapper = _PathSampler(net, gen, sandwich)
+    loss = train(wrapper, x, y, TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size), generator=gen)
+    net.eval()
+    return {
+        "train_s": time.perf_counter() - t0,
+        "final_loss": loss,
+        "epochs": epochs,
+        "paths": wrapper.calls,
+        "sampling": "sandwich" if sandwich else "uniform",
+    }
+
+
+@torch.no_grad()
+def path_losses(net: Supernet, choices: SpaceChoices, archs: list[Arch], x: Tensor, y: Tensor) -> list[float]:
+    """Validation cross-entropy of each sub-network with inherited weights.
+
+    BatchNorm uses the batch statistics of ``x`` (momentum 0: the shared running statistics, mixed
+    over every trained path, stay untouched) — the usual BN recalibration of one-shot evaluation.
+    """
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [bn.momentum for bn in bns]
+    was_training = net.training
+    try:
+        for bn in bns:
+            bn.momentum = 0.0
+        net.train()
+        return [float(F.cross_entropy(net(x, path_choice(choices, a)), y)) for a in archs]
+    finally:
+        for bn, m in zip(bns, momenta, strict=True):
+            bn.momentum = m
+        net.train(was_training)
+
+
+@torch.no_grad()
+def path_accuracy(net: Supernet, choices: SpaceChoices, arch: Arch, x: Tensor, y: Tensor) -> float:
+    """Validation accuracy of one sub-network with inherited weights (BN as in `path_losses`)."""
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [bn.momentum for bn in bns]
+    try:
+        for bn in bns:
+            bn.momentum = 0.0
+        net.train()
+        pred = net(x, path_choice(choices, arch)).argmax(dim=1)
+        return float((pred == y).float().mean())
+    finally:
+        for bn, m in zip(bns, momenta, strict=True):
+            bn.momentum = m
+        net.eval()
+
+
+def inherit(net: Supernet, choices: SpaceChoices, candidate: Candidate) -> nn.Module:
+    """``candidate``'s float model initialised from the supernet (its architecture must be a path of it)."""
+    choice = {}
+    for i, stage in enumerate(candidate.stages):
+        choice.update({f"s{i}_kernel": stage.kernel, f"s{i}_expansion": stage.expansion, f"s{i}_depth": stage.depth})
+    return net.extract(choice)
