@@ -10,38 +10,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from jointnas.spaces import WEIGHT_BITS, Candidate, UserInputError, stage_of_block
+from jointnas.spaces import Candidate, stage_of_block
 from jointnas.spaces.layers import ConvBNAct, DenseAct
+from jointnas.spaces.quant import quantize_activation, quantize_weight, weight_scale
 
 from ._modules import set_submodule
-
-
-def _ste(x: Tensor, q: Tensor) -> Tensor:
-    """Forward ``q``, backward identity to ``x``."""
-    return x + (q - x).detach()
-
-
-def weight_scale(weight: Tensor, bits: int) -> Tensor:
-    """Per-output-channel scale of symmetric ``bits`` quantization (max-abs), shaped to broadcast."""
-    qmax = 2 ** (bits - 1) - 1
-    reduce = tuple(range(1, weight.dim()))
-    amax = weight.detach().abs().amax(dim=reduce, keepdim=True).clamp_min(1e-8)
-    return amax / qmax
-
-
-def quantize_weight(weight: Tensor, bits: int) -> Tensor:
-    """Fake-quantize ``weight`` to ``bits`` per output channel with a straight-through estimator."""
-    if bits >= 32:
-        return weight
-    if bits not in WEIGHT_BITS:
-        raise UserInputError(f"weight bit-width {bits} is unsupported; choose one of {list(WEIGHT_BITS)}")
-    reduce = tuple(range(1, weight.dim()))
-    if bits == 1:
-        alpha = weight.detach().abs().mean(dim=reduce, keepdim=True)
-        return _ste(weight, torch.where(weight >= 0, alpha, -alpha))
-    scale = weight_scale(weight, bits)
-    qmax = 2 ** (bits - 1) - 1
-    return _ste(weight, torch.clamp(torch.round(weight / scale), -qmax, qmax) * scale)
 
 
 def integer_weights(weight: Tensor, bits: int) -> tuple[Tensor, Tensor]:
@@ -94,12 +67,7 @@ class PACT(nn.Module):
             with torch.no_grad():
                 self.alpha.fill_(float(x.detach().abs().max().clamp_min(1e-3)))
                 self.initialized.fill_(True)
-        alpha = self.alpha.abs() + 1e-6
-        lo = -alpha if self.signed else torch.zeros_like(alpha)
-        y = torch.minimum(torch.maximum(x, lo), alpha)
-        levels = 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
-        scale = alpha / levels
-        return _ste(y, torch.round(y / scale) * scale)
+        return quantize_activation(x, self.bits, self.alpha, self.signed)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, signed={self.signed}"
