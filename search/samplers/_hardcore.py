@@ -264,7 +264,7 @@ class HardCoReNASSampler(BaseSampler):
         task, choices, macro = self.task, self.choices, self.macro
 
         def train() -> tuple[dict[str, Any], dict[str, Any]]:
-            net = sn.build_supernet(choices, macro, task.input_shape, task.num_classes)
+            net = sn.build_supernet(choices, macro, task.input_shape, task.num_classes, self.seed)
             info = sn.train_supernet(
                 net,
                 task.x_train,
@@ -376,9 +376,10 @@ class HardCoReNASSampler(BaseSampler):
         model starts from the supernet's weights and the pipeline trains ``finetune_epochs`` before
         compressing; with ``"full"`` the pipeline is unchanged.
         """
-        reason = trial.user_attrs.get("hardcore:infeasible")
-        if reason:
-            return reason, None, pipeline
+        with self._lock:
+            result = self.results.get(trial.number)
+        if result is not None and result.infeasible_reason:
+            return result.infeasible_reason, None, pipeline
         if self.scoring == "full" or self.supernet is None:
             return None, None, pipeline
         from . import _hardcore_supernet as sn

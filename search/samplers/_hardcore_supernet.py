@@ -22,11 +22,19 @@ from jointnas.spaces.supernet import Supernet
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
 
 
-def build_supernet(choices: SpaceChoices, macro: Macro, input_shape: tuple[int, ...], num_classes: int) -> Supernet:
-    """The shared supernet at ``macro``'s width and stem (every stage of the space present)."""
-    return Supernet(
-        choices.space, input_shape, num_classes, width_mult=macro.width_mults[0], stem_channels=macro.stem_channels
-    )
+def build_supernet(
+    choices: SpaceChoices, macro: Macro, input_shape: tuple[int, ...], num_classes: int, seed: int = 0
+) -> Supernet:
+    """The shared supernet at ``macro``'s width and stem (every stage present), initialised from ``seed``."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return Supernet(
+            choices.space,
+            input_shape,
+            num_classes,
+            width_mult=macro.width_mults[0],
+            stem_channels=macro.stem_channels,
+        )
 
 
 def path_choice(choices: SpaceChoices, arch: Arch) -> dict[str, Any]:
