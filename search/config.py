@@ -20,7 +20,7 @@ from jointnas.devices import DeviceConfig
 from jointnas.objectives import ConstraintsConfig, ObjectivesConfig, TaskConfig
 from jointnas.spaces import SpaceConfig, UserInputError
 
-SAMPLER_NAMES = ("tpe", "nsga2", "random", "grid", "gp", "hardcore")
+SAMPLER_NAMES = ("tpe", "nsga2", "random", "grid", "gp", "dnas", "hardcore")
 
 # Keys that may change between runs of one study without making it a different study.
 RUNTIME_KEYS = ("study.storage", "budget")

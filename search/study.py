@@ -119,12 +119,12 @@ def run_study(
         warmup=config.device.warmup,
         repeats=config.device.repeats,
     )
+    set_context = getattr(study.sampler, "set_context", None)
+    if callable(set_context):  # supernet samplers (dnas, hardcore) train on the task's splits with this table
+        set_context(task=task, table=table)
     remaining = config.budget.n_trials - n_complete(study)
     if remaining <= 0:
         return study
-    attach = getattr(study.sampler, "attach", None)
-    if attach is not None:  # supernet samplers price with the objective's table (identical LUT entries)
-        attach(space=config.space, task=task, table=table, latency_cap_ms=config.constraints.latency_ms)
     study.optimize(
         Objective(config, task, table),
         n_trials=remaining,

@@ -67,9 +67,9 @@ class HardCoReNASSampler(BaseSampler):
     Args:
         space: the ``[space]`` (CNN family). ``None``: read from the study's stored jointnas config.
         task: the data (train split trains the supernet, validation split fits the proxy). ``None``:
-            loaded from the study's ``[task]``, or given by `attach`.
+            loaded from the study's ``[task]``, or given by `set_context`.
         table: the device `LatencyTable` that prices sub-networks (share the objective's so priced and
-            recorded latencies agree exactly). ``None``: given by `attach`, else an in-memory table.
+            recorded latencies agree exactly). ``None``: given by `set_context`, else an in-memory table.
         seed: seeds the supernet, the proxy sample, the search and the inner sampler.
         budget_ms: a fixed latency budget (ms) for every trial, or ``[low, high]`` for the schedule.
             ``None``: the space's LUT latency range, capped by the study's ``[constraints] latency_ms``.
@@ -180,7 +180,7 @@ class HardCoReNASSampler(BaseSampler):
         self.completed: list[int] = []
 
     # ----------------------------------------------------------------------------------- context
-    def attach(
+    def set_context(
         self,
         *,
         space: SpaceConfig | None = None,
@@ -196,7 +196,7 @@ class HardCoReNASSampler(BaseSampler):
             self.latency_cap_ms = latency_cap_ms if latency_cap_ms is not None else self.latency_cap_ms
 
     def _from_study(self, study: Study) -> None:
-        """Fill what `attach` did not give from the jointnas config stored in the study."""
+        """Fill what `set_context` did not give from the jointnas config stored in the study."""
         config = study.user_attrs.get("jointnas:config")
         if self.space is None:
             if config is None:
