@@ -87,10 +87,11 @@ def test_frank_wolfe_iterates_stay_feasible_and_lower_the_proxy(pricer):
 
 def test_fifty_budgets_all_extracted_architectures_fit_by_the_lut(pricer):
     scores = _scores(pricer)
-    models = [pricer.model(m) for m in pricer.choices.macros()]
+    macros = pricer.choices.macros()  # the narrowest and the widest macro: budgets span both ranges
+    models = [pricer.model(macros[0]), pricer.model(pricer.choices.max_macro())]
     lo, hi = min(m.min_ms for m in models), max(m.max_ms for m in models)
     budgets = np.linspace(lo, hi, 50)
-    results = [search_macros(models, scores, float(t), iterations=15, seed=i) for i, t in enumerate(budgets)]
+    results = [search_macros(models, scores, float(t), iterations=8, seed=i) for i, t in enumerate(budgets)]
     assert all(r.arch is not None for r in results)
     for r in results:
         # The guarantee is on the built model's LUT latency, not only on the priced sum.
@@ -131,3 +132,22 @@ def test_repair_reaches_the_budget_from_the_slowest_subnetwork(pricer):
 def test_mlp_space_is_refused():
     with pytest.raises(UserInputError, match='family = "cnn"'):
         SpaceChoices.from_space(SpaceConfig(family="mlp"))
+
+
+def test_supernet_per_choice_layers_price_every_subnetwork_like_the_built_model(pricer):
+    from jointnas.search.samplers import _hardcore_supernet as sn
+
+    choices, macro = pricer.choices, pricer.choices.max_macro()
+    net = sn.build_supernet(choices, macro, SHAPE, 10)
+    from_layers = sn.latency_model(net, choices, macro, pricer.table)
+    traced = pricer.model(macro)
+    assert from_layers.fixed_ms == pytest.approx(traced.fixed_ms, rel=1e-9)
+    for a, b in zip(from_layers.stage_ms, traced.stage_ms, strict=True):
+        assert np.allclose(a, b, rtol=1e-9)
+    # and the inherited-weight model of a path is exactly the candidate's architecture
+    arch = Arch(macro, (3, 1), (2, 0))
+    candidate = choices.candidate(arch, SHAPE, 10)
+    model = sn.inherit(net, choices, candidate)
+    assert [layer.in_shape for layer in trace_layers(model, SHAPE)] == [
+        layer.in_shape for layer in trace_layers(build_model(candidate), SHAPE)
+    ]
