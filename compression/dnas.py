@@ -43,6 +43,8 @@ class DNASConfig:
         grad_clip: max gradient norm (weights and α).
         init_bias: added to the initial logit of options, keyed ``"kind=value"`` (e.g. ``"wbits=8"``)
             or ``"name=value"`` (e.g. ``"s0_wbits=8"``); biases the search toward those options.
+        weight_sampling: ``"path"`` trains the weights on one sub-network per step, drawn from softmax(α)
+            (ProxylessNAS-style, about 3x cheaper); ``"mixed"`` on a Gumbel-softmax mixed network (FBNet).
         sram_softmax_temperature: smoothness of the soft max over layers of the SRAM penalty (bytes
             normalised by the scale).
     """
@@ -57,6 +59,7 @@ class DNASConfig:
     tau_end: float = 0.5
     grad_clip: float = 5.0
     init_bias: Mapping[str, float] = field(default_factory=lambda: {"wbits=8": 1.0, "abits=8": 1.0})
+    weight_sampling: str = "path"
     sram_softmax_temperature: float = 0.05
 
 
@@ -145,6 +148,8 @@ def train_dnas(
 
     Deterministic for a given ``seed`` (its own generator; the global RNG is untouched).
     """
+    if config.weight_sampling not in ("path", "mixed"):
+        raise ValueError(f"weight_sampling must be 'path' or 'mixed', got {config.weight_sampling!r}")
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     logits = []
@@ -171,8 +176,16 @@ def train_dnas(
         for start in range(0, len(x_train), config.batch_size):
             k = step % len(anchors)
             idx = order[start : start + config.batch_size]
-            probs = {n: gumbel_softmax(v.detach(), tau, gen) for n, v in logits[k].items()}
-            loss = F.cross_entropy(net(x_train[idx], weights=probs), y_train[idx])
+            if config.weight_sampling == "path":
+                choice = {
+                    n: net.decision(n).options[int(torch.multinomial(F.softmax(v.detach(), 0), 1, generator=gen))]
+                    for n, v in logits[k].items()
+                }
+                logits_out = net(x_train[idx], choice)
+            else:
+                probs = {n: gumbel_softmax(v.detach(), tau, gen) for n, v in logits[k].items()}
+                logits_out = net(x_train[idx], weights=probs)
+            loss = F.cross_entropy(logits_out, y_train[idx])
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(f"supernet loss became {loss.item()}; lower the learning rate")
             opt_w.zero_grad(set_to_none=True)

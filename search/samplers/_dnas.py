@@ -130,7 +130,7 @@ class DNASSampler(BaseSampler):
         table: the device latency table (default: an in-memory ORT table, measured on demand).
         lambdas: one trade-off per anchor: a number (λ for latency and Flash) or ``[λ_lat, λ_flash]``.
         lambda_sram: λ of the peak-SRAM penalty (soft max over layers), for every anchor.
-        epochs, warmup_epochs, batch_size, lr, arch_lr, tau_start, tau_end, grad_clip, init_bias:
+        epochs, warmup_epochs, batch_size, lr, arch_lr, tau_start, tau_end, grad_clip, weight_sampling, init_bias:
             supernet training knobs (`jointnas.compression.dnas.DNASConfig`).
         width_mult, stem_channels: the supernet's fixed width multiplier and stem (default the largest).
         head_bits: stem/classifier weight bits assumed by the Flash penalty.
@@ -158,6 +158,7 @@ class DNASSampler(BaseSampler):
         tau_start: float = 5.0,
         tau_end: float = 0.5,
         grad_clip: float = 5.0,
+        weight_sampling: str = "path",
         init_bias: Mapping[str, float] | None = None,
         width_mult: float | None = None,
         stem_channels: int | None = None,
@@ -176,6 +177,8 @@ class DNASSampler(BaseSampler):
             raise UserInputError(
                 f"dnas needs epochs >= 1 and 0 <= warmup_epochs < epochs (got {epochs}, {warmup_epochs})"
             )
+        if weight_sampling not in ("path", "mixed"):
+            raise UserInputError(f"dnas weight_sampling {weight_sampling!r} is unknown; choose 'path' or 'mixed'")
         if not (tau_start > 0 and tau_end > 0 and explore_temperature > 0):
             raise UserInputError("dnas temperatures tau_start, tau_end, explore_temperature must be positive")
         kwargs = {} if init_bias is None else {"init_bias": dict(init_bias)}
@@ -188,6 +191,7 @@ class DNASSampler(BaseSampler):
             tau_start=tau_start,
             tau_end=tau_end,
             grad_clip=grad_clip,
+            weight_sampling=weight_sampling,
             **kwargs,
         )
         self.width_mult = width_mult
