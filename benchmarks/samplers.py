@@ -230,7 +230,7 @@ def hardcore_rank_correlation(args: argparse.Namespace) -> dict[str, Any]:
             torch.manual_seed(s)
             model = build_model(candidate)
             gen = torch.Generator().manual_seed(s)
-            train(model, task.x_train, task.y_train, TrainConfig(epochs=args.train_epochs), generator=gen)
+            train(model, task.x_train, task.y_train, TrainConfig(epochs=args.rank_scratch_epochs), generator=gen)
             scratch.append(accuracy(model, task.x_val, task.y_val))
         rows.append(
             {
@@ -260,7 +260,7 @@ def hardcore_rank_correlation(args: argparse.Namespace) -> dict[str, Any]:
             "supernet": {"epochs": args.supernet_epochs, "sampling": "sandwich", **{k: info[k] for k in ("paths",)}},
             "subnets": len(rows),
             "selection": "200 uniform random sub-networks sorted by LUT latency, evenly spaced picks",
-            "scratch": f"{args.train_epochs} epochs from scratch, mean of 2 seeds",
+            "scratch": f"{args.rank_scratch_epochs} epochs from scratch, mean of 2 seeds",
             "finetune_epochs": args.finetune_epochs,
             "seed": seed,
         },
@@ -314,7 +314,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 seed, 4 trials, 1 epoch: a smoke test")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--n-trials", type=int, default=12)
+    parser.add_argument("--n-trials", type=int, default=10)
     parser.add_argument("--train-epochs", type=int, default=3)
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
@@ -343,6 +343,13 @@ def main() -> None:
         print(json.dumps({k: v for k, v in result["hardcore_rank_correlation"].items() if k != "subnets"}, indent=1))
         print(f"written to {args.out}")
         return
+    kept: list[dict[str, Any]] = []
+    if previous.get("runs") and not args.fresh:
+        keys = ("n_trials", "train_epochs", "finetune_epochs")
+        same = {k: previous.get("setup", {}).get(k) for k in keys}
+        if same != {k: getattr(args, k) for k in keys}:
+            raise SystemExit(f"stored runs used {same}; rerun with the same settings or pass --fresh")
+        kept = previous["runs"]
     tasks = [t for t in args.tasks if TASKS[t].get("task.dataset", t) in _TASKS]
     skipped = sorted(set(args.tasks) - set(tasks))
     work = Path(tempfile.mkdtemp(prefix="jointnas-samplers-"))
@@ -356,24 +363,37 @@ def main() -> None:
                     f"{task} {sampler} seed={seed}: {run['wall_time_s']:.1f} s, {len(run['trials'])} trials", flush=True
                 )
                 runs.append(run)
-    if previous and not args.fresh:
-        same = {k: previous.get("setup", {}).get(k) for k in ("n_trials", "train_epochs", "finetune_epochs")}
-        if same != {
-            "n_trials": args.n_trials,
-            "train_epochs": args.train_epochs,
-            "finetune_epochs": args.finetune_epochs,
-        }:
-            raise SystemExit(f"stored runs used {same}; rerun with the same settings or pass --fresh")
-        done = {(r["task"], r["sampler"], r["seed"]) for r in runs}
-        runs = [r for r in previous.get("runs", []) if (r["task"], r["sampler"], r["seed"]) not in done] + runs
-    tasks = sorted({r["task"] for r in runs}, key=list(TASKS).index)
-    samplers = [s for s in SAMPLERS if any(r["sampler"] == s for r in runs)]
+                kept = [r for r in kept if (r["task"], r["sampler"], r["seed"]) != (task, sampler, seed)]
+                write(args, kept + runs, skipped, previous)  # partial results survive an interruption
+    if args.rank_correlation:
+        previous["hardcore_rank_correlation"] = hardcore_rank_correlation(args)
+    result = write(args, kept + runs, skipped, previous)
+    print(json.dumps(result["summary"], indent=1))
+    print(f"written to {args.out}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def write(
+    args: argparse.Namespace, runs: list[dict[str, Any]], skipped: list[str], previous: dict[str, Any]
+) -> dict[str, Any]:
+    """Compute HV curves with one reference point per task over ``runs`` and write the JSON.
+
+    Top-level keys of ``previous`` that this function does not write are kept.
+    """
+    tasks = sorted({r["task"] for r in runs})
     refs = {}
     for task in tasks:
         feas = [ev for r in runs if r["task"] == task for ev in r["trials"] if ev["feasible"]]
-        ref = np.array([1.0, 1.1 * max(ev["latency_ms"] for ev in feas), 1.1 * max(ev["flash_bytes"] for ev in feas)])
+        ref = np.array(
+            [
+                1.0,
+                1.1 * max((ev["latency_ms"] for ev in feas), default=1.0),
+                1.1 * max((ev["flash_bytes"] for ev in feas), default=1.0),
+            ]
+        )
         refs[task] = ref
         curves([r for r in runs if r["task"] == task], ref)
+    done = sorted({(r["task"], r["seed"]) for r in runs})
     result = {
         "what": "hypervolume of the feasible (1-accuracy, latency_ms, flash_bytes) front vs wall time",
         "config": "studies/quickstart.toml with the overrides below",
@@ -382,14 +402,18 @@ def main() -> None:
             "n_trials": args.n_trials,
             "train_epochs": args.train_epochs,
             "finetune_epochs": args.finetune_epochs,
-            "samplers": {s: SAMPLERS[s] for s in samplers},
+            "samplers": {s: SAMPLERS[s] for s in SAMPLERS if any(r["sampler"] == s for r in runs)},
             "quick": args.quick,
             "reference_point": {t: [round(float(v), 6) for v in refs[t]] for t in tasks},
             "hv_normalisation": "each axis divided by the task's reference point (HV <= 1)",
             "tasks_run": tasks,
             "tasks_skipped": {t: "task not registered in this checkout" for t in skipped},
+            "runs_done": [
+                {"task": t, "seed": s, "samplers": [r["sampler"] for r in runs if (r["task"], r["seed"]) == (t, s)]}
+                for t, s in done
+            ],
         },
-        "summary": summarize(runs, tasks, samplers),
+        "summary": summarize(runs, tasks, sorted({r["sampler"] for r in runs}, key=list(SAMPLERS).index)),
         "runs": runs,
         "notes": "measured while other jobs shared the 2-core machine; wall times include each sampler's own "
         "work (DNAS: supernet training in the first trial); one latency table per task shared by all runs "
@@ -401,14 +425,10 @@ def main() -> None:
         "so machine load differed between them; hardcore: supernet training (sandwich path sampling) inside "
         "the first trial, inherited scoring (1 epoch from supernet weights instead of train_epochs)"
     )
-    if args.rank_correlation:
-        result["hardcore_rank_correlation"] = hardcore_rank_correlation(args)
     result = {**{k: v for k, v in previous.items() if k not in result}, **result}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
-    print(json.dumps(result["summary"], indent=1))
-    print(f"written to {args.out}")
-    shutil.rmtree(work, ignore_errors=True)
+    return result
 
 
 if __name__ == "__main__":
