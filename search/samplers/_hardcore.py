@@ -140,6 +140,8 @@ class HardCoReNASSampler(BaseSampler):
             budget_ms = (float(min(bounds)), float(max(bounds)))
         if not 0 < supernet_lr <= 10:
             raise UserInputError(f"sampler 'hardcore': supernet_lr must lie in (0, 10] (got {supernet_lr!r})")
+        if space is not None:
+            SpaceChoices.from_space(space)  # refuses a non-CNN space now, not at the first trial
         self.space = space
         self.task = task
         self.table = table
