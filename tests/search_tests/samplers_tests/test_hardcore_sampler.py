@@ -173,3 +173,21 @@ def test_two_worker_processes_train_the_supernet_once(tmp_path):
     assert len({artifact for _, artifact in results}) == 1
     study = optuna.load_study(study_name="shared", storage=url)
     assert len(study.trials) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
+
+
+def test_budget_schedules_cover_the_range_and_respect_the_latency_constraint():
+    import numpy as np
+
+    from jointnas.search.samplers._hardcore_latency import LatencyModel, Macro
+
+    model = LatencyModel(Macro(8, (1.0,)), 0.5, [np.array([[1.0, 2.0], [1.0, 2.0]])], (1, 2))  # 1.5 … 4.5 ms
+    sampler = HardCoReNASSampler(SPACE)
+    sampler.models = [model]
+    golden = [sampler.budget_for(k) for k in range(20)]
+    assert all(1.5 <= b <= 4.5 for b in golden)
+    assert min(golden) < 1.8 and max(golden) > 4.2  # any 20-trial prefix covers the range
+    sampler.latency_cap_ms = 2.0  # [constraints] latency_ms caps the schedule
+    assert all(1.5 <= sampler.budget_for(k) <= 2.0 for k in range(20))
+    sweep = HardCoReNASSampler(SPACE, schedule="sweep", n_budgets=4, budget_ms=[1.0, 4.0])
+    sweep.models = [model]
+    assert [sweep.budget_for(k) for k in range(5)] == [1.0, 2.0, 3.0, 4.0, 1.0]
