@@ -7,12 +7,11 @@ sampler and seed. Supernet samplers pay their training inside the timed run (fir
 benchmarks/results/samplers.json.
 
 Usage: python benchmarks/samplers.py [--quick] [--seeds 0 1 2] [--n-trials N] [--samplers ...]
-                                     [--fresh] [--rank-correlation [--rank-only]]
+                                     [--reuse FILE] [--rank-correlation [--rank-only]]
 
-Samplers are registered in ``SAMPLERS`` (name → (sampler name, options)). Results merge into the
-existing JSON: runs of (task, sampler, seed) not rerun are kept (``--fresh`` drops them) and the
-reference point, curves and summary are recomputed over all runs; other top-level keys (e.g.
-``hardcore_rank_correlation``) are kept unless this invocation rewrites them.
+Samplers are registered in ``SAMPLERS`` (name → (sampler name, options)). ``--reuse FILE`` keeps the
+runs of samplers not run now from an earlier JSON; top-level keys of the existing ``--out`` that this
+invocation does not write (e.g. ``hardcore_rank_correlation``) are kept.
 
 ``--rank-correlation`` also measures, for HardCoReNAS, the rank correlation between inherited-weight
 and trained-from-scratch accuracy of sub-networks of one supernet (``--rank-only``: only that).
@@ -44,7 +43,7 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "random": ("random", {}),
     "tpe": ("tpe", {}),
     "nsga2": ("nsga2", {"population_size": 8}),
-    "dnas": ("dnas", {"lambdas": [0.0, 0.3, 1.0, 3.0], "epochs": 3, "warmup_epochs": 1}),
+    "dnas": ("dnas", {"lambdas": [0.0, 0.1, 0.3, 1.0, 3.0], "epochs": 3, "warmup_epochs": 1}),
     # Inherited scoring: each trial starts from the supernet and trains 1 epoch instead of train_epochs.
     "hardcore": ("hardcore", {"supernet_epochs": 15, "scoring": "inherited", "finetune_epochs": 1}),
 }
@@ -319,8 +318,12 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument(
+        "--reuse",
+        default=None,
+        help="a previous samplers.json with the same setup: keep its runs of samplers not run now",
+    )
     parser.add_argument("--out", default=None, help="default: benchmarks/results/samplers.json (--quick: a temp file)")
-    parser.add_argument("--fresh", action="store_true", help="drop the runs stored in --out instead of merging")
     parser.add_argument("--rank-correlation", action="store_true", help="also run the HardCoReNAS rank study")
     parser.add_argument("--rank-only", action="store_true", help="only the HardCoReNAS rank study")
     parser.add_argument("--rank-subnets", type=int, default=12)
@@ -343,17 +346,20 @@ def main() -> None:
         print(json.dumps({k: v for k, v in result["hardcore_rank_correlation"].items() if k != "subnets"}, indent=1))
         print(f"written to {args.out}")
         return
-    kept: list[dict[str, Any]] = []
-    if previous.get("runs") and not args.fresh:
-        keys = ("n_trials", "train_epochs", "finetune_epochs")
-        same = {k: previous.get("setup", {}).get(k) for k in keys}
-        if same != {k: getattr(args, k) for k in keys}:
-            raise SystemExit(f"stored runs used {same}; rerun with the same settings or pass --fresh")
-        kept = previous["runs"]
     tasks = [t for t in args.tasks if TASKS[t].get("task.dataset", t) in _TASKS]
     skipped = sorted(set(args.tasks) - set(tasks))
     work = Path(tempfile.mkdtemp(prefix="jointnas-samplers-"))
     runs: list[dict[str, Any]] = []
+    if args.reuse:
+        old = json.loads(Path(args.reuse).read_text())
+        keys = ("n_trials", "train_epochs", "finetune_epochs")
+        if any(old["setup"][k] != getattr(args, k) for k in keys):
+            raise SystemExit(f"--reuse {args.reuse}: its setup differs in one of {keys}")
+        kept = [r for r in old["runs"] if r["sampler"] not in args.samplers and r["seed"] in args.seeds]
+        for r in kept:
+            r["reused_from_earlier_invocation"] = True
+        runs.extend(kept)
+        args.reused = sorted({r["sampler"] for r in kept})
     for task in tasks:
         lut = work / f"lut-{task}.json"
         for seed in args.seeds:
@@ -363,11 +369,10 @@ def main() -> None:
                     f"{task} {sampler} seed={seed}: {run['wall_time_s']:.1f} s, {len(run['trials'])} trials", flush=True
                 )
                 runs.append(run)
-                kept = [r for r in kept if (r["task"], r["sampler"], r["seed"]) != (task, sampler, seed)]
-                write(args, kept + runs, skipped, previous)  # partial results survive an interruption
+                write(args, runs, skipped, previous)  # partial results survive an interrupted benchmark
     if args.rank_correlation:
         previous["hardcore_rank_correlation"] = hardcore_rank_correlation(args)
-    result = write(args, kept + runs, skipped, previous)
+    result = write(args, runs, skipped, previous)
     print(json.dumps(result["summary"], indent=1))
     print(f"written to {args.out}")
     shutil.rmtree(work, ignore_errors=True)
@@ -402,7 +407,8 @@ def write(
             "n_trials": args.n_trials,
             "train_epochs": args.train_epochs,
             "finetune_epochs": args.finetune_epochs,
-            "samplers": {s: SAMPLERS[s] for s in SAMPLERS if any(r["sampler"] == s for r in runs)},
+            "samplers": {s: SAMPLERS[s] for s in sorted({r["sampler"] for r in runs}, key=list(SAMPLERS).index)},
+            "reused_runs_of": getattr(args, "reused", []),
             "quick": args.quick,
             "reference_point": {t: [round(float(v), 6) for v in refs[t]] for t in tasks},
             "hv_normalisation": "each axis divided by the task's reference point (HV <= 1)",
@@ -421,8 +427,8 @@ def write(
         "versions": versions(),
     }
     result["notes"] += (
-        "; runs of different samplers may come from separate invocations (merged by task, sampler, seed), "
-        "so machine load differed between them; hardcore: supernet training (sandwich path sampling) inside "
+        "; runs marked reused_from_earlier_invocation come from a separate invocation (other machine load); "
+        "hardcore: supernet training (sandwich path sampling) inside "
         "the first trial, inherited scoring (1 epoch from supernet weights instead of train_epochs)"
     )
     result = {**{k: v for k, v in previous.items() if k not in result}, **result}

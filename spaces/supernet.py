@@ -6,7 +6,8 @@ Interface note (for sampler authors: DNAS, HardCoReNAS)
 space is present, at width ``width_mult`` (default: the largest) and stem ``stem_channels`` (default:
 the largest); per stage ``i`` the searchable **decisions** are the Optuna parameter names
 ``s{i}_kernel``, ``s{i}_expansion``, ``s{i}_depth``, ``s{i}_wbits``, ``s{i}_abits`` (a `Candidate`
-shares them across the stage's blocks). ``net.decisions`` lists them with their ``options`` (values).
+shares them across the stage's blocks), plus the global ``n_stages`` (early exits: ``heads[n - 1]`` is the
+classifier after ``n`` stages). ``net.decisions`` lists them with their ``options`` (values).
 
 * Path API: ``net(x, choice)`` with ``choice = {name: option value}`` (missing names take the largest
   option) runs that sub-network: expanded channels are a slice of shared weights, smaller kernels a
@@ -280,7 +281,8 @@ class Supernet(nn.Module):
             "abits": tuple(sorted(knobs.act_bits)),
         }
         self.widths = [_round_channels(c * width_mult) for c in space.stages]
-        self.decisions: tuple[Decision, ...] = tuple(
+        n_stages = Decision("n_stages", -1, "n_stages", tuple(range(space.min_stages, len(space.stages) + 1)))
+        self.decisions: tuple[Decision, ...] = (n_stages,) + tuple(
             Decision(f"s{i}_{kind}", i, kind, options[kind]) for i in range(len(space.stages)) for kind in KINDS
         )
         self._by_name = {d.name: d for d in self.decisions}
@@ -301,7 +303,8 @@ class Supernet(nn.Module):
             stages.append(nn.ModuleList(blocks))
             cin = cout
         self.stages = nn.ModuleList(stages)
-        self.classifier = nn.Linear(cin, num_classes)
+        # One classifier per possible stage count (early exits): heads[n - 1] serves n stages.
+        self.heads = nn.ModuleList([nn.Linear(c, num_classes) for c in self.widths])
 
     # ---- choices ---------------------------------------------------------------------------------
     def decision(self, name: str) -> Decision:
@@ -342,22 +345,29 @@ class Supernet(nn.Module):
         x = self.stem(x)
         if weights is None:
             full = self._full(choice)
-            for i, blocks in enumerate(self.stages):
+            n = full["n_stages"]
+            for i, blocks in enumerate(self.stages[:n]):
                 c = {kind: full[f"s{i}_{kind}"] for kind in KINDS}
                 for block in blocks[: c["depth"]]:
                     x = block.forward_path(x, c["expansion"], c["kernel"], c["wbits"], c["abits"])
-        else:
-            for i, blocks in enumerate(self.stages):
-                p = {kind: self._probs(weights, f"s{i}_{kind}", x) for kind in KINDS}
-                bits = (self._by_name[f"s{i}_wbits"].options, self._by_name[f"s{i}_abits"].options)
-                depths = self._by_name[f"s{i}_depth"].options
-                for j, block in enumerate(blocks):
-                    if j < depths[0]:
-                        x = block.forward_mixed(x, p, bits)
-                    else:  # optional block: kept with probability P(depth > j), else skipped
-                        keep = sum(p["depth"][k] for k, d in enumerate(depths) if d > j)
-                        x = keep * block.forward_mixed(x, p, bits) + (1 - keep) * x
-        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+            return self.heads[n - 1](torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        counts = self._by_name["n_stages"].options
+        p_n = self._probs(weights, "n_stages", x)
+        out = None
+        for i, blocks in enumerate(self.stages[: counts[-1]]):
+            p = {kind: self._probs(weights, f"s{i}_{kind}", x) for kind in KINDS}
+            bits = (self._by_name[f"s{i}_wbits"].options, self._by_name[f"s{i}_abits"].options)
+            depths = self._by_name[f"s{i}_depth"].options
+            for j, block in enumerate(blocks):
+                if j < depths[0]:
+                    x = block.forward_mixed(x, p, bits)
+                else:  # optional block: kept with probability P(depth > j), else skipped
+                    keep = sum(p["depth"][k] for k, d in enumerate(depths) if d > j)
+                    x = keep * block.forward_mixed(x, p, bits) + (1 - keep) * x
+            if i + 1 in counts:  # exit after stage i with probability P(n_stages = i + 1)
+                y = p_n[counts.index(i + 1)] * self.heads[i](torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+                out = y if out is None else out + y
+        return out
 
     def _probs(self, weights: Mapping[str, Tensor], name: str, like: Tensor) -> Tensor:
         n = len(self._by_name[name].options)
@@ -374,10 +384,11 @@ class Supernet(nn.Module):
     def params_of(self, choice: Choice | None = None) -> dict[str, Any]:
         """Optuna parameters of ``choice`` that `sample_candidate` suggests (fixed parts included)."""
         full = self._full(choice)
-        values: dict[str, Any] = {"stem_channels": self.stem_channels, "n_stages": len(self.widths)}
-        for i in range(len(self.widths)):
+        n = full["n_stages"]
+        values: dict[str, Any] = {"stem_channels": self.stem_channels}
+        for i in range(n):
             values[f"s{i}_width"] = self.width_mult
-        values.update(full)
+        values.update({k: v for k, v in full.items() if self._by_name[k].stage < n})
         grid = grid_search_space(self.space)
         return {k: v for k, v in values.items() if k in grid}
 
@@ -393,9 +404,9 @@ class Supernet(nn.Module):
         full = self._full(choice)
         model = build_model(self.to_candidate(full))
         model.stem.load_state_dict(self.stem.state_dict())
-        model.classifier.load_state_dict(self.classifier.state_dict())
+        model.classifier.load_state_dict(self.heads[full["n_stages"] - 1].state_dict())
         it = iter(model.blocks)
-        for i, blocks in enumerate(self.stages):
+        for i, blocks in enumerate(self.stages[: full["n_stages"]]):
             e, k = full[f"s{i}_expansion"], full[f"s{i}_kernel"]
             for sb in blocks[: full[f"s{i}_depth"]]:
                 b = next(it)
@@ -422,13 +433,16 @@ class Supernet(nn.Module):
         out.append(
             ChoiceLayer("stem", _conv_info("stem.conv", (c0, h, w), stem, 3, 1, 1, head_bits, head_bits, 0, True), ())
         )
+        counts = self._by_name["n_stages"].options
         cin = stem
         for i, blocks in enumerate(self.stages):
+            present_n = tuple(x for x, n in enumerate(counts) if n > i)
+            stage_req = (("n_stages", present_n),) if len(present_n) < len(counts) else ()
             ks, es, ds = (self._by_name[f"s{i}_{kind}"].options for kind in ("kernel", "expansion", "depth"))
             wbs, abs_ = self._by_name[f"s{i}_wbits"].options, self._by_name[f"s{i}_abits"].options
             for j, sb in enumerate(blocks):
                 present = tuple(x for x, d in enumerate(ds) if d > j)
-                depth_req = ((f"s{i}_depth", present),) if len(present) < len(ds) else ()
+                depth_req = stage_req + (((f"s{i}_depth", present),) if len(present) < len(ds) else ())
                 ho, wo = _out_size(h, 1, sb.stride), _out_size(w, 1, sb.stride)
                 res = sb.cin * h * w if sb.use_residual else 0
                 for ie, e in enumerate(es):
@@ -454,12 +468,14 @@ class Supernet(nn.Module):
                             )
                             out.append(ChoiceLayer(f"{tag}.project", info, req))
                 h, w, cin = ho, wo, sb.cout
-        ncls = self.num_classes
-        info = LayerInfo(
-            "classifier", "linear", (cin,), (ncls,), cin, ncls, 1, 1, 1, cin * ncls, cin * ncls, ncls, cin * ncls,
-            head_bits, 32, 0, False,
-        )  # fmt: skip
-        out.append(ChoiceLayer("classifier", info, ()))
+            if i + 1 in counts:
+                ncls = self.num_classes
+                info = LayerInfo(
+                    "classifier", "linear", (cin,), (ncls,), cin, ncls, 1, 1, 1, cin * ncls, cin * ncls, ncls,
+                    cin * ncls, head_bits, 32, 0, False,
+                )  # fmt: skip
+                req = (("n_stages", (counts.index(i + 1),)),) if len(counts) > 1 else ()
+                out.append(ChoiceLayer("classifier", info, req))
         return out
 
 

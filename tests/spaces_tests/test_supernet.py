@@ -32,7 +32,9 @@ def _choices(net: Supernet, n: int) -> list[dict]:
 
 
 def test_decisions_are_the_optuna_parameter_names(net):
-    assert [d.name for d in net.decisions[:5]] == ["s0_kernel", "s0_expansion", "s0_depth", "s0_wbits", "s0_abits"]
+    names = [d.name for d in net.decisions[:6]]
+    assert names == ["n_stages", "s0_kernel", "s0_expansion", "s0_depth", "s0_wbits", "s0_abits"]
+    assert net.decision("n_stages").options == (1, 2)
     assert net.decision("s1_wbits").options == (2, 4, 8, 32)
     assert net.decision("s1_depth").options == (1, 2)
 
@@ -54,7 +56,7 @@ def test_path_forward_equals_extracted_model_and_one_hot_mixed_forward(net):
 
 
 def test_candidate_is_valid_in_the_space(net):
-    choice = {**net.smallest_choice(), "s1_kernel": 5, "s1_depth": 2, "s1_wbits": 8}
+    choice = {**net.smallest_choice(), "n_stages": 2, "s1_kernel": 5, "s1_depth": 2, "s1_wbits": 8}
     cand = net.to_candidate(choice, {"s0_prune": 0.25, "s1_rank": 0.5})
     assert [s.depth for s in cand.stages] == [1, 2]
     assert [s.kernel for s in cand.stages] == [3, 5]
@@ -64,6 +66,8 @@ def test_candidate_is_valid_in_the_space(net):
     assert cand.stages[1].prune_ratio == 0.0 and cand.stages[0].rank_ratio == 1.0
     params = net.params_of(choice)
     assert params["n_stages"] == 2 and params["s1_width"] == 1.0 and "stem_channels" not in params
+    one = net.to_candidate({**choice, "n_stages": 1})
+    assert len(one.stages) == 1 and "s1_kernel" not in net.params_of({**choice, "n_stages": 1})
     with pytest.raises(UserInputError, match="s0_kernel=7 is not one of"):
         net.to_candidate({"s0_kernel": 7})
     with pytest.raises(UserInputError, match="covers the 'cnn' family"):
