@@ -39,7 +39,9 @@ def build_supernet(
 
 def path_choice(choices: SpaceChoices, arch: Arch) -> dict[str, Any]:
     """The supernet path of ``arch`` (bit-widths: the supernet's largest, i.e. float when allowed)."""
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = (
+        {"n_stages": arch.macro.n_stages} if len(choices.space.stages) > choices.space.min_stages else {}
+    )
     for i, (c, j) in enumerate(zip(arch.choices, arch.depths, strict=True)):
         k, e = choices.block_choices[c]
         out.update({f"s{i}_kernel": k, f"s{i}_expansion": e, f"s{i}_depth": choices.depths[j]})
@@ -59,15 +61,21 @@ def random_arch(choices: SpaceChoices, macro: Macro, rng: np.random.Generator) -
 def latency_model(net: Supernet, choices: SpaceChoices, macro: Macro, table: LatencyTable) -> LatencyModel:
     """`LatencyModel` priced from ``net.choice_layers()`` (one LUT lookup per distinct layer).
 
-    Bit-widths do not change an ORT LUT entry, so any bit-width combination prices a block.
+    Bit-widths do not change an ORT LUT entry, so any bit-width combination prices a block; layers of
+    another stage count than the macro's (early-exit classifiers) are left out.
     """
     decisions = {d.name: d for d in net.decisions}
     n_stages = len(net.stages)
     max_depth = max(choices.depths)
     block_ms = [np.zeros((max_depth, len(choices.block_choices))) for _ in range(n_stages)]
     fixed_ms = 0.0
+    # Decisions the macro fixes (the stage count): keep only the layers present at the macro's value.
+    fixed_choice = {"n_stages": macro.n_stages}
+    fixed_index = {n: decisions[n].options.index(v) for n, v in fixed_choice.items() if n in decisions}
     for cl in net.choice_layers():
         req = dict(cl.requires)
+        if any(i not in req.get(n, (i,)) for n, i in fixed_index.items()):
+            continue
         if not cl.slot.startswith("stage"):
             fixed_ms += table.lookup(cl.layer)
             continue
@@ -179,7 +187,9 @@ def path_accuracy(net: Supernet, choices: SpaceChoices, arch: Arch, x: Tensor, y
 
 def inherit(net: Supernet, choices: SpaceChoices, candidate: Candidate) -> nn.Module:
     """``candidate``'s float model initialised from the supernet (its architecture must be a path of it)."""
-    choice = {}
+    choice: dict[str, Any] = (
+        {"n_stages": len(candidate.stages)} if "n_stages" in {d.name for d in net.decisions} else {}
+    )
     for i, stage in enumerate(candidate.stages):
         choice.update({f"s{i}_kernel": stage.kernel, f"s{i}_expansion": stage.expansion, f"s{i}_depth": stage.depth})
     return net.extract(choice)
