@@ -6,17 +6,48 @@ from torch import nn
 
 from jointnas.spaces import Candidate
 
-from .lowrank import factorize_conv1x1, factorize_linear, factorize_low_rank, rank_for, saves_parameters
-from .pipeline import PipelineConfig, PipelineResult, StepReport, run_pipeline
-from .pruning import CRITERIA, channels_to_keep, prune_channels
+from .c_export import CArrayExport, CArrayLayer, export_c_array, packed_layer_bytes, read_c_array_weights
+from .export import deployable_model, export_onnx, onnx_logits, onnx_parity, quantize_onnx_int8
+from .lowrank import (
+    factorize_conv,
+    factorize_conv1x1,
+    factorize_layer,
+    factorize_linear,
+    factorize_low_rank,
+    layer_rank,
+    rank_for,
+    rank_for_energy,
+    saves_parameters,
+)
+from .pipeline import PipelineConfig, PipelineResult, StepReport, deployed_costs, run_pipeline
+from .plan import validate_plan
+from .pruning import (
+    CRITERIA,
+    ChannelGroup,
+    channel_groups,
+    channels_to_keep,
+    plan_channel_pruning,
+    prune_channels,
+    prune_group,
+)
 from .quantization import (
     PACT,
+    WEIGHT_QUANTIZERS,
     QuantConv2d,
     QuantLinear,
+    WeightCodes,
     fold_batchnorm,
     integer_weights,
     quantize_model,
     quantize_weight,
+)
+from .sparsity import (
+    MagnitudePruner,
+    SparsityConfig,
+    gradual_prune,
+    layer_sparsity,
+    prune_magnitude,
+    scheduled_sparsity,
 )
 from .training import TrainConfig, TrainingDivergedError, accuracy, distillation_loss, train
 
@@ -28,29 +59,57 @@ METHODS: dict[str, Callable[[nn.Module, Candidate], nn.Module]] = {
 """Compression methods by name: each takes ``(model, candidate)`` and returns the compressed model."""
 
 __all__ = [
+    "CArrayExport",
+    "CArrayLayer",
     "CRITERIA",
+    "ChannelGroup",
     "METHODS",
+    "MagnitudePruner",
     "PACT",
     "PipelineConfig",
     "PipelineResult",
     "QuantConv2d",
     "QuantLinear",
+    "SparsityConfig",
     "StepReport",
     "TrainConfig",
     "TrainingDivergedError",
+    "WEIGHT_QUANTIZERS",
+    "WeightCodes",
     "accuracy",
+    "channel_groups",
     "channels_to_keep",
+    "deployable_model",
+    "deployed_costs",
     "distillation_loss",
+    "export_c_array",
+    "export_onnx",
+    "factorize_conv",
     "factorize_conv1x1",
+    "factorize_layer",
     "factorize_linear",
     "factorize_low_rank",
     "fold_batchnorm",
+    "gradual_prune",
     "integer_weights",
+    "layer_rank",
+    "layer_sparsity",
+    "onnx_logits",
+    "onnx_parity",
+    "packed_layer_bytes",
+    "plan_channel_pruning",
     "prune_channels",
+    "prune_group",
+    "prune_magnitude",
     "quantize_model",
+    "quantize_onnx_int8",
     "quantize_weight",
     "rank_for",
+    "read_c_array_weights",
+    "rank_for_energy",
     "run_pipeline",
+    "scheduled_sparsity",
     "saves_parameters",
     "train",
+    "validate_plan",
 ]

@@ -65,13 +65,14 @@ class DNASConfig:
 
 @dataclass(frozen=True)
 class Penalty:
-    """A hardware cost: per-`ChoiceLayer` ``costs``, divided by ``scale``; ``reduce="max"`` takes a soft
-    max over layer positions (peak SRAM) instead of the sum (latency, Flash)."""
+    """A hardware cost: per-item ``costs`` of ``cost_model``'s items (default: the training's cost model),
+    divided by ``scale``; ``reduce="max"`` takes a soft max over positions (peak SRAM) instead of the sum."""
 
     name: str
     costs: Tensor
     scale: float
     reduce: str = "sum"
+    cost_model: CostModel | None = None
 
 
 @dataclass
@@ -122,11 +123,12 @@ def expected_penalty(
         lam = float(lambdas.get(pen.name, 0.0))
         if lam == 0.0:
             continue
+        model = pen.cost_model or cost_model
         if pen.reduce == "max":
-            slots = cost_model.per_slot(pen.costs, probs) / pen.scale
+            slots = model.per_slot(pen.costs, probs) / pen.scale
             value = sram_temperature * torch.logsumexp(slots / sram_temperature, 0)
         else:
-            value = cost_model.expected(pen.costs, probs) / pen.scale
+            value = model.expected(pen.costs, probs) / pen.scale
         total = total + lam * value
     return total
 

@@ -1,12 +1,25 @@
-"""Low-rank factorization by truncated SVD of Linear layers and 1x1 convolutions."""
+"""Low-rank factorization by truncated SVD: Linear layers, 1x1 convolutions and k×k convolutions.
+
+A weight ``W`` (``out × in``; a k×k conv's weight reshaped to ``out × in·k·k``) is replaced by the
+product of two factors from its truncated SVD, ``W ≈ (U_r √S_r)(√S_r V_rᵀ)``: a Linear becomes two
+Linears, a k×k conv becomes a k×k conv to ``r`` channels followed by a 1x1 conv (Jaderberg-style
+channel decomposition; a 1x1 conv is the ``k = 1`` case). The rank is a share of full rank
+(``mode="ratio"``) or the smallest rank that keeps a share of the spectral energy ``Σ s_i²``
+(``mode="energy"``).
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from jointnas.spaces import Candidate, UserInputError, stage_of_block
 from jointnas.spaces.layers import DenseAct, InvertedResidual
+
+RANK_MODES = ("ratio", "energy")
+RankMode = Literal["ratio", "energy"]
 
 
 def rank_for(out_features: int, in_features: int, ratio: float) -> int:
@@ -14,6 +27,25 @@ def rank_for(out_features: int, in_features: int, ratio: float) -> int:
     if not 0.0 < ratio <= 1.0:
         raise UserInputError(f"rank ratio {ratio} is out of range; use a value in (0, 1]")
     return max(1, int(round(ratio * min(out_features, in_features))))
+
+
+def rank_for_energy(singular_values: Tensor, energy: float) -> int:
+    """Smallest rank whose singular values keep at least ``energy`` of ``Σ s²`` (in (0, 1])."""
+    if not 0.0 < energy <= 1.0:
+        raise UserInputError(f"retained energy {energy} is out of range; use a value in (0, 1]")
+    power = singular_values.double().pow(2)
+    cumulative = power.cumsum(0) / power.sum().clamp_min(1e-30)
+    return min(len(power), int((cumulative < energy - 1e-12).sum()) + 1)
+
+
+def layer_rank(weight: Tensor, value: float, mode: RankMode = "ratio") -> int:
+    """Rank for ``weight`` (flattened to ``out × rest``) at ``value``: a rank share or an energy share."""
+    if mode not in RANK_MODES:
+        raise UserInputError(f"unknown rank mode {mode!r}; choose one of {list(RANK_MODES)}")
+    matrix = weight.detach().flatten(1)
+    if mode == "ratio":
+        return rank_for(matrix.shape[0], matrix.shape[1], value)
+    return rank_for_energy(torch.linalg.svdvals(matrix.double()), value)
 
 
 def saves_parameters(out_features: int, in_features: int, rank: int) -> bool:
@@ -41,25 +73,42 @@ def factorize_linear(linear: nn.Linear, rank: int) -> nn.Sequential:
     return nn.Sequential(a, b)
 
 
-def factorize_conv1x1(conv: nn.Conv2d, rank: int) -> nn.Sequential:
-    """1x1 ``Conv2d(in, out)`` → 1x1 conv to ``rank`` channels → 1x1 conv to ``out``."""
-    if conv.kernel_size != (1, 1) or conv.groups != 1:
-        raise UserInputError("SVD factorization applies to 1x1 convolutions without groups")
+def factorize_conv(conv: nn.Conv2d, rank: int) -> nn.Sequential:
+    """k×k ``Conv2d(in, out)`` → k×k conv to ``rank`` channels (same stride, padding) → 1x1 conv to ``out``."""
+    if conv.groups != 1:
+        raise UserInputError("SVD factorization applies to convolutions without groups (not depthwise)")
+    if rank < 1:
+        raise UserInputError(f"rank {rank} is invalid; keep at least rank 1")
     first, second = _svd_factors(conv.weight.detach().flatten(1), rank)
-    a = nn.Conv2d(conv.in_channels, rank, 1, conv.stride, bias=False)
+    a = nn.Conv2d(conv.in_channels, rank, conv.kernel_size, conv.stride, conv.padding, conv.dilation, bias=False)
     b = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
-    a.weight.data.copy_(first[:, :, None, None])
+    a.weight.data.copy_(first.reshape(rank, *conv.weight.shape[1:]))
     b.weight.data.copy_(second[:, :, None, None])
     if conv.bias is not None:
         b.bias.data.copy_(conv.bias.detach())
     return nn.Sequential(a, b)
 
 
-def factorize_low_rank(model: nn.Module, candidate: Candidate) -> nn.Module:
-    """Factorize each block's 1x1 convs (CNN) or hidden linear (MLP) at ``stage.rank_ratio``, in place.
+def factorize_conv1x1(conv: nn.Conv2d, rank: int) -> nn.Sequential:
+    """1x1 ``Conv2d(in, out)`` → 1x1 conv to ``rank`` channels → 1x1 conv to ``out``."""
+    if conv.kernel_size != (1, 1):
+        raise UserInputError("factorize_conv1x1 applies to 1x1 convolutions; use factorize_conv for k×k")
+    return factorize_conv(conv, rank)
 
-    A layer is factorized only when the ratio is below 1 and the factorization has fewer weights than
-    the dense layer; otherwise it stays as it is.
+
+def factorize_layer(layer: nn.Module, rank: int) -> nn.Sequential:
+    """Factorize a Linear or a (non-grouped) Conv2d at ``rank``."""
+    if isinstance(layer, nn.Linear):
+        return factorize_linear(layer, rank)
+    return factorize_conv(layer, rank)
+
+
+def factorize_low_rank(model: nn.Module, candidate: Candidate, mode: RankMode = "ratio") -> nn.Module:
+    """Factorize each block's non-grouped convs (CNN) or hidden linear (MLP) at ``stage.rank_ratio``, in place.
+
+    ``mode="ratio"`` keeps ``rank_ratio`` of full rank; ``mode="energy"`` reads ``rank_ratio`` as the
+    share of spectral energy to keep. A layer is factorized only when ``rank_ratio`` is below 1 and the
+    factorization has fewer weights than the dense layer; otherwise it stays as it is.
     """
     stage_idx = stage_of_block(candidate)
     for i, block in enumerate(model.blocks):
@@ -68,15 +117,15 @@ def factorize_low_rank(model: nn.Module, candidate: Candidate) -> nn.Module:
             continue
         if isinstance(block, InvertedResidual):
             for part in (block.expand, block.project):
-                conv = part.conv
-                if not isinstance(conv, nn.Conv2d):
-                    continue  # already factorized
-                r = rank_for(conv.out_channels, conv.in_channels, ratio)
-                if saves_parameters(conv.out_channels, conv.in_channels, r):
-                    part.conv = factorize_conv1x1(conv, r)
-        elif isinstance(block, DenseAct) and isinstance(block.linear, nn.Linear):
-            lin = block.linear
-            r = rank_for(lin.out_features, lin.in_features, ratio)
-            if saves_parameters(lin.out_features, lin.in_features, r):
-                block.linear = factorize_linear(lin, r)
+                part.conv = _maybe_factorize(part.conv, ratio, mode)
+        elif isinstance(block, DenseAct):
+            block.linear = _maybe_factorize(block.linear, ratio, mode)
     return model.train(model.training)  # new submodules take the model's mode
+
+
+def _maybe_factorize(layer: nn.Module, value: float, mode: RankMode) -> nn.Module:
+    if type(layer) not in (nn.Conv2d, nn.Linear) or getattr(layer, "groups", 1) != 1:
+        return layer  # already factorized, quantized, or depthwise
+    matrix = layer.weight.detach().flatten(1)
+    r = layer_rank(matrix, value, mode)
+    return factorize_layer(layer, r) if saves_parameters(matrix.shape[0], matrix.shape[1], r) else layer

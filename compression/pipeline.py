@@ -4,31 +4,38 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from jointnas.spaces import Candidate, build_model
+from jointnas.spaces import Candidate, build_model, trace_layers
 
-from .lowrank import factorize_low_rank
-from .pruning import CRITERIA, prune_channels
-from .quantization import fold_batchnorm, quantize_model
+from .c_export import packed_layer_bytes
+from .export import deployable_model
+from .lowrank import RANK_MODES, factorize_low_rank
+from .plan import validate_plan
+from .pruning import CRITERIA, SCOPES, prune_channels
+from .quantization import WEIGHT_QUANTIZERS, quantize_model
+from .sparsity import SCHEDULES, SPARSITY_SCOPES, MagnitudePruner, SparsityConfig, gradual_prune
 from .training import TrainConfig, accuracy, train
 
-Step = Literal["prune", "lowrank", "quantize", "finetune"]
-_COMPRESSION_ORDER = ("prune", "lowrank", "quantize")
+Step = Literal["prune", "lowrank", "sparsify", "quantize", "finetune"]
+_COMPRESSION_ORDER = ("prune", "lowrank", "sparsify", "quantize")
 
 
 class PipelineConfig(BaseModel):
     """The ``[pipeline]`` section: epochs, optimizer knobs and step order.
 
     ``steps`` run after the initial training; ``finetune`` trains the current (compressed) model for
-    ``finetune_epochs`` (a QAT fine-tune once ``quantize`` has run). Compression steps appear at most
-    once each and in the order prune → lowrank → quantize.
+    ``finetune_epochs`` (a QAT fine-tune once ``quantize`` has run); ``sparsify`` is a fine-tune of
+    ``finetune_epochs`` during which unstructured magnitude pruning rises to ``sparsity`` along
+    ``sparsity_schedule`` (its masks then hold through every later fine-tune). Compression steps appear
+    at most once each and in the order prune → lowrank → sparsify → quantize. Every fine-tune
+    distils from the trained uncompressed model when ``kd_alpha`` > 0.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -43,8 +50,18 @@ class PipelineConfig(BaseModel):
     batch_size: int = Field(64, ge=1, le=1_000_000)
     weight_decay: float = Field(1e-4, ge=0, le=1)
     prune_criterion: Literal[CRITERIA] = "l1"  # type: ignore[valid-type]
+    # "all": hidden widths and the residual-tied stage outputs (stem, classifier inputs follow);
+    # "hidden": only the inverted-residual hidden widths (block widths stay).
+    prune_scope: Literal[SCOPES] = "all"  # type: ignore[valid-type]
     kd_alpha: float = Field(0.0, ge=0, le=1)
     kd_temperature: float = Field(4.0, gt=0, le=100)
+    # "ratio": a stage's rank_ratio is the share of full rank kept; "energy": the share of Σ s² kept.
+    rank_mode: Literal[RANK_MODES] = "ratio"  # type: ignore[valid-type]
+    # Weight fake-quantizer of the quantize step: "maxabs", "dorefa" or "lsq" (learned step).
+    weight_quantizer: Literal[WEIGHT_QUANTIZERS] = "maxabs"  # type: ignore[valid-type]
+    sparsity: float = Field(0.0, ge=0, lt=1)
+    sparsity_schedule: Literal[SCHEDULES] = "cubic"  # type: ignore[valid-type]
+    sparsity_scope: Literal[SPARSITY_SCOPES] = "global"  # type: ignore[valid-type]
 
     @field_validator("steps")
     @classmethod
@@ -54,27 +71,71 @@ class PipelineConfig(BaseModel):
             if seen.count(name) > 1:
                 raise ValueError(f"step {name!r} appears {seen.count(name)} times; list it once")
         if seen != sorted(seen, key=_COMPRESSION_ORDER.index):
-            raise ValueError(f"compression steps {seen} must follow the order prune → lowrank → quantize")
+            raise ValueError(
+                f"compression steps {seen} must follow the order prune → lowrank → quantize "
+                "(sparsify, if used, between lowrank and quantize)"
+            )
         return steps
+
+    @model_validator(mode="after")
+    def _sparsity_step(self) -> PipelineConfig:
+        if ("sparsify" in self.steps) != (self.sparsity > 0):
+            raise ValueError(
+                "the 'sparsify' step and sparsity > 0 go together; set both (e.g. sparsity = 0.5 and "
+                "'sparsify' in steps) or neither"
+            )
+        return self
 
 
 @dataclass
 class StepReport:
-    """What one pipeline step left behind (accuracy on the validation split)."""
+    """What one pipeline step left behind, measured on the model's deployment form.
+
+    ``val_accuracy`` on the validation split; ``params`` = conv/linear weights + biases (BatchNorm
+    folded); ``macs`` per sample; ``flash_bytes`` = the packed C array's size (`export_c_array`,
+    equal to `jointnas.devices.estimate_flash_bytes`); ``seconds`` the step's wall time.
+    """
 
     step: str
     val_accuracy: float
     params: int
     seconds: float
     extra: dict[str, float] = field(default_factory=dict)
+    macs: int = 0
+    flash_bytes: int = 0
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        """Flat JSON-ready record (trial user attr ``steps``); ``extra`` figures are merged in."""
+        base = {
+            "step": self.step,
+            "val_accuracy": self.val_accuracy,
+            "params": self.params,
+            "macs": self.macs,
+            "flash_bytes": self.flash_bytes,
+            "seconds": self.seconds,
+        }
+        return {**self.extra, **base}
 
 
 @dataclass
 class PipelineResult:
+    """The deployable model, its teacher, one report per step, timings and per-layer sparsity."""
+
     model: nn.Module
     teacher: nn.Module
     reports: list[StepReport]
     timings_s: dict[str, float]
+    layer_sparsity: dict[str, float] = field(default_factory=dict)
+
+
+def deployed_costs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Params (weights + biases), MACs per sample and packed Flash bytes of ``model``'s deployment form."""
+    layers = trace_layers(deployable_model(model), input_shape)
+    return {
+        "params": sum(layer.weight_numel + layer.bias_numel for layer in layers),
+        "macs": sum(layer.macs for layer in layers),
+        "flash_bytes": sum(packed_layer_bytes(layer) for layer in layers),
+    }
 
 
 def run_pipeline(
@@ -87,15 +148,18 @@ def run_pipeline(
     *,
     seed: int = 0,
     on_step: Callable[[str, nn.Module], dict[str, float]] | None = None,
+    supported_weight_bits: Sequence[int] | None = None,
     initial_model: nn.Module | None = None,
 ) -> PipelineResult:
-    """Build → train → run ``config.steps`` → fold BatchNorm; report after every step.
+    """Validate the plan → build → train → run ``config.steps`` → deployment form; report every step.
 
-    ``on_step(step, model)`` may add figures (e.g. Flash bytes) to each step's report.
+    The plan is checked first (`validate_plan`, with the device's ``supported_weight_bits`` when
+    given), so a bad plan fails before any training. ``on_step(step, model)`` may add figures to each
+    step's report (``extra``). The validation split only measures; it never drives training.
     ``initial_model`` (e.g. a sub-network with weights inherited from a supernet) replaces the freshly
     built model; it must be ``build_model(candidate)``'s architecture.
-    The validation split only measures; it never drives training.
     """
+    validate_plan(candidate, supported_weight_bits, quantized="quantize" in config.steps)  # before any training
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     timings: dict[str, float] = {}
@@ -118,9 +182,9 @@ def run_pipeline(
     def record(step: str, model: nn.Module, seconds: float) -> None:
         timings[f"{step}_s"] = timings.get(f"{step}_s", 0.0) + seconds
         extra = on_step(step, model) if on_step else {}
-        reports.append(
-            StepReport(step, accuracy(model, x_val, y_val), sum(p.numel() for p in model.parameters()), seconds, extra)
-        )
+        costs = deployed_costs(model, candidate.input_shape)
+        acc = accuracy(model, x_val, y_val)
+        reports.append(StepReport(step, acc, costs["params"], seconds, extra, costs["macs"], costs["flash_bytes"]))
 
     t0 = time.perf_counter()
     model = build_model(candidate) if initial_model is None else initial_model
@@ -130,16 +194,23 @@ def run_pipeline(
     for p in teacher.parameters():
         p.requires_grad_(False)
 
+    pruner: MagnitudePruner | None = None
     for step in config.steps:
         t0 = time.perf_counter()
         if step == "prune":
-            prune_channels(model, candidate, config.prune_criterion, gen)
+            prune_channels(model, candidate, config.prune_criterion, gen, scope=config.prune_scope)
         elif step == "lowrank":
-            factorize_low_rank(model, candidate)
+            factorize_low_rank(model, candidate, config.rank_mode)
+        elif step == "sparsify":
+            sparsity = SparsityConfig(config.sparsity, config.sparsity_schedule, config.sparsity_scope)
+            pruner = gradual_prune(model, x_train, y_train, finetune, sparsity, teacher=teacher, generator=gen)
         elif step == "quantize":
-            quantize_model(model, candidate, calibration=x_train[:512])
+            quantize_model(model, candidate, calibration=x_train[:512], weight_quantizer=config.weight_quantizer)
         elif step == "finetune":
-            train(model, x_train, y_train, finetune, teacher=teacher, generator=gen)
+            keep_masks = None if pruner is None else (lambda _s, _n, p=pruner: p.apply(model))
+            train(model, x_train, y_train, finetune, teacher=teacher, generator=gen, on_step=keep_masks)
         record(step, model, time.perf_counter() - t0)
-    fold_batchnorm(model)  # deployment form: what is measured and exported
-    return PipelineResult(model.eval(), teacher, reports, timings)
+    layer_sparsity = pruner.fold(model) if pruner is not None else {}
+    # Deployment form (BN folded, quantized weights baked with their integer codes): what is measured,
+    # exported to ONNX and packed into C arrays.
+    return PipelineResult(deployable_model(model), teacher, reports, timings, layer_sparsity)

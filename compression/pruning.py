@@ -1,12 +1,30 @@
-"""Structured channel pruning that physically removes channels.
+"""Structured channel pruning that physically removes channels, consistently across dependencies.
 
-For the CNN family the pruned dimension is each inverted-residual block's hidden (expanded) width:
-the expand conv's outputs, the depthwise conv's channels and the project conv's inputs go together, and
-the block's input/output widths, which residual additions tie across blocks, stay. For the MLP family a
-stage's hidden units go, with the matching inputs of the next layer.
+Channels that must go together form a `ChannelGroup`, derived from the family's module contract
+(``stem``, ``blocks``, ``classifier``, ``use_residual``; see `jointnas.spaces.layers`):
+
+* CNN hidden group (one per inverted-residual block): the expand conv's outputs and BatchNorm, the
+  depthwise conv's channels and BatchNorm, the project conv's inputs.
+* CNN residual group: channels joined by residual additions, i.e. the stem's output (or the output of
+  a block without a residual) and the outputs of every following residual block, with the BatchNorms
+  of all these producers, the inputs of every expand conv that reads them, and the classifier's inputs
+  after global pooling when the group reaches the head.
+* MLP: a hidden layer's units and the matching inputs of the next layer (or the classifier).
+
+Each group's channels are scored once, before anything is cut (L1 / L2 norm of the producers' weight
+rows summed over producers, the sum of |BatchNorm scale|, or random as a baseline), and the lowest
+``round(ratio · size)`` are removed. A group takes the ``prune_ratio`` of the stage that produces it
+(the stem's group: the first stage's). ``scope="hidden"`` prunes only hidden groups (block widths stay).
+
+We considered a dependency-graph library (Torch-Pruning's DepGraph): it handles these cases, but our
+families are a fixed, small set of modules whose contract already names every dependency, so a
+40-line group builder keeps the package dependency-free and exact.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +32,11 @@ from torch import Tensor, nn
 from jointnas.spaces import Candidate, UserInputError, stage_of_block
 from jointnas.spaces.layers import ConvBNAct, DenseAct, InvertedResidual
 
+from ._modules import set_submodule
+
 CRITERIA = ("l1", "l2", "bn", "random")
+SCOPES = ("all", "hidden")
+Scope = Literal["all", "hidden"]
 
 
 def channels_to_keep(n: int, ratio: float) -> int:
@@ -40,8 +62,103 @@ def channel_importance(weight: Tensor, bn: nn.Module | None, criterion: str, gen
     raise UserInputError(f"unknown prune criterion {criterion!r}; choose one of {list(CRITERIA)}")
 
 
-def _keep_index(importance: Tensor, keep: int) -> Tensor:
-    return importance.topk(keep).indices.sort().values
+@dataclass
+class ChannelGroup:
+    """Channels removed together.
+
+    Args:
+        name: readable name (``"blocks.2.hidden"``, ``"stem+blocks.0-1.out"``).
+        size: channels in the group before pruning.
+        ratio: share of the channels to remove, in [0, 1).
+        producers: ``ConvBNAct`` / ``DenseAct`` module names whose outputs (conv/linear rows and BN)
+            are the group's channels.
+        depthwise: depthwise ``ConvBNAct`` names that map the group's channels one to one.
+        consumers: ``Conv2d`` / ``Linear`` names whose inputs are the group's channels.
+    """
+
+    name: str
+    size: int
+    ratio: float
+    producers: list[str] = field(default_factory=list)
+    depthwise: list[str] = field(default_factory=list)
+    consumers: list[str] = field(default_factory=list)
+
+
+def _check_prunable(model: nn.Module, names: list[str]) -> None:
+    for name in names:
+        part = model.get_submodule(name)
+        layer = part.conv if isinstance(part, ConvBNAct) else getattr(part, "linear", part)
+        if type(layer) not in (nn.Conv2d, nn.Linear) or (
+            isinstance(part, ConvBNAct) and not isinstance(part.bn, nn.BatchNorm2d)
+        ):
+            raise UserInputError(
+                "structured pruning must run before low-rank factorization, quantization and BN folding; "
+                "put 'prune' first in [pipeline] steps"
+            )
+
+
+def channel_groups(model: nn.Module, candidate: Candidate, scope: Scope = "all") -> list[ChannelGroup]:
+    """The channel groups of ``model`` (built from ``candidate``) with their plan ratios."""
+    if scope not in SCOPES:
+        raise UserInputError(f"unknown prune scope {scope!r}; choose one of {list(SCOPES)}")
+    stage_idx = stage_of_block(candidate)
+    blocks = list(model.blocks)
+    groups: list[ChannelGroup] = []
+    if candidate.family == "mlp" or all(isinstance(b, DenseAct) for b in blocks):
+        for i, block in enumerate(blocks):
+            nxt = f"blocks.{i + 1}.linear" if i + 1 < len(blocks) else "classifier"
+            groups.append(
+                ChannelGroup(
+                    f"blocks.{i}.out",
+                    block.linear.out_features,
+                    candidate.stages[stage_idx[i]].prune_ratio,
+                    producers=[f"blocks.{i}"],
+                    consumers=[nxt],
+                )
+            )
+        return groups
+    outer = ChannelGroup("stem", model.stem.conv.out_channels, candidate.stages[0].prune_ratio, producers=["stem"])
+    for i, block in enumerate(blocks):
+        if not isinstance(block, InvertedResidual):  # pragma: no cover - families register only these blocks
+            raise UserInputError(f"structured pruning does not support block type {type(block).__name__}")
+        ratio = candidate.stages[stage_idx[i]].prune_ratio
+        groups.append(
+            ChannelGroup(
+                f"blocks.{i}.hidden",
+                block.hidden_channels,
+                ratio,
+                producers=[f"blocks.{i}.expand"],
+                depthwise=[f"blocks.{i}.dw"],
+                consumers=[f"blocks.{i}.project.conv"],
+            )
+        )
+        outer.consumers.append(f"blocks.{i}.expand.conv")
+        if block.use_residual:
+            outer.producers.append(f"blocks.{i}.project")
+            outer.name = f"{outer.name}+{i}"
+        else:
+            groups.append(outer)
+            outer = ChannelGroup(
+                f"blocks.{i}", block.project.conv.out_channels, ratio, producers=[f"blocks.{i}.project"]
+            )
+    outer.consumers.append("classifier")
+    groups.append(outer)
+    for g in groups:
+        if not g.name.endswith(".hidden"):
+            g.name = f"{g.name}.out"
+    return [g for g in groups if scope == "all" or g.name.endswith(".hidden")]
+
+
+def group_importance(model: nn.Module, group: ChannelGroup, criterion: str, generator=None) -> Tensor:
+    """Importance of each channel of ``group``: the producers' per-channel scores, summed."""
+    if criterion == "random":
+        return torch.rand(group.size, generator=generator)
+    total = torch.zeros(group.size)
+    for name in group.producers:
+        part = model.get_submodule(name)
+        layer = part.conv if isinstance(part, ConvBNAct) else part.linear
+        total += channel_importance(layer.weight, getattr(part, "bn", None), criterion, generator)
+    return total
 
 
 def _slice_conv(conv: nn.Conv2d, out_idx: Tensor | None, in_idx: Tensor | None) -> nn.Conv2d:
@@ -92,22 +209,54 @@ def _slice_linear(linear: nn.Linear, out_idx: Tensor | None, in_idx: Tensor | No
     return new
 
 
-def prune_block_hidden(block: InvertedResidual, idx: Tensor) -> None:
-    """Keep only hidden channels ``idx`` of an inverted-residual block (in place)."""
-    for part in (block.expand, block.dw):
-        if not isinstance(part.conv, nn.Conv2d) or not isinstance(part.bn, nn.BatchNorm2d):
-            raise UserInputError("structured pruning must run before low-rank factorization and quantization")
-    block.expand.conv = _slice_conv(block.expand.conv, idx, None)
-    block.expand.bn = _slice_bn(block.expand.bn, idx)
-    block.dw.conv = _slice_conv(block.dw.conv, idx, idx)
-    block.dw.bn = _slice_bn(block.dw.bn, idx)
-    block.project.conv = _slice_conv(block.project.conv, None, idx)
+def _slice_layer(layer: nn.Module, out_idx: Tensor | None, in_idx: Tensor | None) -> nn.Module:
+    if isinstance(layer, nn.Conv2d):
+        return _slice_conv(layer, out_idx, in_idx)
+    return _slice_linear(layer, out_idx, in_idx)
+
+
+def prune_group(model: nn.Module, group: ChannelGroup, keep: Tensor) -> None:
+    """Keep only channels ``keep`` (sorted indices) of ``group`` in every member layer (in place)."""
+    for name in group.producers + group.depthwise:
+        part = model.get_submodule(name)
+        if isinstance(part, ConvBNAct):
+            part.conv = _slice_conv(part.conv, keep, keep if name in group.depthwise else None)
+            part.bn = _slice_bn(part.bn, keep)
+        else:
+            part.linear = _slice_linear(part.linear, keep, None)
+    for name in group.consumers:
+        set_submodule(model, name, _slice_layer(model.get_submodule(name), None, keep))
+
+
+def plan_channel_pruning(
+    model: nn.Module,
+    candidate: Candidate,
+    criterion: str = "l1",
+    generator: torch.Generator | None = None,
+    scope: Scope = "all",
+) -> list[tuple[ChannelGroup, Tensor]]:
+    """Groups to prune and the sorted channel indices each keeps, scored on the unpruned model."""
+    if criterion not in CRITERIA:
+        raise UserInputError(f"unknown prune criterion {criterion!r}; choose one of {list(CRITERIA)}")
+    plan = []
+    for group in channel_groups(model, candidate, scope):
+        if group.ratio <= 0:
+            continue
+        keep = channels_to_keep(group.size, group.ratio)
+        _check_prunable(model, group.producers + group.depthwise + group.consumers)
+        scores = group_importance(model, group, criterion, generator)
+        plan.append((group, scores.topk(keep).indices.sort().values))
+    return plan
 
 
 def prune_channels(
-    model: nn.Module, candidate: Candidate, criterion: str = "l1", generator: torch.Generator | None = None
+    model: nn.Module,
+    candidate: Candidate,
+    criterion: str = "l1",
+    generator: torch.Generator | None = None,
+    scope: Scope = "all",
 ) -> nn.Module:
-    """Remove ``stage.prune_ratio`` of the hidden channels of every block (in place); return ``model``.
+    """Remove each group's ``prune_ratio`` share of channels (in place); return ``model``.
 
     Example:
         >>> from jointnas.spaces import Candidate, Stage, build_model
@@ -115,34 +264,28 @@ def prune_channels(
         >>> prune_channels(build_model(c), c).blocks[0].linear.out_features
         16
     """
-    if criterion not in CRITERIA:
-        raise UserInputError(f"unknown prune criterion {criterion!r}; choose one of {list(CRITERIA)}")
-    stage_idx = stage_of_block(candidate)
-    blocks = list(model.blocks)
-    for i, block in enumerate(blocks):
-        ratio = candidate.stages[stage_idx[i]].prune_ratio
-        if ratio <= 0:
-            continue
-        if isinstance(block, InvertedResidual):
-            hidden = block.hidden_channels
-            keep = channels_to_keep(hidden, ratio)
-            bn = block.expand.bn
-            imp = channel_importance(block.expand.conv.weight, bn, criterion, generator)
-            prune_block_hidden(block, _keep_index(imp, keep))
-        elif isinstance(block, DenseAct):
-            n = block.linear.out_features
-            idx = _keep_index(
-                channel_importance(block.linear.weight, None, criterion, generator), channels_to_keep(n, ratio)
-            )
-            block.linear = _slice_linear(block.linear, idx, None)
-            nxt = blocks[i + 1] if i + 1 < len(blocks) else None
-            if isinstance(nxt, DenseAct):
-                nxt.linear = _slice_linear(nxt.linear, None, idx)
-            else:
-                model.classifier = _slice_linear(model.classifier, None, idx)
-        else:  # pragma: no cover - families register only the blocks above
-            raise UserInputError(f"structured pruning does not support block type {type(block).__name__}")
+    for group, keep in plan_channel_pruning(model, candidate, criterion, generator, scope):
+        prune_group(model, group, keep)
     return model.train(model.training)  # new submodules take the model's mode
 
 
-__all__ = ["CRITERIA", "ConvBNAct", "channel_importance", "channels_to_keep", "prune_block_hidden", "prune_channels"]
+def prune_block_hidden(block: InvertedResidual, idx: Tensor) -> None:
+    """Keep only hidden channels ``idx`` of one inverted-residual block (in place)."""
+    group = ChannelGroup("hidden", block.hidden_channels, 0.0, ["expand"], ["dw"], ["project.conv"])
+    _check_prunable(block, group.producers + group.depthwise)
+    prune_group(block, group, idx)
+
+
+__all__ = [
+    "CRITERIA",
+    "SCOPES",
+    "ChannelGroup",
+    "channel_groups",
+    "channel_importance",
+    "channels_to_keep",
+    "group_importance",
+    "plan_channel_pruning",
+    "prune_block_hidden",
+    "prune_channels",
+    "prune_group",
+]

@@ -1,51 +1,201 @@
 """Mixed-precision fake quantization with straight-through estimators, and BatchNorm folding.
 
-Weights: symmetric per-output-channel quantization to ``weight_bits`` (2-16; 1 = binary ``sign·mean|w|``;
-32 = float). Activations: PACT (learned clipping level, Choi et al. 2018) to ``act_bits``, unsigned
+Weights, per output channel, to ``weight_bits`` in {1, 2, 4, 8, 16} (32 = float), by one of the
+``WEIGHT_QUANTIZERS``: ``maxabs`` (symmetric, scale = max|w| / (2^(b-1) − 1)), ``dorefa`` (Zhou et al.
+2016: tanh-normalized, 2^b uniform levels in [−1, 1], rescaled by max|w|) or ``lsq`` (Esser et al.
+2020: symmetric with a learned step per channel, gradient-scaled). 1 bit is binary ``sign(w)·mean|w|``
+for every method. Activations: PACT (learned clipping level, Choi et al. 2018) to ``act_bits``, unsigned
 after ReLU and symmetric elsewhere. Rounding passes gradients straight through (Bengio et al. 2013).
+BatchNorm is folded into the preceding conv before quantization, so what is quantized is what runs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
-from jointnas.spaces import Candidate, stage_of_block
+from jointnas.spaces import WEIGHT_BITS, Candidate, UserInputError, stage_of_block
 from jointnas.spaces.layers import ConvBNAct, DenseAct
-from jointnas.spaces.quant import quantize_activation, quantize_weight, weight_scale
 
 from ._modules import set_submodule
 
+WEIGHT_QUANTIZERS = ("maxabs", "dorefa", "lsq")
 
-def integer_weights(weight: Tensor, bits: int) -> tuple[Tensor, Tensor]:
-    """Integer codes and per-channel scales of ``weight`` at ``bits`` (for export and C arrays)."""
-    reduce = tuple(range(1, weight.dim()))
-    if bits == 1:
-        alpha = weight.abs().mean(dim=reduce)
-        return (weight >= 0).to(torch.int8), alpha
-    scale = weight_scale(weight, bits)
+
+def _ste(x: Tensor, q: Tensor) -> Tensor:
+    """Forward exactly ``q``, backward identity to ``x`` (``x - x.detach()`` is an exact zero)."""
+    return q.detach() + (x - x.detach())
+
+
+def _round_ste(x: Tensor) -> Tensor:
+    """``round(x)`` forward, identity backward."""
+    return torch.round(x).detach() + (x - x.detach())
+
+
+def _grad_scale(x: Tensor, factor: float) -> Tensor:
+    """``x`` forward, gradient multiplied by ``factor`` (LSQ's step-size gradient scaling)."""
+    return (x - x * factor).detach() + x * factor
+
+
+def _per_channel(weight: Tensor) -> tuple[int, ...]:
+    return tuple(range(1, weight.dim()))
+
+
+def weight_scale(weight: Tensor, bits: int) -> Tensor:
+    """Per-output-channel scale of symmetric ``bits`` quantization (max-abs), shaped to broadcast."""
     qmax = 2 ** (bits - 1) - 1
-    return torch.clamp(torch.round(weight / scale), -qmax, qmax).to(torch.int32), scale.flatten()
+    amax = weight.detach().abs().amax(dim=_per_channel(weight), keepdim=True).clamp_min(1e-8)
+    return amax / qmax
 
 
-class QuantConv2d(nn.Conv2d):
+def lsq_init_step(weight: Tensor, bits: int) -> Tensor:
+    """Initial per-channel LSQ step, shaped to broadcast.
+
+    LSQ's ``2·mean|w| / sqrt(qmax)`` (Esser et al. 2020), capped at the max-abs scale ``max|w| / qmax``:
+    the paper's rule suits 2-4 bits but is needlessly coarse at 8-16 bits, where nothing need clip.
+    """
+    qmax = 2 ** (bits - 1) - 1
+    lsq = 2 * weight.detach().abs().mean(dim=_per_channel(weight), keepdim=True) / qmax**0.5
+    return torch.minimum(lsq, weight_scale(weight, bits)).clamp_min(1e-8)
+
+
+def _check_bits(bits: int) -> None:
+    if bits not in WEIGHT_BITS:
+        raise UserInputError(f"weight bit-width {bits} is unsupported; choose one of {list(WEIGHT_BITS)}")
+
+
+def _check_method(method: str) -> None:
+    if method not in WEIGHT_QUANTIZERS:
+        raise UserInputError(f"unknown weight quantizer {method!r}; choose one of {list(WEIGHT_QUANTIZERS)}")
+
+
+def quantize_weight(weight: Tensor, bits: int, method: str = "maxabs", step: Tensor | None = None) -> Tensor:
+    """Fake-quantize ``weight`` to ``bits`` per output channel with straight-through gradients.
+
+    Args:
+        weight: conv/linear weight, output channels first.
+        bits: 1 (binary), 2, 4, 8, 16, or 32 (unchanged).
+        method: ``maxabs`` (symmetric, scale = max|w|/qmax), ``dorefa`` or ``lsq`` (needs ``step``).
+        step: LSQ's learned per-channel step, shaped to broadcast against ``weight``.
+    """
+    if bits >= 32:
+        return weight
+    _check_bits(bits)
+    _check_method(method)
+    if bits == 1:  # binary for every method: sign(w)·mean|w| per channel (XNOR-Net / DoReFa k=1)
+        alpha = weight.detach().abs().mean(dim=_per_channel(weight), keepdim=True)
+        return _ste(weight, torch.where(weight >= 0, alpha, -alpha))
+    qmax = 2 ** (bits - 1) - 1
+    if method == "lsq":
+        if step is None:
+            raise UserInputError("the 'lsq' weight quantizer needs its learned step; quantize with quantize_model")
+        per_channel = weight[0].numel()
+        s = _grad_scale(step.abs() + 1e-12, 1.0 / (per_channel * qmax) ** 0.5)
+        return _round_ste(torch.clamp(weight / s, -qmax, qmax)) * s
+    if method == "dorefa":
+        # DoReFa-Net: squash with tanh, normalize to [0, 1], quantize to 2^k - 1 steps, map to [-1, 1];
+        # rescaled per channel by max|w| so the layer keeps its magnitude once BatchNorm is folded.
+        levels = 2**bits - 1
+        t = torch.tanh(weight)
+        t = t / (2 * t.detach().abs().amax(dim=_per_channel(weight), keepdim=True).clamp_min(1e-8)) + 0.5
+        q = 2 * _round_ste(t * levels) / levels - 1
+        return q * weight.detach().abs().amax(dim=_per_channel(weight), keepdim=True)
+    scale = weight_scale(weight, bits)
+    return _ste(weight, torch.clamp(torch.round(weight / scale), -qmax, qmax) * scale)
+
+
+@dataclass(frozen=True)
+class WeightCodes:
+    """Integer weight codes of one layer, as the packed C array stores them.
+
+    ``signed`` codes ``q`` (two's complement, |q| ≤ 2^(bits-1) − 1) de-quantize to ``scale · q``;
+    offset codes ``u`` in [0, 2^bits − 1] (binary and DoReFa) to ``scale · (2u − (2^bits − 1))``.
+    ``scales`` holds one float per output channel.
+    """
+
+    codes: Tensor
+    scales: Tensor
+    bits: int
+    signed: bool
+
+    def dequantize(self) -> Tensor:
+        shape = (-1, *([1] * (self.codes.dim() - 1)))
+        scale = self.scales.reshape(shape)
+        if self.signed:
+            return self.codes.to(scale.dtype) * scale
+        return (2 * self.codes.to(scale.dtype) - (2**self.bits - 1)) * scale
+
+
+@torch.no_grad()
+def integer_weights(weight: Tensor, bits: int, method: str = "maxabs", step: Tensor | None = None) -> WeightCodes:
+    """Integer codes and per-channel scales of ``weight`` at ``bits`` (for export and C arrays).
+
+    ``integer_weights(w, b, m).dequantize()`` equals ``quantize_weight(w, b, m)`` up to float rounding.
+    """
+    _check_bits(bits)
+    _check_method(method)
+    weight = weight.detach()
+    reduce = _per_channel(weight)
+    if bits == 1:
+        return WeightCodes((weight >= 0).to(torch.int32), weight.abs().mean(dim=reduce), 1, signed=False)
+    qmax = 2 ** (bits - 1) - 1
+    if method == "dorefa":
+        levels = 2**bits - 1
+        t = torch.tanh(weight)
+        t = t / (2 * t.abs().amax(dim=reduce, keepdim=True).clamp_min(1e-8)) + 0.5
+        codes = torch.round(t * levels).to(torch.int32)
+        return WeightCodes(codes, weight.abs().amax(dim=reduce) / levels, bits, signed=False)
+    if method == "lsq":
+        if step is None:
+            raise UserInputError("the 'lsq' weight quantizer needs its learned step; quantize with quantize_model")
+        scale = step.abs() + 1e-12
+    else:
+        scale = weight_scale(weight, bits)
+    codes = torch.clamp(torch.round(weight / scale), -qmax, qmax).to(torch.int32)
+    return WeightCodes(codes, scale.flatten(), bits, signed=True)
+
+
+class _QuantMixin:
+    """Shared fake-quant state of `QuantConv2d` and `QuantLinear`."""
+
+    weight: nn.Parameter
+    weight_bits: int
+    act_bits: int
+    weight_quantizer: str = "maxabs"
+    step: nn.Parameter | None
+
+    def _setup_quant(self, weight_bits: int, act_bits: int, method: str) -> None:
+        _check_method(method)
+        self.weight_bits = weight_bits
+        self.act_bits = act_bits
+        self.weight_quantizer = method
+        self.step = None
+        if method == "lsq" and 2 <= weight_bits < 32:
+            self.step = nn.Parameter(lsq_init_step(self.weight, weight_bits))
+
+    def quantized_weight(self) -> Tensor:
+        """The de-quantized weight the forward pass uses."""
+        return quantize_weight(self.weight, self.weight_bits, self.weight_quantizer, getattr(self, "step", None))
+
+    def weight_codes(self) -> WeightCodes:
+        """Integer codes and scales of the current weight (what the C array stores)."""
+        return integer_weights(self.weight, self.weight_bits, self.weight_quantizer, getattr(self, "step", None))
+
+
+class QuantConv2d(_QuantMixin, nn.Conv2d):
     """``Conv2d`` whose weight is fake-quantized to ``weight_bits``; ``act_bits`` tags its output."""
 
-    weight_bits: int
-    act_bits: int
-
     def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(x, quantize_weight(self.weight, self.weight_bits), self.bias)
+        return self._conv_forward(x, self.quantized_weight(), self.bias)
 
 
-class QuantLinear(nn.Linear):
+class QuantLinear(_QuantMixin, nn.Linear):
     """``Linear`` whose weight is fake-quantized to ``weight_bits``; ``act_bits`` tags its output."""
 
-    weight_bits: int
-    act_bits: int
-
     def forward(self, x: Tensor) -> Tensor:
-        return nn.functional.linear(x, quantize_weight(self.weight, self.weight_bits), self.bias)
+        return nn.functional.linear(x, self.quantized_weight(), self.bias)
 
 
 class PACT(nn.Module):
@@ -67,7 +217,18 @@ class PACT(nn.Module):
             with torch.no_grad():
                 self.alpha.fill_(float(x.detach().abs().max().clamp_min(1e-3)))
                 self.initialized.fill_(True)
-        return quantize_activation(x, self.bits, self.alpha, self.signed)
+        levels = 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
+        if not self.training:
+            # Deployment form: the clip as constants, no STE bookkeeping, so the ONNX graph is
+            # Clip → Div → Round → Mul (float32 arithmetic, as in training up to the last bit).
+            hi = float(self.alpha.detach().abs()) + 1e-6
+            scale = hi / levels
+            return torch.round(torch.clamp(x, -hi if self.signed else 0.0, hi) / scale) * scale
+        alpha = self.alpha.abs() + 1e-6
+        lo = -alpha if self.signed else torch.zeros_like(alpha)
+        y = torch.minimum(torch.maximum(x, lo), alpha)
+        scale = alpha / levels
+        return _ste(y, torch.round(y / scale) * scale)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, signed={self.signed}"
@@ -94,7 +255,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
-def _to_quant(layer: nn.Module, weight_bits: int, act_bits: int) -> nn.Module:
+def _to_quant(layer: nn.Module, weight_bits: int, act_bits: int, method: str = "maxabs") -> nn.Module:
     if isinstance(layer, nn.Conv2d):
         q = QuantConv2d(
             layer.in_channels,
@@ -110,28 +271,34 @@ def _to_quant(layer: nn.Module, weight_bits: int, act_bits: int) -> nn.Module:
     else:
         return layer
     q.load_state_dict(layer.state_dict())
-    q.weight_bits = weight_bits
-    q.act_bits = act_bits
+    q._setup_quant(weight_bits, act_bits, method)
     return q
 
 
-def _quantize_part(model: nn.Module, name: str, part: nn.Module, weight_bits: int, act_bits: int) -> None:
+def _quantize_part(model: nn.Module, name: str, part: nn.Module, weight_bits: int, act_bits: int, method: str) -> None:
     """Quantize the conv/linear leaves of ``part`` and put a PACT quantizer on its output."""
     for leaf_name, leaf in list(part.named_modules()):
         if isinstance(leaf, nn.Conv2d | nn.Linear) and not isinstance(leaf, QuantConv2d | QuantLinear):
             full = f"{name}.{leaf_name}" if leaf_name else name
-            set_submodule(model, full, _to_quant(leaf, weight_bits, act_bits))
+            set_submodule(model, full, _to_quant(leaf, weight_bits, act_bits, method))
     if act_bits < 32 and hasattr(part, "out_quant"):
         part.out_quant = PACT(act_bits, signed=not isinstance(part.act, nn.ReLU))
 
 
-def quantize_model(model: nn.Module, candidate: Candidate, calibration: torch.Tensor | None = None) -> nn.Module:
+def quantize_model(
+    model: nn.Module,
+    candidate: Candidate,
+    calibration: torch.Tensor | None = None,
+    weight_quantizer: str = "maxabs",
+) -> nn.Module:
     """Fold BatchNorm, then fake-quantize every stage at its ``weight_bits``/``act_bits`` (in place).
 
-    The stem and classifier use ``candidate.head_bits`` for weights and activations. ``calibration``
-    (a batch of training inputs) initialises the activation clipping levels; without it they are set
-    by the first batch the model sees.
+    The stem and classifier use ``candidate.head_bits`` for weights and activations.
+    ``weight_quantizer`` is one of `WEIGHT_QUANTIZERS`. ``calibration`` (a batch of training inputs)
+    initialises the activation clipping levels; without it they are set by the first batch the model
+    sees.
     """
+    _check_method(weight_quantizer)
     fold_batchnorm(model)
     stage_idx = stage_of_block(candidate)
     for i, block in enumerate(model.blocks):
@@ -141,11 +308,11 @@ def quantize_model(model: nn.Module, candidate: Candidate, calibration: torch.Te
         else:
             parts = [(f"blocks.{i}.{n}", p) for n, p in block.named_children() if isinstance(p, ConvBNAct)]
         for name, part in parts:
-            _quantize_part(model, name, part, stage.weight_bits, stage.act_bits)
+            _quantize_part(model, name, part, stage.weight_bits, stage.act_bits, weight_quantizer)
     hb = candidate.head_bits
     if hasattr(model, "stem"):
-        _quantize_part(model, "stem", model.stem, hb, hb)
-    model.classifier = _to_quant(model.classifier, hb, 32)
+        _quantize_part(model, "stem", model.stem, hb, hb, weight_quantizer)
+    model.classifier = _to_quant(model.classifier, hb, 32, weight_quantizer)
     if calibration is not None:
         with torch.no_grad():
             model(calibration)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -53,10 +54,13 @@ def train(
     *,
     teacher: nn.Module | None = None,
     generator: torch.Generator | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> float:
     """Train ``model`` in place on tensors ``x``/``y``; return the last epoch's mean loss.
 
-    Raises `TrainingDivergedError` as soon as a loss is not finite.
+    ``on_step(step, total_steps)`` runs after every optimizer step (``step`` counts from 1); gradual
+    pruning uses it to update and re-apply its masks. Raises `TrainingDivergedError` as soon as a loss
+    is not finite.
     """
     if config.epochs <= 0 or len(x) == 0:
         return float("nan")
@@ -69,6 +73,7 @@ def train(
         teacher.eval()
     model.train()
     epoch_loss = float("nan")
+    step = 0
     for _ in range(config.epochs):
         order = torch.randperm(len(x), generator=generator)
         running = 0.0
@@ -89,6 +94,9 @@ def train(
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
             sched.step()
+            step += 1
+            if on_step is not None:
+                on_step(step, total)
             running += loss.item() * len(idx)
         epoch_loss = running / len(x)
     model.eval()

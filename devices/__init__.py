@@ -1,37 +1,93 @@
 """Devices: latency lookup tables measured with ONNX Runtime, Flash and SRAM estimators."""
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .latency import LatencyTable, device_fingerprint, layer_key, measure_layer_ms, ort_session, time_session
+from .blocks import BlockSpec, OpSpec, block_graph, group_blocks, overhead_spec
+from .latency import (
+    Calibration,
+    LatencyTable,
+    device_fingerprint,
+    fit_calibration,
+    layer_key,
+    measure_block_ms,
+    measure_layer_ms,
+    measure_onnx_ms,
+    open_latency_model,
+    ort_session,
+    time_session,
+)
+from .mcu import (
+    CycleModel,
+    FitReport,
+    fit_profiles,
+    fit_report,
+    mcu_cycles,
+    mcu_latency_ms,
+    peak_sram_bytes,
+)
 from .memory import estimate_flash_bytes, estimate_sram_bytes, layer_flash_bytes
+from .metrics import prediction_metrics
+from .profile import DeviceProfile, is_profile_path, load_profile, mcu_profiles, profile_names
 
 
 class DeviceConfig(BaseModel):
     """The ``[device]`` section.
 
-    ``name`` picks the device (``ort-cpu``: this machine through ONNX Runtime); ``threads`` fixes ONNX
+    ``name`` picks the device profile: a packaged one by name (``ort-cpu``: this machine through ONNX
+    Runtime; ``rpi4``; ``arduino-uno``, ``stm32f746``, ``esp32``) or a profile file by path; ``threads`` fixes ONNX
     Runtime's intra-op threads; ``lut`` is the latency table file (default: next to the study config);
     ``warmup`` / ``repeats`` control each measurement.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field("ort-cpu", pattern=r"^ort-cpu$")
+    name: str = Field("ort-cpu", min_length=1, max_length=1000)
     threads: int = Field(1, ge=1, le=256)
     lut: str | None = None
     warmup: int = Field(10, ge=0, le=10_000)
     repeats: int = Field(15, ge=3, le=100_000)
 
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        # Profile files are read when the study runs (their path may be relative to it).
+        if not is_profile_path(name) and name not in profile_names():
+            raise ValueError(f"unknown device {name!r}; choose one of {profile_names()} or a profile file path")
+        return name
+
 
 __all__ = [
+    "BlockSpec",
+    "Calibration",
+    "OpSpec",
+    "block_graph",
+    "fit_calibration",
+    "group_blocks",
+    "measure_block_ms",
+    "measure_onnx_ms",
+    "prediction_metrics",
+    "open_latency_model",
+    "overhead_spec",
+    "CycleModel",
     "DeviceConfig",
+    "DeviceProfile",
     "LatencyTable",
     "device_fingerprint",
+    "FitReport",
     "estimate_flash_bytes",
+    "fit_profiles",
+    "fit_report",
     "estimate_sram_bytes",
+    "is_profile_path",
     "layer_flash_bytes",
     "layer_key",
+    "load_profile",
+    "mcu_cycles",
+    "mcu_latency_ms",
+    "mcu_profiles",
     "measure_layer_ms",
     "ort_session",
+    "peak_sram_bytes",
+    "profile_names",
     "time_session",
 ]

@@ -1,9 +1,12 @@
-"""Per-layer latency lookup table (LUT) measured with ONNX Runtime on this CPU.
+"""Latency lookup table (LUT) of blocks, measured with ONNX Runtime, with a fitted calibration.
 
-Each distinct layer configuration is built as a one-operator ONNX graph (Conv/Gemm, with its ReLU
-when the model applies one), run in ONNX Runtime with a fixed thread count, and timed: warm-up runs,
-then the median of repeated runs. Entries are cached in a JSON file next to the study and measured on
-demand when a search meets a configuration the table lacks.
+Each distinct block (`jointnas.devices.blocks.BlockSpec`: stem, inverted residual, dense, head) is
+built as a small ONNX graph, run in ONNX Runtime with a fixed thread count and timed: warm-up runs,
+then the median of repeated batched runs; the coefficient of variation is stored too. The table is a
+versioned JSON file that records the device, thread count and the fingerprint of the machine it was
+measured on. A prediction is the sum of a model's block entries, corrected by a per-device linear
+calibration ``a·sum + b·n_blocks + c`` fitted on end-to-end measurements (`fit_calibration`): it
+absorbs what a per-block sum misses (session overhead, fusion and cache effects between blocks).
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +28,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from jointnas.spaces import LayerInfo, UserInputError
 
-LUT_FORMAT_VERSION = 1
+from .blocks import BlockSpec, block_graph, group_blocks, overhead_spec
+from .profile import DeviceProfile, load_profile
+
+LUT_FORMAT_VERSION = 2
 
 
 def layer_key(layer: LayerInfo) -> str:
-    """Table key of a layer: op kind, input shape, output channels, kernel, stride, groups, ReLU."""
+    """Key of a single layer measured alone (`measure_layer_ms`); tables are keyed by `BlockSpec.key`."""
     shape = "x".join(str(d) for d in layer.in_shape)
     return (
         f"{layer.kind}|in={shape}|out={layer.out_channels}|k={layer.kernel}|s={layer.stride}"
@@ -74,8 +80,9 @@ def _op_graph(layer: LayerInfo, seed: int = 0) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def ort_session(model: onnx.ModelProto | bytes | str, threads: int):
-    """An ONNX Runtime CPU session with a fixed intra-op thread count (sequential execution)."""
+def ort_session(model: onnx.ModelProto | bytes | str, threads: int, disabled_optimizers: Sequence[str] = ()):
+    """An ONNX Runtime CPU session with a fixed intra-op thread count (sequential execution), all graph
+    optimizations on except ``disabled_optimizers``."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -85,30 +92,45 @@ def ort_session(model: onnx.ModelProto | bytes | str, threads: int):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    extra = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"], **extra)
+
+
+SAMPLE_NS = 20_000
+"""Target duration of one timing sample (ns): short enough that most samples run without being
+preempted on a shared machine, long enough for the timer (the median then ignores preempted ones)."""
 
 
 def time_session(session, feed: dict[str, np.ndarray], warmup: int, repeats: int) -> tuple[float, float]:
-    """Median latency (ms) of ``session.run`` on ``feed`` and the coefficient of variation.
+    """Median latency (ms) of ``session.run`` on ``feed`` and its robust coefficient of variation.
 
-    Each of the ``repeats`` samples times enough back-to-back runs to last about 0.2 ms, so timer
-    resolution and scheduling jitter do not dominate microsecond-scale operators.
+    Each of the ``repeats`` samples times enough back-to-back runs to last about 20 us, so timer
+    resolution does not dominate microsecond-scale operators, while a sample rarely spans a preemption
+    by another process; the median of the samples is robust to the ones that do.
     """
     for _ in range(max(1, warmup)):
         session.run(None, feed)
     t0 = time.perf_counter_ns()
     session.run(None, feed)
     single_ns = max(1, time.perf_counter_ns() - t0)
-    inner = max(1, min(1000, 200_000 // single_ns))
+    inner = max(1, min(1000, SAMPLE_NS // single_ns))
     samples = []
     for _ in range(repeats):
         t0 = time.perf_counter_ns()
         for _ in range(inner):
             session.run(None, feed)
         samples.append((time.perf_counter_ns() - t0) / 1e6 / inner)
-    median = statistics.median(samples)
-    cv = statistics.pstdev(samples) / statistics.fmean(samples) if len(samples) > 1 else 0.0
-    return median, cv
+    return statistics.median(samples), robust_cv(samples)
+
+
+def robust_cv(samples: Sequence[float]) -> float:
+    """Coefficient of variation from the median absolute deviation (1.4826·MAD / median), which, unlike
+    stdev / mean, a few preempted samples on a shared machine do not blow up."""
+    if len(samples) < 2:
+        return 0.0
+    med = statistics.median(samples)
+    mad = statistics.median(abs(x - med) for x in samples)
+    return 1.4826 * mad / med if med > 0 else 0.0
 
 
 def measure_layer_ms(layer: LayerInfo, threads: int, warmup: int, repeats: int) -> tuple[float, float]:
@@ -134,21 +156,89 @@ def device_fingerprint() -> dict[str, str | int]:
     return {"cpu": cpu, "machine": platform.machine(), "onnxruntime": ort.__version__}
 
 
+def measure_block_ms(
+    spec: BlockSpec, threads: int, warmup: int, repeats: int, disabled_optimizers: Sequence[str] = ()
+) -> tuple[float, float]:
+    """Measure one block's ORT latency in milliseconds (median) and its coefficient of variation."""
+    session = ort_session(block_graph(spec), threads, disabled_optimizers)
+    feed = {"x": np.random.default_rng(0).standard_normal((1, *spec.in_shape), dtype=np.float32)}
+    return time_session(session, feed, warmup, repeats)
+
+
 @dataclass
 class Entry:
     ms: float
     cv: float
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """Correction of the block sum: ``predicted = a·sum_ms + b·n_blocks + c`` (milliseconds).
+
+    Fitted by `fit_calibration` on ``n_samples`` end-to-end measurements, minimizing relative error.
+    """
+
+    a: float = 1.0
+    b: float = 0.0
+    c: float = 0.0
+    n_samples: int = 0
+
+    def apply(self, sum_ms: float, n_blocks: int) -> float:
+        return self.a * sum_ms + self.b * n_blocks + self.c
+
+
+def fit_calibration(sums_ms: Sequence[float], n_blocks: Sequence[int], measured_ms: Sequence[float]) -> Calibration:
+    """Robust least-squares fit of ``measured ≈ a·sum + b·n_blocks + c``, rows weighted by 1/measured.
+
+    Weighting by the inverse of the measurement minimizes relative error, which is what "within ±10%"
+    counts. Points whose relative residual exceeds 3 robust standard deviations (a measurement hit by
+    a burst of load) are dropped and the fit repeated. With fewer than 3 distinct block counts the
+    ``b`` term is dropped (it would be collinear with ``c``).
+
+    Example:
+        >>> cal = fit_calibration([1.0, 2.0, 3.0, 4.0], [3, 4, 5, 7], [1.1, 2.1, 3.1, 4.1])
+        >>> round(cal.apply(5.0, 8), 6)
+        5.1
+    """
+    s = np.asarray(sums_ms, dtype=float)
+    n = np.asarray(n_blocks, dtype=float)
+    y = np.asarray(measured_ms, dtype=float)
+    if len(y) < 3:
+        raise ValueError(f"calibration needs at least 3 measured models, got {len(y)}")
+    use_b = len(np.unique(n)) >= 3
+    cols = [s, n, np.ones_like(s)] if use_b else [s, np.ones_like(s)]
+    x = np.stack(cols, axis=1) / y[:, None]
+    keep = np.ones(len(y), dtype=bool)
+    for _ in range(3):
+        coef, *_ = np.linalg.lstsq(x[keep], np.ones(int(keep.sum())), rcond=None)
+        rel = x @ coef - 1.0
+        center = np.median(rel[keep])
+        mad = np.median(np.abs(rel[keep] - center))
+        new_keep = np.abs(rel - center) <= max(3 * 1.4826 * mad, 0.03)
+        if new_keep.sum() < max(3, len(y) // 2) or (new_keep == keep).all():
+            break
+        keep = new_keep
+    n_used = int(keep.sum())
+    if use_b:
+        return Calibration(float(coef[0]), float(coef[1]), float(coef[2]), n_used)
+    return Calibration(float(coef[0]), 0.0, float(coef[1]), n_used)
+
+
 class LatencyTable:
-    """Per-layer latency table for one device and thread count, optionally backed by a JSON file.
+    """Block latency table for one device and thread count, optionally backed by a JSON file.
 
     Args:
         path: JSON file to load from and save to (``None``: in memory only).
         threads: ONNX Runtime intra-op threads used for every measurement.
         warmup: runs discarded before timing.
         repeats: timed runs; the median is stored.
-        measure_missing: measure keys the table lacks (``ort-cpu``); otherwise a missing key is an error.
+        measure_missing: measure keys the table lacks on this machine (default: when the device's
+            latency is ``"ort"``); otherwise a missing key is an error naming the key.
+        device: the device profile (name, file or `DeviceProfile`; default ``ort-cpu``).
+
+    Loading refuses, with a one-line message: an unreadable, truncated or corrupt file, another
+    format version, a table of another device, a table measured with another thread count and,
+    for a table measured on this machine, one whose fingerprint (CPU, ONNX Runtime) is another's.
 
     Example:
         >>> from jointnas.spaces import Candidate, Stage, build_model, trace_layers
@@ -163,71 +253,112 @@ class LatencyTable:
         threads: int = 1,
         warmup: int = 10,
         repeats: int = 15,
-        measure_missing: bool = True,
+        measure_missing: bool | None = None,
+        device: str | DeviceProfile = "ort-cpu",
     ) -> None:
+        self.profile = device if isinstance(device, DeviceProfile) else load_profile(device)
+        self.device = self.profile.name
+        self.disabled = tuple(self.profile.ort_disabled_optimizers)
         self.path = Path(path) if path is not None else None
         self.threads = threads
         self.warmup = warmup
         self.repeats = repeats
-        self.measure_missing = measure_missing
+        self.measure_missing = self.profile.latency == "ort" if measure_missing is None else measure_missing
         self.entries: dict[str, Entry] = {}
+        self.calibration: Calibration | None = None
+        self.fingerprint: dict[str, str | int] | None = None
         self._lock = threading.Lock()
         self._dirty = False
         if self.path is not None and self.path.exists():
             self._load(self.path)
 
+    # -- file -------------------------------------------------------------------------------------
     def _load(self, path: Path) -> None:
         try:
             data = json.loads(path.read_text())
-            if data.get("format") != LUT_FORMAT_VERSION:
-                raise ValueError(f"format {data.get('format')!r}")
-            entries = {k: Entry(float(v["ms"]), float(v["cv"])) for k, v in data["entries"].items()}
-            threads = int(data["threads"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
             raise UserInputError(
-                f"latency table {path} is unreadable or corrupt ({exc}); delete it to re-measure"
+                f"latency table {path} is unreadable, truncated or corrupt ({exc}); delete it to re-measure "
+                "or rebuild it with `jointnas lut build`"
             ) from None
+        fmt = data.get("format")
+        if fmt != LUT_FORMAT_VERSION:
+            raise UserInputError(
+                f"latency table {path} has format {fmt!r}, this jointnas reads format {LUT_FORMAT_VERSION}; "
+                "rebuild it with `jointnas lut build` (or delete it to re-measure)"
+            )
+        try:
+            entries = {str(k): Entry(float(v["ms"]), float(v["cv"])) for k, v in data["entries"].items()}
+            threads = int(data["threads"])
+            device = str(data["device"])
+            fingerprint = dict(data["fingerprint"])
+            cal = data.get("calibration")
+            calibration = (
+                Calibration(float(cal["a"]), float(cal["b"]), float(cal["c"]), int(cal["n_samples"])) if cal else None
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UserInputError(
+                f"latency table {path} is corrupt (bad or missing field: {exc}); rebuild it with `jointnas lut build`"
+            ) from None
+        if device != self.device:
+            raise UserInputError(
+                f"latency table {path} was built for device {device!r}, not {self.device!r}; "
+                "use that device's table or build one for this device"
+            )
         if threads != self.threads:
             raise UserInputError(
                 f"latency table {path} was measured with {threads} threads, not {self.threads}; "
                 "set [device] threads to match or use another table path"
             )
+        self._check_fingerprint(path, fingerprint)
         self.entries.update(entries)
+        self.calibration = calibration
+        self.fingerprint = fingerprint
 
-    def lookup(self, layer: LayerInfo) -> float:
-        key = layer_key(layer)
-        entry = self.entries.get(key)
-        if entry is None:
-            if not self.measure_missing:
-                raise UserInputError(f"latency table has no entry {key!r}; measure it on the device")
-            ms, cv = measure_layer_ms(layer, self.threads, self.warmup, self.repeats)
-            with self._lock:
-                entry = self.entries[key] = Entry(ms, cv)
-                self._dirty = True
-        return entry.ms
+    def _check_fingerprint(self, path: Path, fingerprint: dict[str, str | int]) -> None:
+        if self.profile.latency == "ort":
+            here = self._fingerprint()
+            keys = ("cpu", "machine", "onnxruntime", "ort_disabled_optimizers")
+            differ = [k for k in keys if str(fingerprint.get(k, "")) != str(here[k])]
+            if differ:
+                shown = ", ".join(f"{k} {fingerprint.get(k)!r} (here {here[k]!r})" for k in differ)
+                raise UserInputError(
+                    f"latency table {path} was measured on another machine: {shown}; "
+                    "rebuild it here with `jointnas lut build` or delete it to re-measure"
+                )
+        elif self.profile.machine and fingerprint.get("machine") != self.profile.machine:
+            raise UserInputError(
+                f"latency table {path} was measured on a {fingerprint.get('machine')!r} machine, but device "
+                f"{self.device!r} is {self.profile.machine!r}; build the table on the board"
+            )
 
-    def predict_ms(self, layers: Sequence[LayerInfo]) -> float:
-        """Predicted latency in milliseconds: the sum of the layers' table entries."""
-        return sum(self.lookup(layer) for layer in layers)
+    def _fingerprint(self) -> dict[str, str | int]:
+        return {**device_fingerprint(), "ort_disabled_optimizers": ",".join(self.disabled)}
 
-    def save(self) -> None:
-        """Write new entries to ``path`` atomically, merging what other workers saved meanwhile."""
-        if self.path is None or not self._dirty:
+    def save(self, force: bool = False) -> None:
+        """Write the table to ``path`` atomically, merging entries other workers saved meanwhile."""
+        if self.path is None or not (self._dirty or force):
             return
         with self._lock:
             merged = dict(self.entries)
             if self.path.exists():
                 try:
                     data = json.loads(self.path.read_text())
-                    for k, v in data.get("entries", {}).items():
-                        merged.setdefault(k, Entry(float(v["ms"]), float(v["cv"])))
-                except (OSError, ValueError, KeyError, TypeError):
+                    if data.get("format") == LUT_FORMAT_VERSION and data.get("device") == self.device:
+                        for k, v in data.get("entries", {}).items():
+                            merged.setdefault(k, Entry(float(v["ms"]), float(v["cv"])))
+                except (OSError, ValueError, KeyError, TypeError, AttributeError):
                     pass  # a corrupt file is replaced by what we measured
             payload = {
                 "format": LUT_FORMAT_VERSION,
-                "device": "ort-cpu",
+                "device": self.device,
                 "threads": self.threads,
-                "fingerprint": device_fingerprint(),
+                "warmup": self.warmup,
+                "repeats": self.repeats,
+                "fingerprint": self.fingerprint or self._fingerprint(),
+                "calibration": asdict(self.calibration) if self.calibration else None,
                 "entries": {k: {"ms": e.ms, "cv": e.cv} for k, e in sorted(merged.items())},
             }
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,3 +368,125 @@ class LatencyTable:
             os.replace(tmp, self.path)
             self.entries = merged
             self._dirty = False
+
+    # -- prediction -------------------------------------------------------------------------------
+    def blocks(self, layers: Sequence[LayerInfo]) -> list[BlockSpec]:
+        """The blocks of a traced model, keyed at the bit-widths this device executes."""
+        return [spec for spec, _ in group_blocks(layers, self.profile.native_bits)]
+
+    def lookup_block(self, spec: BlockSpec) -> float:
+        """Milliseconds of one block: the table entry, measured first when missing and allowed."""
+        key = spec.key
+        entry = self.entries.get(key)
+        if entry is None:
+            if not self.measure_missing:
+                raise UserInputError(
+                    f"latency table for device {self.device!r} has no entry {key!r}; "
+                    f"measure it on the device (`jointnas lut build --device {self.device} ...`) and import the table"
+                )
+            ms, cv = measure_block_ms(spec, self.threads, self.warmup, self.repeats, self.disabled)
+            with self._lock:
+                entry = self.entries[key] = Entry(ms, cv)
+                self._dirty = True
+        return entry.ms
+
+    def measure_blocks(
+        self, specs: Sequence[BlockSpec], rounds: int = 3, progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        """(Re)measure ``specs`` in ``rounds`` interleaved passes; store each block's median over passes.
+
+        Interleaving spreads a burst of load from other processes over many blocks' single passes
+        instead of all passes of a few blocks. The stored CV is the median of the passes' sample CVs.
+        """
+        runs: dict[str, list[tuple[float, float]]] = {s.key: [] for s in specs}
+        total, done = len(specs) * max(1, rounds), 0
+        for _ in range(max(1, rounds)):
+            for spec in specs:
+                runs[spec.key].append(measure_block_ms(spec, self.threads, self.warmup, self.repeats, self.disabled))
+                done += 1
+                if progress:
+                    progress(done, total)
+        with self._lock:
+            for key, xs in runs.items():
+                self.entries[key] = Entry(statistics.median(m for m, _ in xs), statistics.median(c for _, c in xs))
+            self._dirty = True
+
+    def lookup(self, layer: LayerInfo) -> float:
+        """Milliseconds of one layer measured as a block of its own."""
+        return self.predict_raw_ms([layer])
+
+    def _raw(self, specs: Sequence[BlockSpec]) -> float:
+        # Every block was timed as a session of its own: count one session's fixed cost, not n.
+        total = sum(self.lookup_block(spec) for spec in specs)
+        if len(specs) > 1:
+            total -= (len(specs) - 1) * self.lookup_block(overhead_spec(specs[0].in_shape))
+        return total
+
+    def predict_raw_ms(self, layers: Sequence[LayerInfo]) -> float:
+        """The uncalibrated prediction (ms): the sum of the model's block entries, less the fixed cost of
+        a session run (an ``Identity`` graph, measured like a block) for all blocks but one."""
+        return self._raw(self.blocks(layers))
+
+    def predict_ms(self, layers: Sequence[LayerInfo]) -> float:
+        """Predicted latency in milliseconds: the calibrated block sum (the raw sum when uncalibrated)."""
+        specs = self.blocks(layers)
+        raw = self._raw(specs)
+        if self.calibration is None:
+            return raw
+        return max(self.calibration.apply(raw, len(specs)), 1e-6)
+
+
+def open_latency_model(
+    device: str | DeviceProfile,
+    path: str | os.PathLike[str] | None,
+    threads: int = 1,
+    warmup: int = 10,
+    repeats: int = 15,
+):
+    """The latency predictor of a device: a `LatencyTable` (``ort``/``imported``) or a `CycleModel`.
+
+    An imported device needs its table file, built on the board with ``jointnas lut build``.
+    """
+    from .mcu import CycleModel
+
+    profile = device if isinstance(device, DeviceProfile) else load_profile(device)
+    if profile.is_mcu:
+        return CycleModel(profile)
+    if profile.latency == "imported" and (path is None or not Path(path).exists()):
+        raise UserInputError(
+            f"device {profile.name!r} predicts latency from a table built on the board: run "
+            f"`jointnas lut build --device {profile.name} --config STUDY.toml --out lut-{profile.name}.json` there "
+            "and set [device] lut to that file"
+        )
+    return LatencyTable(path, threads=threads, warmup=warmup, repeats=repeats, device=profile)
+
+
+def measure_onnx_ms(
+    models: Sequence[onnx.ModelProto | bytes],
+    threads: int,
+    warmup: int,
+    repeats: int,
+    rounds: int = 3,
+    disabled_optimizers: Sequence[str] = (),
+) -> list[tuple[float, float]]:
+    """End-to-end ORT latency (ms) of whole models and the spread across rounds (coefficient of variation).
+
+    Models are measured in ``rounds`` interleaved passes (model 1, 2, …, n, then again), and each model's
+    median over the passes is kept, so a burst of load from other processes hits one pass of many models
+    instead of all passes of one.
+    """
+    sessions = [ort_session(m, threads, disabled_optimizers) for m in models]
+    feeds = []
+    for s in sessions:
+        inp = s.get_inputs()[0]
+        shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+        feeds.append({inp.name: np.random.default_rng(0).standard_normal(shape, dtype=np.float32)})
+    samples: list[list[float]] = [[] for _ in sessions]
+    for _ in range(max(1, rounds)):
+        for i, (s, feed) in enumerate(zip(sessions, feeds, strict=True)):
+            samples[i].append(time_session(s, feed, warmup, repeats)[0])
+    out = []
+    for xs in samples:
+        med = statistics.median(xs)
+        out.append((med, statistics.pstdev(xs) / statistics.fmean(xs) if len(xs) > 1 else 0.0))
+    return out

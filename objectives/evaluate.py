@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 from torch import nn
 
 from jointnas.compression import PipelineConfig, accuracy, fold_batchnorm, run_pipeline
-from jointnas.devices import LatencyTable, estimate_flash_bytes, estimate_sram_bytes
+from jointnas.devices import (
+    LatencyTable,
+    estimate_flash_bytes,
+    estimate_sram_bytes,
+    fit_profiles,
+    fit_report,
+    is_profile_path,
+    load_profile,
+    profile_names,
+)
 from jointnas.spaces import Candidate, build_model, trace_layers
 
 from .tasks import TaskData
@@ -44,16 +54,37 @@ class ObjectivesConfig(BaseModel):
 
 
 class ConstraintsConfig(BaseModel):
-    """The ``[constraints]`` section: upper bounds a feasible model must meet (absent = no bound)."""
+    """The ``[constraints]`` section: upper bounds a feasible model must meet (absent = no bound).
+
+    ``fits`` lists devices (profile names or files) whose Flash and SRAM the model must fit; each is a
+    constraint named ``fits:<device>`` with value max(used / capacity) − 1.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     flash_bytes: float | None = Field(None, gt=0)
     sram_bytes: float | None = Field(None, gt=0)
     latency_ms: float | None = Field(None, gt=0)
+    fits: list[str] = Field(default_factory=list)
+
+    @field_validator("fits")
+    @classmethod
+    def _devices(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not is_profile_path(name) and name not in profile_names():
+                raise ValueError(f"unknown device {name!r}; choose from {profile_names()} or a profile file path")
+        return names
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_fits(self, handler: Any) -> dict[str, Any]:
+        # Studies made before `fits` existed keep their config hash.
+        data = handler(self)
+        if not data.get("fits"):
+            data.pop("fits", None)
+        return data
 
     def bounds(self) -> dict[str, float]:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+        return {k: v for k, v in self.model_dump().items() if k != "fits" and v is not None}
 
 
 @dataclass
@@ -89,17 +120,16 @@ def evaluate_candidate(
     constraints: ConstraintsConfig,
     *,
     seed: int = 0,
+    supported_weight_bits: Sequence[int] | None = None,
     initial_model: nn.Module | None = None,
 ) -> Evaluation:
     """Train, compress and fine-tune ``candidate``; measure every objective and constraint.
 
     Accuracy is the validation split's; the test split's accuracy is only recorded in ``attrs``.
+    ``supported_weight_bits`` (the device's) makes a plan with other bit-widths fail before training.
     ``initial_model`` starts training from given weights (see `compression.run_pipeline`).
     """
     t_start = time.perf_counter()
-
-    def step_flash(step: str, model: nn.Module) -> dict[str, float]:
-        return {"flash_bytes": float(estimate_flash_bytes(trace_layers(model, task.input_shape)))}
 
     result = run_pipeline(
         candidate,
@@ -109,7 +139,7 @@ def evaluate_candidate(
         task.y_val,
         pipeline,
         seed=seed,
-        on_step=step_flash,
+        supported_weight_bits=supported_weight_bits,
         initial_model=initial_model,
     )
     model = result.model
@@ -134,6 +164,9 @@ def evaluate_candidate(
     values = {m: measured[m] for m in objectives.metrics}
     bounds = constraints.bounds()
     violations = {k: measured[k] - bound for k, bound in bounds.items()}
+    device_fit = {p.name: fit_report(costs["layers"], p) for p in fit_profiles(constraints.fits)}
+    for name in constraints.fits:
+        violations[f"fits:{name}"] = device_fit[load_profile(name).name].violation
     timings = dict(result.timings_s, eval_s=eval_s, cost_s=cost_s, total_s=time.perf_counter() - t_start)
     attrs: dict[str, Any] = {
         "candidate": candidate.to_dict(),
@@ -152,12 +185,12 @@ def evaluate_candidate(
         "fp32_macs": base_costs["macs"],
         "flash_ratio_vs_fp32": costs["flash_bytes"] / max(1, base_costs["flash_bytes"]),
         "layer_bits": {layer.name: [layer.weight_bits, layer.act_bits] for layer in costs["layers"]},
-        "steps": [
-            {"step": r.step, "val_accuracy": r.val_accuracy, "params": r.params, "seconds": r.seconds, **r.extra}
-            for r in result.reports
-        ],
+        "steps": [r.as_dict() for r in result.reports],  # accuracy, params, MACs, Flash after each step
+        "layer_sparsity": result.layer_sparsity,
         "timings_s": timings,
         "fits": {k: v <= 0 for k, v in violations.items()},
+        "fits_device": {n: r.fits for n, r in device_fit.items()},
+        "device_fit": {n: r.to_dict() for n, r in device_fit.items()},
         "feasible": all(v <= 0 for v in violations.values()),
     }
     return Evaluation(values, violations, attrs, model)

@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import json
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,8 @@ from jointnas.compression import PipelineConfig
 from jointnas.devices import DeviceConfig
 from jointnas.objectives import ConstraintsConfig, ObjectivesConfig, TaskConfig
 from jointnas.spaces import SpaceConfig, UserInputError
+
+from .requirements import RequirementsConfig
 
 SAMPLER_NAMES = ("tpe", "nsga2", "random", "grid", "gp", "dnas", "hardcore")
 
@@ -64,12 +67,16 @@ class StudyConfig(_Section):
     device: DeviceConfig = Field(default_factory=DeviceConfig)
     sampler: SamplerSection = Field(default_factory=SamplerSection)
     budget: BudgetSection = Field(default_factory=BudgetSection)
+    requirements: RequirementsConfig | None = None
 
     def canonical(self) -> dict[str, Any]:
         """The config as JSON-able data, without the keys that may change between runs."""
         data = json.loads(self.model_dump_json())
         data["study"].pop("storage", None)
         data.pop("budget", None)
+        if data.get("requirements") is None:
+            # Absent section: leave the canonical form (and hash) of configs without it unchanged.
+            data.pop("requirements", None)
         return data
 
     def config_hash(self) -> str:
@@ -82,6 +89,8 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     for part in loc:
         field = model.model_fields.get(str(part))
         ann = getattr(field, "annotation", None)
+        # An optional section (``Model | None``) names its model among the union's members.
+        ann = next((a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)), ann)
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return None
         model = ann

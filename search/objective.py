@@ -38,7 +38,7 @@ class Objective:
         self.config = config
         self.task = task
         self.table = table
-        self.bounds = list(config.constraints.bounds())
+        self.bounds = list(config.constraints.bounds()) + [f"fits:{n}" for n in config.constraints.fits]
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         cfg = self.config

@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from jointnas.devices import LatencyTable
+from jointnas.devices import is_profile_path, open_latency_model
 from jointnas.objectives import load_task
 from jointnas.spaces import UserInputError
 
@@ -51,7 +51,16 @@ def lut_path(config: StudyConfig, config_path: Path | None) -> Path | None:
         return p if p.is_absolute() or config_path is None else config_path.parent / p
     if config_path is None:
         return None
-    return config_path.parent / f"lut-{config.device.name}-t{config.device.threads}.json"
+    device = Path(config.device.name).stem if is_profile_path(config.device.name) else config.device.name
+    return config_path.parent / f"lut-{device}-t{config.device.threads}.json"
+
+
+def device_profile_ref(config: StudyConfig, config_path: Path | None) -> str:
+    """``[device] name``: a packaged profile name, or a profile file resolved next to the config."""
+    name = config.device.name
+    if is_profile_path(name) and config_path is not None and not Path(name).is_absolute():
+        return str(config_path.parent / name)
+    return name
 
 
 def load_study(storage: Any, study_name: str) -> optuna.Study:
@@ -113,7 +122,8 @@ def run_study(
 ) -> optuna.Study:
     """Run trials until the study holds ``budget.n_trials`` COMPLETE trials (or the timeout hits)."""
     task = load_task(config.task)
-    table = LatencyTable(
+    table = open_latency_model(
+        device_profile_ref(config, config_path),
         lut_path(config, config_path),
         threads=config.device.threads,
         warmup=config.device.warmup,
@@ -156,6 +166,7 @@ __all__ = [
     "ATTR_CONFIG",
     "ATTR_HASH",
     "create_or_resume",
+    "device_profile_ref",
     "front",
     "load_study",
     "lut_path",

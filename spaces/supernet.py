@@ -80,6 +80,17 @@ class ChoiceLayer:
     requires: tuple[tuple[str, tuple[int, ...]], ...]
 
 
+@dataclass(frozen=True)
+class ChoiceBlock:
+    """A block option some choices produce (see `ChoiceLayer` for ``requires``): its ``layers`` as
+    `trace_layers` reports them; ``previous_out`` is the output shape the head pools (else ``None``)."""
+
+    slot: str
+    layers: tuple[LayerInfo, ...]
+    requires: tuple[tuple[str, tuple[int, ...]], ...]
+    previous_out: tuple[int, ...] | None
+
+
 def gumbel_softmax(logits: Tensor, tau: float, generator: torch.Generator | None = None) -> Tensor:
     """A relaxed one-hot sample ``softmax((logits + Gumbel noise) / tau)`` (reproducible with ``generator``)."""
     u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype).clamp(1e-9, 1 - 1e-9)
@@ -425,16 +436,28 @@ class Supernet(nn.Module):
         """Every layer any choice produces, as `trace_layers` reports it on the BN-folded model.
 
         ``head_bits`` is the stem's weight/activation and classifier's weight bit-width
-        (``Candidate.head_bits`` once quantized; 32 when the pipeline does not quantize).
+        (``Candidate.head_bits`` once quantized; 32 when the pipeline does not quantize). Layers of
+        one position (``slot``) are alternatives; a layer shared by several block options (the expand
+        conv under every kernel) appears once per option, each with its option's requirements.
         """
+        out = []
+        for cb in self.choice_blocks(head_bits):
+            for layer in cb.layers:
+                part = layer.name.split(".")[-2] if cb.slot.startswith("blocks.") else ""
+                out.append(ChoiceLayer(f"{cb.slot}.{part}" if part else cb.slot, layer, cb.requires))
+        return out
+
+    def choice_blocks(self, head_bits: int = 32) -> list[ChoiceBlock]:
+        """Every block option (stem, inverted residual, head) any choice produces; latency tables
+        price whole blocks. Layer names follow `build_model` (``blocks.<j>`` numbers the blocks of the
+        largest network), so the devices code groups them as it groups a traced model."""
         c0, h, w = self.input_shape
-        out: list[ChoiceLayer] = []
         stem = self.stem_channels
-        out.append(
-            ChoiceLayer("stem", _conv_info("stem.conv", (c0, h, w), stem, 3, 1, 1, head_bits, head_bits, 0, True), ())
-        )
+        info = _conv_info("stem.conv", (c0, h, w), stem, 3, 1, 1, head_bits, head_bits, 0, True)
+        out: list[ChoiceBlock] = [ChoiceBlock("stem", (info,), (), None)]
         counts = self._by_name["n_stages"].options
-        cin = stem
+        prev: LayerInfo = info
+        flat = 0
         for i, blocks in enumerate(self.stages):
             present_n = tuple(x for x, n in enumerate(counts) if n > i)
             stage_req = (("n_stages", present_n),) if len(present_n) < len(counts) else ()
@@ -445,37 +468,39 @@ class Supernet(nn.Module):
                 depth_req = stage_req + (((f"s{i}_depth", present),) if len(present) < len(ds) else ())
                 ho, wo = _out_size(h, 1, sb.stride), _out_size(w, 1, sb.stride)
                 res = sb.cin * h * w if sb.use_residual else 0
+                tag = f"blocks.{flat}"
                 for ie, e in enumerate(es):
                     hid = sb.cin * e
-                    for iw, wb in enumerate(wbs):
-                        for ia, ab in enumerate(abs_):
-                            req = (
-                                *depth_req,
-                                (f"s{i}_expansion", (ie,)),
-                                (f"s{i}_wbits", (iw,)),
-                                (f"s{i}_abits", (ia,)),
-                            )
-                            tag = f"stage{i}.block{j}"
-                            info = _conv_info(f"{tag}.expand.conv", (sb.cin, h, w), hid, 1, 1, 1, wb, ab, res, True)
-                            out.append(ChoiceLayer(f"{tag}.expand", info, req))
-                            for ik, k in enumerate(ks):
-                                info = _conv_info(
-                                    f"{tag}.dw.conv", (hid, h, w), hid, k, sb.stride, hid, wb, ab, res, True
+                    for ik, k in enumerate(ks):
+                        for iw, wb in enumerate(wbs):
+                            for ia, ab in enumerate(abs_):
+                                req = (
+                                    *depth_req,
+                                    (f"s{i}_expansion", (ie,)),
+                                    (f"s{i}_kernel", (ik,)),
+                                    (f"s{i}_wbits", (iw,)),
+                                    (f"s{i}_abits", (ia,)),
                                 )
-                                out.append(ChoiceLayer(f"{tag}.dw", info, (*req, (f"s{i}_kernel", (ik,)))))
-                            info = _conv_info(
-                                f"{tag}.project.conv", (hid, ho, wo), sb.cout, 1, 1, 1, wb, ab, res, False
-                            )
-                            out.append(ChoiceLayer(f"{tag}.project", info, req))
-                h, w, cin = ho, wo, sb.cout
+                                layers = (
+                                    _conv_info(f"{tag}.expand.conv", (sb.cin, h, w), hid, 1, 1, 1, wb, ab, res, True),
+                                    _conv_info(
+                                        f"{tag}.dw.conv", (hid, h, w), hid, k, sb.stride, hid, wb, ab, res, True
+                                    ),
+                                    _conv_info(
+                                        f"{tag}.project.conv", (hid, ho, wo), sb.cout, 1, 1, 1, wb, ab, res, False
+                                    ),
+                                )
+                                out.append(ChoiceBlock(tag, layers, req, None))
+                                prev = layers[-1]
+                h, w, flat = ho, wo, flat + 1
             if i + 1 in counts:
-                ncls = self.num_classes
+                cin, ncls = self.widths[i], self.num_classes
                 info = LayerInfo(
                     "classifier", "linear", (cin,), (ncls,), cin, ncls, 1, 1, 1, cin * ncls, cin * ncls, ncls,
                     cin * ncls, head_bits, 32, 0, False,
                 )  # fmt: skip
                 req = (("n_stages", (counts.index(i + 1),)),) if len(counts) > 1 else ()
-                out.append(ChoiceLayer("classifier", info, req))
+                out.append(ChoiceBlock("head", (info,), req, prev.out_shape))
         return out
 
 
@@ -502,18 +527,19 @@ def _conv_info(
 
 
 class CostModel:
-    """Expected cost of an architecture distribution, from per-layer costs of `ChoiceLayer` s.
+    """Expected cost of an architecture distribution, from per-item costs of `ChoiceLayer` s or `ChoiceBlock` s.
 
     ``expected(costs, probs)`` = Σ_l costs[l] · Π_(name, idx) Σ_(i ∈ idx) probs[name][i]: the expected
     total when decisions are independent with the given per-decision probabilities; differentiable in
     ``probs``. Decisions with one option may be left out of ``probs``.
 
     Args:
-        layers: ``Supernet.choice_layers()``.
+        layers: ``Supernet.choice_layers()`` (per-layer costs: Flash, SRAM) or ``Supernet.choice_blocks()``
+            (per-block costs: table latency).
         decisions: ``Supernet.decisions``.
     """
 
-    def __init__(self, layers: Sequence[ChoiceLayer], decisions: Sequence[Decision]) -> None:
+    def __init__(self, layers: Sequence[ChoiceLayer | ChoiceBlock], decisions: Sequence[Decision]) -> None:
         self.layers = list(layers)
         self.decisions = {d.name: d for d in decisions}
         self.masks: dict[str, Tensor] = {}

@@ -22,9 +22,11 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from jointnas.compression.dnas import DNASConfig, Penalty, train_dnas
-from jointnas.devices import LatencyTable, layer_flash_bytes
+from jointnas.devices import LatencyTable
 from jointnas.spaces import SpaceConfig, UserInputError, sample_candidate
 from jointnas.spaces.supernet import CostModel, Supernet
+
+from ._supernet_costs import flash_costs, latency_costs, sram_costs
 
 ATTR_PREFIX = "dnas"
 
@@ -47,11 +49,6 @@ class _Recorder:
     def suggest_categorical(self, name: str, choices: Any) -> Any:
         self.dists[name] = CategoricalDistribution(list(choices))
         return self.params.get(name, max(choices))
-
-
-def _layer_sram_bytes(layer) -> float:
-    # Input, output and live residual of one layer, all at the layer's activation bit-width.
-    return (layer.in_numel + layer.out_numel + layer.residual_numel) * layer.act_bits / 8
 
 
 def _anchors(lambdas: Sequence[Any], lambda_sram: float) -> list[dict[str, float]]:
@@ -127,7 +124,8 @@ class DNASSampler(BaseSampler):
         space: the study's space (``cnn`` family).
         task: the data (train / validation splits are used; never test). In a jointnas study the
             runner supplies it through `set_context`.
-        table: the device latency table (default: an in-memory ORT table, measured on demand).
+        table: the device latency model, a `LatencyTable` or the cycle model (default: an in-memory ORT
+            table, measured on demand). In a jointnas study the runner supplies the study's.
         lambdas: one trade-off per anchor: a number (λ for latency and Flash) or ``[λ_lat, λ_flash]``.
         lambda_sram: λ of the peak-SRAM penalty (soft max over layers), for every anchor.
         epochs, warmup_epochs, batch_size, lr, arch_lr, tau_start, tau_end, grad_clip, weight_sampling, init_bias:
@@ -147,7 +145,7 @@ class DNASSampler(BaseSampler):
         space: SpaceConfig | Mapping[str, Any],
         *,
         task: Any = None,
-        table: LatencyTable | None = None,
+        table: Any = None,
         lambdas: Sequence[Any] = (0.0, 0.1, 0.3, 1.0, 3.0),
         lambda_sram: float = 0.0,
         epochs: int = 8,
@@ -217,7 +215,7 @@ class DNASSampler(BaseSampler):
         self._space_cache: dict[str, BaseDistribution] | None = None
 
     # ---- context ---------------------------------------------------------------------------------
-    def set_context(self, *, task: Any, table: LatencyTable | None = None) -> None:
+    def set_context(self, *, task: Any, table: Any = None) -> None:
         """Give the sampler the study's task data and latency table (the jointnas runner calls this)."""
         self.task = task
         if table is not None:
@@ -363,25 +361,27 @@ class DNASSampler(BaseSampler):
 
     def _penalties(self, net: Supernet) -> tuple[CostModel, list[Penalty], dict[str, float]]:
         layers = net.choice_layers(head_bits=self.head_bits)
-        cost_model = CostModel(layers, net.decisions)
-        table = self.table if self.table is not None else LatencyTable(None)
-        self.table = table
-        lat = torch.tensor([table.lookup(cl.layer) for cl in layers], dtype=torch.float32)
-        table.save()
-        flash = torch.tensor([float(layer_flash_bytes(cl.layer)) for cl in layers])
-        sram = torch.tensor([_layer_sram_bytes(cl.layer) for cl in layers])
+        layer_model = CostModel(layers, net.decisions)
+        blocks = net.choice_blocks(head_bits=self.head_bits)
+        block_model = CostModel(blocks, net.decisions)
+        if self.table is None:
+            self.table = LatencyTable(None)
+        lat, constant = latency_costs(self.table, blocks)
+        lat = lat.float()
+        flash = flash_costs(net, self.head_bits)
+        sram = sram_costs(net, self.head_bits)
         largest = net.largest_choice()
         scales = {
-            "latency_ms": max(cost_model.of_choice(lat, largest), 1e-9),
-            "flash_bytes": max(cost_model.of_choice(flash, largest), 1.0),
-            "sram_bytes": max(float(cost_model.per_slot(sram, cost_model.one_hot(largest)).max()), 1.0),
+            "latency_ms": max(block_model.of_choice(lat, largest) + constant, 1e-9),
+            "flash_bytes": max(layer_model.of_choice(flash, largest), 1.0),
+            "sram_bytes": max(float(layer_model.per_slot(sram, layer_model.one_hot(largest)).max()), 1.0),
         }
         penalties = [
-            Penalty("latency_ms", lat, scales["latency_ms"]),
+            Penalty("latency_ms", lat, scales["latency_ms"], cost_model=block_model),
             Penalty("flash_bytes", flash, scales["flash_bytes"]),
             Penalty("sram_bytes", sram, scales["sram_bytes"], reduce="max"),
         ]
-        return cost_model, penalties, scales
+        return layer_model, penalties, scales
 
     def _train_and_upload(self, study: Study, store, key: str) -> list[dict[str, torch.Tensor]]:
         net = self._supernet()

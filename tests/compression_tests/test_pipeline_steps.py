@@ -42,7 +42,7 @@ def _trained_bn(model: torch.nn.Module) -> torch.nn.Module:
 
 def test_prune_removes_exactly_the_requested_hidden_channels():
     c = _with(CNN, prune_ratio=0.25)
-    model = prune_channels(build_model(c), c)
+    model = prune_channels(build_model(c), c, scope="hidden")
     for block in model.blocks:
         full = block.expand.conv.in_channels * 4
         assert block.hidden_channels == full - round(0.25 * full)
@@ -54,7 +54,7 @@ def test_prune_removes_exactly_the_requested_hidden_channels():
 def test_pruned_model_equals_masked_model():
     c = _with(CNN, prune_ratio=0.5)
     dense = _trained_bn(build_model(c))
-    pruned = prune_channels(copy.deepcopy(dense), c)
+    pruned = prune_channels(copy.deepcopy(dense), c, scope="hidden")
     masked = copy.deepcopy(dense)
     # Mask: zero the removed hidden channels after the depthwise BN+ReLU in the dense model.
     for d_block, p_block in zip(masked.blocks, pruned.blocks, strict=True):

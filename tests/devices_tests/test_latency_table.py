@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from jointnas.devices import LatencyTable, estimate_sram_bytes, layer_key
+from jointnas.devices import LatencyTable, device_fingerprint, estimate_sram_bytes
 from jointnas.spaces import Candidate, Stage, UserInputError, build_model, trace_layers
 
 MLP = Candidate("mlp", (64,), 10, (Stage(32),))
@@ -21,15 +21,20 @@ def test_table_measures_caches_and_reloads(tmp_path):
     assert ms > 0
     table.save()
     data = json.loads(path.read_text())
-    assert set(data["entries"]) == {layer_key(layer) for layer in _layers()}
-    assert data["threads"] == 1 and "cpu" in data["fingerprint"]
+    assert set(data["entries"]) == {
+        "dense|in=64|l64>32r|res=0|pool=0|b=w32a32",
+        "head|in=32|l32>10|res=0|pool=0|b=w32a32",
+        "overhead|in=64||res=0|pool=0|b=w32a32",  # one session run's fixed cost, counted once per model
+    }
+    assert data["threads"] == 1 and data["device"] == "ort-cpu" and "cpu" in data["fingerprint"]
+    assert all(v["cv"] >= 0 for v in data["entries"].values())
     again = LatencyTable(path, repeats=3, warmup=1, measure_missing=False)
     assert again.predict_ms(_layers()) == pytest.approx(ms)
 
 
 def test_missing_key_without_measuring_names_the_key(tmp_path):
     table = LatencyTable(None, measure_missing=False)
-    with pytest.raises(UserInputError, match="no entry 'linear"):
+    with pytest.raises(UserInputError, match="no entry 'dense\\|in=64"):
         table.predict_ms(_layers())
 
 
@@ -38,7 +43,9 @@ def test_corrupt_or_foreign_thread_tables_are_refused(tmp_path):
     path.write_text('{"format": 1, "entries": {')
     with pytest.raises(UserInputError, match="corrupt"):
         LatencyTable(path)
-    path.write_text(json.dumps({"format": 1, "threads": 4, "entries": {}}))
+    path.write_text(
+        json.dumps({"format": 2, "device": "ort-cpu", "threads": 4, "fingerprint": device_fingerprint(), "entries": {}})
+    )
     with pytest.raises(UserInputError, match="4 threads, not 1"):
         LatencyTable(path, threads=1)
 

@@ -60,3 +60,23 @@ def test_uncompressed_candidate_flash_is_fp32_baseline(task):
     )
     assert ev.attrs["flash_bytes"] == ev.attrs["fp32_flash_bytes"] == 4 * (64 * 16 + 16 + 16 * 10 + 10)
     assert dataclasses.asdict(c) == {**ev.attrs["candidate"], "input_shape": (1, 8, 8)}
+
+
+def test_device_fit_verdicts_and_fits_constraints(task):
+    c = Candidate("mlp", (1, 8, 8), 10, (Stage(16, weight_bits=8, act_bits=8),), head_bits=8)
+    ev = evaluate_candidate(
+        c,
+        task,
+        PipelineConfig(train_epochs=1, finetune_epochs=0),
+        LatencyTable(None, repeats=3, warmup=1),
+        ObjectivesConfig(),
+        ConstraintsConfig(fits=["arduino-uno"]),
+        seed=0,
+    )
+    assert ev.attrs["fits_device"] == {"arduino-uno": True, "esp32": True, "stm32f746": True}
+    uno = ev.attrs["device_fit"]["arduino-uno"]
+    assert uno["flash_bytes"] == ev.attrs["flash_bytes"] + 6144 and uno["flash_limit"] == 32768
+    assert uno["sram_bytes"] == 64 + 16 + 512  # int8 input and hidden layer, plus the runtime's 512 B
+    # The tighter resource sets the constraint: SRAM here (592 / 2048 − 1).
+    assert ev.violations["fits:arduino-uno"] == pytest.approx(max(uno["flash_bytes"] / 32768, 592 / 2048) - 1)
+    assert ev.attrs["fits"] == {"fits:arduino-uno": True} and ev.attrs["feasible"]

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from jointnas.compression import quantize_model
-from jointnas.devices import LatencyTable, estimate_flash_bytes, layer_flash_bytes, layer_key
+from jointnas.devices import LatencyTable, estimate_flash_bytes, layer_key
+from jointnas.search.samplers._supernet_costs import flash_costs, latency_costs
 from jointnas.spaces import SpaceConfig, UserInputError, build_model, count_params, trace_layers
 from jointnas.spaces.supernet import CostModel, Supernet, gumbel_softmax
 
@@ -76,22 +77,34 @@ def test_candidate_is_valid_in_the_space(net):
 
 def test_choice_costs_match_the_latency_table_on_the_built_model(net):
     table = LatencyTable(None, warmup=1, repeats=3)
+    blocks = net.choice_blocks(head_bits=8)
+    block_model = CostModel(blocks, net.decisions)
+    lat, constant = latency_costs(table, blocks)
     layers = net.choice_layers(head_bits=8)
-    model_costs = CostModel(layers, net.decisions)
-    lat = torch.tensor([table.lookup(cl.layer) for cl in layers])
-    flash = torch.tensor([float(layer_flash_bytes(cl.layer)) for cl in layers])
+    layer_model = CostModel(layers, net.decisions)
+    flash = flash_costs(net, 8)
     macs = torch.tensor([float(cl.layer.macs) for cl in layers])
     for choice in _choices(net, 3):
         cand = net.to_candidate(choice, {"head_bits": 8})
         deployed = quantize_model(build_model(cand), cand)
         traced = trace_layers(deployed, SHAPE)
-        present = model_costs.presence(model_costs.one_hot(choice))
+        present = layer_model.presence(layer_model.one_hot(choice))
         assert sorted(layer_key(cl.layer) for cl, p in zip(layers, present, strict=True) if p > 0.5) == sorted(
             layer_key(t) for t in traced
         )
-        assert model_costs.of_choice(lat, choice) == pytest.approx(table.predict_ms(traced), rel=1e-5)
-        assert model_costs.of_choice(flash, choice) == estimate_flash_bytes(traced)
-        assert model_costs.of_choice(macs, choice) == sum(t.macs for t in traced)
+        present = block_model.presence(block_model.one_hot(choice))
+        assert sorted(spec.key for cb, p in zip(blocks, present, strict=True) if p > 0.5 for spec in
+                      table.blocks(_with_context(cb))[-1:]) == sorted(s.key for s in table.blocks(traced))  # fmt: skip
+        expected = block_model.of_choice(lat, choice) + constant
+        assert expected == pytest.approx(table.predict_ms(traced), rel=1e-6)
+        assert layer_model.of_choice(flash, choice) == estimate_flash_bytes(traced)
+        assert layer_model.of_choice(macs, choice) == sum(t.macs for t in traced)
+
+
+def _with_context(cb):
+    from jointnas.search.samplers._supernet_costs import _block_layers
+
+    return _block_layers(cb)
 
 
 def test_expected_cost_is_the_probability_weighted_sum_and_differentiable(net):

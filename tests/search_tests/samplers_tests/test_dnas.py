@@ -5,21 +5,22 @@ import pytest
 import torch
 
 import jointnas.search.samplers._dnas as dnas_module
+from jointnas.compression import fold_batchnorm
 from jointnas.compression.dnas import DNASConfig, init_logits, temperature
 from jointnas.search.cli import main
 from jointnas.search.samplers import DNASSampler, make_sampler
-from jointnas.spaces import SpaceConfig, UserInputError
-from jointnas.spaces.supernet import CostModel, Supernet
+from jointnas.spaces import SpaceConfig, UserInputError, build_model, trace_layers
+from jointnas.spaces.supernet import Supernet
 
 from ...conftest import TINY_CONFIG, write_config
 from .conftest import SPACE, cheap_objective
 
 
 def _lut_latency(sampler: DNASSampler, choice) -> float:
+    """LUT latency of the deployable model of ``choice``, as the objective measures it."""
     net = sampler._supernet()
-    layers = net.choice_layers()
-    lat = torch.tensor([sampler.table.lookup(cl.layer) for cl in layers])
-    return CostModel(layers, net.decisions).of_choice(lat, choice)
+    cand = net.to_candidate(choice)
+    return sampler.table.predict_ms(trace_layers(fold_batchnorm(build_model(cand).eval()), net.input_shape))
 
 
 def test_raising_lambda_latency_lowers_the_derived_architectures_latency(ctx):

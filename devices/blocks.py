@@ -1,0 +1,214 @@
+"""Blocks: the unit a latency table measures, grouped from traced layers, and their ONNX graphs.
+
+A block is what the families build as one module: the stem (conv + ReLU), an inverted-residual block
+(1x1 expand → k×k depthwise → 1x1 project, each 1x1 possibly factorized into two, plus the residual
+``Add``), a dense block (linear + ReLU), the head (global average pool → flatten → classifier).
+Measuring whole blocks lets ONNX Runtime fuse inside them (Conv+ReLU, Conv+Add) as it does in the
+full model; what remains between blocks is fitted by the table's calibration.
+
+A block's key names its op kind, input shape, every layer's channels, kernel, stride, ReLU and bias,
+the residual and pool flags, and the bit-widths the device executes (see `BlockSpec.key`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from jointnas.spaces import LayerInfo
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One weight layer of a block: ``kind`` is ``conv``, ``dwconv`` or ``linear``."""
+
+    kind: str
+    in_channels: int
+    out_channels: int
+    kernel: int = 1
+    stride: int = 1
+    groups: int = 1
+    relu: bool = False
+    bias: bool = True
+
+    @property
+    def token(self) -> str:
+        tag = {"conv": "c", "dwconv": "d", "linear": "l"}.get(self.kind, self.kind)
+        text = f"{tag}{self.in_channels}>{self.out_channels}"
+        if self.kind != "linear":
+            text += f"k{self.kernel}s{self.stride}"
+            if self.groups not in (1, self.in_channels):
+                text += f"g{self.groups}"
+        return text + ("r" if self.relu else "") + ("" if self.bias else "n")
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One block as the device executes it.
+
+    ``in_shape`` excludes the batch; ``pool`` puts a global average pool + flatten before the ops;
+    ``residual`` adds the block input to its output; ``weight_bits`` / ``act_bits`` are the bit-widths
+    the device executes (bit-widths it does not run natively execute as float, 32).
+    """
+
+    kind: str
+    in_shape: tuple[int, ...]
+    ops: tuple[OpSpec, ...]
+    residual: bool = False
+    pool: bool = False
+    weight_bits: int = 32
+    act_bits: int = 32
+
+    @property
+    def key(self) -> str:
+        """Table key, e.g. ``ir|in=16x8x8|c16>32k1s1r-d32>32k5s2r-c32>24k1s1|res=0|pool=0|b=w32a32``."""
+        shape = "x".join(str(d) for d in self.in_shape)
+        ops = "-".join(op.token for op in self.ops)
+        return (
+            f"{self.kind}|in={shape}|{ops}|res={int(self.residual)}|pool={int(self.pool)}"
+            f"|b=w{self.weight_bits}a{self.act_bits}"
+        )
+
+
+def _group_name(name: str) -> str:
+    parts = name.split(".")
+    if parts[0] == "blocks" and len(parts) > 1 and parts[1].isdigit():
+        return ".".join(parts[:2])
+    if parts[0] in ("stem", "classifier"):
+        return parts[0]
+    return name
+
+
+def _block_kind(group: str, layers: Sequence[LayerInfo]) -> str:
+    if group == "stem":
+        return "stem"
+    if group == "classifier":
+        return "head"
+    if any(layer.kind == "dwconv" for layer in layers):
+        return "ir"
+    if all(layer.kind == "linear" for layer in layers):
+        return "dense"
+    return "block"
+
+
+def group_blocks(
+    layers: Sequence[LayerInfo], native_bits: Sequence[int] = (32,)
+) -> list[tuple[BlockSpec, list[LayerInfo]]]:
+    """Group traced layers into blocks (by module path: ``stem``, ``blocks.<i>``, ``classifier``).
+
+    ``native_bits`` are the weight/activation bit-widths the device runs natively; others are keyed
+    as float (32), which is how ONNX Runtime runs the exported fake-quantized model.
+    """
+    groups: list[tuple[str, list[LayerInfo]]] = []
+    for layer in layers:
+        g = _group_name(layer.name)
+        if groups and groups[-1][0] == g:
+            groups[-1][1].append(layer)
+        else:
+            groups.append((g, [layer]))
+    native = set(native_bits)
+    out: list[tuple[BlockSpec, list[LayerInfo]]] = []
+    prev_out: tuple[int, ...] | None = None
+    for g, members in groups:
+        first = members[0]
+        in_shape = first.in_shape
+        pool = first.kind == "linear" and prev_out is not None and len(prev_out) > 1 and len(first.in_shape) == 1
+        if pool:
+            in_shape = prev_out  # type: ignore[assignment]
+        ops = tuple(
+            OpSpec(
+                layer.kind,
+                layer.in_channels,
+                layer.out_channels,
+                layer.kernel,
+                layer.stride,
+                layer.groups,
+                layer.relu,
+                layer.bias_numel > 0,
+            )
+            for layer in members
+        )
+        wb = first.weight_bits if first.weight_bits in native else 32
+        ab = first.act_bits if first.act_bits in native else 32
+        residual = first.residual_numel > 0 and members[-1].out_shape == first.in_shape
+        out.append((BlockSpec(_block_kind(g, members), tuple(in_shape), ops, residual, pool, wb, ab), members))
+        prev_out = members[-1].out_shape
+    return out
+
+
+def block_graph(spec: BlockSpec, seed: int = 0) -> onnx.ModelProto:
+    """A float ONNX graph of ``spec`` with random weights (input ``x`` of shape ``[1, *in_shape]``)."""
+    rng = np.random.default_rng(seed)
+    inits: list[onnx.TensorProto] = []
+    nodes: list[onnx.NodeProto] = []
+    cur = "x"
+    rank = len(spec.in_shape)
+    counter = 0
+
+    def fresh(prefix: str) -> str:
+        nonlocal counter
+        counter += 1
+        return f"{prefix}{counter}"
+
+    if spec.pool:
+        pooled = fresh("p")
+        nodes.append(helper.make_node("GlobalAveragePool", [cur], [pooled]))
+        flat = fresh("f")
+        nodes.append(helper.make_node("Flatten", [pooled], [flat], axis=1))
+        cur, rank = flat, 1
+    for op in spec.ops:
+        w_name, b_name, out = fresh("w"), fresh("b"), fresh("z")
+        inputs = [cur, w_name]
+        if op.kind == "linear":
+            if rank != 1:
+                flat = fresh("f")
+                nodes.append(helper.make_node("Flatten", [cur], [flat], axis=1))
+                inputs[0], rank = flat, 1
+            w = rng.standard_normal((op.out_channels, op.in_channels), dtype=np.float32) * 0.1
+            inits.append(numpy_helper.from_array(w, w_name))
+            if op.bias:
+                inits.append(numpy_helper.from_array(rng.standard_normal(op.out_channels, dtype=np.float32), b_name))
+                inputs.append(b_name)
+            nodes.append(helper.make_node("Gemm", inputs, [out], transB=1))
+        else:
+            spatial = rank - 1
+            k = [op.kernel] * spatial
+            w = rng.standard_normal((op.out_channels, op.in_channels // op.groups, *k), dtype=np.float32) * 0.1
+            inits.append(numpy_helper.from_array(w, w_name))
+            if op.bias:
+                inits.append(numpy_helper.from_array(rng.standard_normal(op.out_channels, dtype=np.float32), b_name))
+                inputs.append(b_name)
+            nodes.append(
+                helper.make_node(
+                    "Conv",
+                    inputs,
+                    [out],
+                    kernel_shape=k,
+                    strides=[op.stride] * spatial,
+                    pads=[op.kernel // 2] * (2 * spatial),
+                    group=op.groups,
+                )
+            )
+        cur = out
+        if op.relu:
+            r = fresh("r")
+            nodes.append(helper.make_node("Relu", [cur], [r]))
+            cur = r
+    if spec.residual:
+        a = fresh("a")
+        nodes.append(helper.make_node("Add", ["x", cur], [a]))
+        cur = a
+    nodes.append(helper.make_node("Identity", [cur], ["y"]))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, *spec.in_shape])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph(nodes, "block", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def overhead_spec(in_shape: tuple[int, ...]) -> BlockSpec:
+    """The empty block (an ``Identity`` graph): what one ONNX Runtime session run costs by itself."""
+    return BlockSpec("overhead", tuple(in_shape), ())

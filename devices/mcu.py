@@ -1,0 +1,168 @@
+"""Microcontroller models: cycles → latency, MCUNet-style peak SRAM, Flash with runtime, fit verdicts.
+
+* Cycles of a layer = MACs × cycles-per-MAC at its bit-width + weight bytes × cycles per weight byte
+  + activation bytes read and written × cycles per activation byte + a fixed per-layer cost; latency is
+  cycles / clock. Coefficients come from the `DeviceProfile`.
+* Peak SRAM follows MCUNet (Lin et al., 2020): the maximum over layers of the activation bytes live
+  while the layer runs (its input, its output and a residual input the block still needs). A depthwise
+  conv runs in place (MCUNetV2/TinyEngine): it needs its larger tensor plus one channel's buffer.
+  Activations are stored in byte containers (int8 for ≤ 8 bits, int16, float32).
+* Flash = packed weights (`estimate_flash_bytes`) + the profile's runtime overhead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from jointnas.spaces import LayerInfo
+
+from .memory import estimate_flash_bytes, layer_flash_bytes
+from .profile import DeviceProfile, load_profile, mcu_profiles
+
+
+def act_container_bytes(bits: int) -> int:
+    """Bytes one activation occupies in SRAM at ``bits`` (sub-byte values live in int8 containers)."""
+    return 1 if bits <= 8 else 2 if bits <= 16 else 4
+
+
+def _input_bits(layers: Sequence[LayerInfo], input_bits: int | None) -> int:
+    if input_bits is not None:
+        return input_bits
+    return 8 if any(layer.act_bits < 32 for layer in layers) else 32
+
+
+def layer_sram_bytes(layers: Sequence[LayerInfo], input_bits: int | None = None, in_place: bool = True) -> list[int]:
+    """Live activation bytes while each layer runs (input + output + live residual input)."""
+    prev = _input_bits(layers, input_bits)
+    out: list[int] = []
+    for layer in layers:
+        in_b = layer.in_numel * act_container_bytes(prev)
+        out_b = layer.out_numel * act_container_bytes(layer.act_bits)
+        res_b = layer.residual_numel * act_container_bytes(prev)
+        if in_place and layer.kind == "dwconv":
+            live = max(in_b, out_b) + out_b // max(1, layer.out_channels)
+        else:
+            live = in_b + out_b
+        out.append(live + res_b)
+        prev = layer.act_bits
+    return out
+
+
+def peak_sram_bytes(layers: Sequence[LayerInfo], input_bits: int | None = None, in_place: bool = True) -> int:
+    """Peak live activation bytes (MCUNet-style); the model input is int8 when any layer is quantized.
+
+    Example:
+        >>> from jointnas.spaces import Candidate, Stage, build_model, trace_layers
+        >>> layers = trace_layers(build_model(Candidate("mlp", (256,), 40, (Stage(256),))), (256,))
+        >>> peak_sram_bytes(layers)  # float32: 256 inputs + 256 outputs
+        2048
+    """
+    return max(layer_sram_bytes(layers, input_bits, in_place), default=0)
+
+
+def mcu_cycles(layers: Sequence[LayerInfo], profile: DeviceProfile, input_bits: int | None = None) -> float:
+    """Cycles of one inference on ``profile``: compute + weight and activation traffic + per-layer cost."""
+    prev = _input_bits(layers, input_bits)
+    total = 0.0
+    for layer in layers:
+        act_bytes = layer.in_numel * act_container_bytes(prev) + layer.out_numel * act_container_bytes(layer.act_bits)
+        total += layer.macs * profile.mac_cycles(layer.weight_bits, prev)  # input precision sets the kernel
+        total += layer_flash_bytes(layer) * profile.cycles_per_weight_byte
+        total += act_bytes * profile.cycles_per_act_byte
+        total += profile.cycles_per_layer
+        prev = layer.act_bits
+    return total
+
+
+def mcu_latency_ms(layers: Sequence[LayerInfo], profile: DeviceProfile) -> float:
+    """Latency in milliseconds: `mcu_cycles` / clock."""
+    if profile.clock_mhz is None:
+        raise ValueError(f"device {profile.name!r} has no clock_mhz")
+    return mcu_cycles(layers, profile) / (profile.clock_mhz * 1e3)
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """Whether a model fits a device, with the figures behind the verdict (bytes, milliseconds)."""
+
+    device: str
+    weights_flash_bytes: int
+    flash_bytes: int
+    flash_limit: int | None
+    activation_sram_bytes: int
+    sram_bytes: int
+    sram_limit: int | None
+    latency_ms: float | None
+    fits_flash: bool
+    fits_sram: bool
+
+    @property
+    def fits(self) -> bool:
+        return self.fits_flash and self.fits_sram
+
+    @property
+    def violation(self) -> float:
+        """Constraint value for Optuna (≤ 0 feasible): the larger of used/limit − 1 over Flash and SRAM."""
+        ratios = [0.0]
+        if self.flash_limit:
+            ratios.append(self.flash_bytes / self.flash_limit)
+        if self.sram_limit:
+            ratios.append(self.sram_bytes / self.sram_limit)
+        return max(ratios) - 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fits": self.fits}
+
+
+def fit_report(layers: Sequence[LayerInfo], profile: DeviceProfile) -> FitReport:
+    """Flash (packed weights + runtime), SRAM (peak activations + runtime) and latency on ``profile``.
+
+    Example:
+        >>> from jointnas.devices import load_profile
+        >>> from jointnas.spaces import Candidate, Stage, build_model, trace_layers
+        >>> layers = trace_layers(build_model(Candidate("mlp", (16,), 4, (Stage(8),))), (16,))
+        >>> fit_report(layers, load_profile("arduino-uno")).fits
+        True
+    """
+    weights = estimate_flash_bytes(layers)
+    acts = peak_sram_bytes(layers)
+    flash = weights + profile.runtime_flash_bytes
+    sram = acts + profile.runtime_sram_bytes
+    return FitReport(
+        device=profile.name,
+        weights_flash_bytes=weights,
+        flash_bytes=flash,
+        flash_limit=profile.flash_bytes,
+        activation_sram_bytes=acts,
+        sram_bytes=sram,
+        sram_limit=profile.sram_bytes,
+        latency_ms=mcu_latency_ms(layers, profile) if profile.is_mcu else None,
+        fits_flash=profile.flash_bytes is None or flash <= profile.flash_bytes,
+        fits_sram=profile.sram_bytes is None or sram <= profile.sram_bytes,
+    )
+
+
+class CycleModel:
+    """The latency predictor of a microcontroller profile (same interface as `LatencyTable`)."""
+
+    def __init__(self, profile: DeviceProfile) -> None:
+        if not profile.is_mcu:
+            raise ValueError(f"device {profile.name!r} is not a cycles profile")
+        self.profile = profile
+
+    def predict_ms(self, layers: Sequence[LayerInfo]) -> float:
+        return mcu_latency_ms(layers, self.profile)
+
+    def save(self) -> None:
+        """Nothing to save: the model is analytic."""
+
+
+def fit_profiles(extra: Sequence[str] = ()) -> list[DeviceProfile]:
+    """The devices whose fit each trial records: every packaged microcontroller plus ``extra``."""
+    profiles = {p.name: p for p in mcu_profiles()}
+    for name in extra:
+        p = load_profile(name)
+        profiles[p.name] = p
+    return list(profiles.values())

@@ -1,0 +1,148 @@
+"""Device profiles: what a target runs natively and the coefficients of its cost models.
+
+Profiles are TOML (or JSON) data files. The packaged ones live in ``devices/profiles/`` and are picked
+by name (``ort-cpu``, ``rpi4``, ``arduino-uno``, ``stm32f746``, ``esp32``); a user profile is picked by
+its path (``[device] name = "boards/my-board.toml"``).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from jointnas.spaces import UserInputError
+
+LatencyKind = Literal["ort", "imported", "cycles"]
+
+
+class DeviceProfile(BaseModel):
+    """One target device.
+
+    Args:
+        name: profile name (tables record it; an imported table must name the same device).
+        description: one line for people.
+        latency: how latency is predicted: ``"ort"`` (a table measured with ONNX Runtime on this
+            machine, missing entries measured on demand), ``"imported"`` (a table built on the board
+            with ``jointnas lut build`` and imported; a missing entry is an error) or ``"cycles"``
+            (the microcontroller cycle model of `jointnas.devices.mcu`).
+        cpu, machine: what the board's CPU is; ``machine`` (``platform.machine()``) guards
+            ``lut build`` against measuring the wrong machine for an imported device.
+        clock_mhz: core clock in MHz (cycle model).
+        flash_bytes, sram_bytes: capacities in bytes (``None``: no limit modelled).
+        fpu: hardware floating point.
+        native_bits: weight bit-widths the device's kernels run natively.
+        runtime_flash_bytes, runtime_sram_bytes: what the runtime itself takes (bytes).
+        cycles_per_mac: cycles per multiply-accumulate by weight bit-width (``"32"``: float).
+        cycles_per_weight_byte, cycles_per_act_byte: memory-traffic cycles per byte moved.
+        cycles_per_layer: fixed cycles per layer call (dispatch, loop set-up).
+        ort_disabled_optimizers: ONNX Runtime graph optimizers turned off for every measurement (and
+            for the deployment the numbers describe), e.g. ``NchwcTransformer``.
+
+    Example:
+        >>> p = load_profile("arduino-uno")
+        >>> p.flash_bytes, p.sram_bytes, p.clock_mhz, p.fpu
+        (32768, 2048, 16.0, False)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    latency: LatencyKind = "cycles"
+    cpu: str = ""
+    machine: str | None = None
+    clock_mhz: float | None = Field(None, gt=0, le=100_000)
+    flash_bytes: int | None = Field(None, gt=0)
+    sram_bytes: int | None = Field(None, gt=0)
+    fpu: bool = True
+    native_bits: tuple[int, ...] = (32,)
+    runtime_flash_bytes: int = Field(0, ge=0)
+    runtime_sram_bytes: int = Field(0, ge=0)
+    cycles_per_mac: dict[int, float] = Field(default_factory=dict)
+    cycles_per_weight_byte: float = Field(0.0, ge=0)
+    cycles_per_act_byte: float = Field(0.0, ge=0)
+    cycles_per_layer: float = Field(0.0, ge=0)
+    ort_disabled_optimizers: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeviceProfile:
+        if self.latency == "cycles":
+            if self.clock_mhz is None:
+                raise ValueError("a cycles profile needs clock_mhz")
+            if 32 not in self.cycles_per_mac:
+                raise ValueError('a cycles profile needs cycles_per_mac."32" (float MACs)')
+        if any(v <= 0 for v in self.cycles_per_mac.values()):
+            raise ValueError("cycles_per_mac values must be > 0")
+        return self
+
+    @property
+    def is_mcu(self) -> bool:
+        """Whether latency comes from the cycle model (a microcontroller)."""
+        return self.latency == "cycles"
+
+    def mac_cycles(self, weight_bits: int, input_bits: int) -> float:
+        """Cycles per MAC of a layer: float when its weights or its input are float, else the integer
+        kernel of ``weight_bits`` (the next wider bit-width the profile lists when it lacks this one)."""
+        bits = 32 if weight_bits >= 32 or input_bits >= 32 else weight_bits
+        wider = sorted(b for b in self.cycles_per_mac if b >= bits)
+        return self.cycles_per_mac[wider[0] if wider else 32]
+
+
+def _profile_dir():
+    return resources.files("jointnas.devices") / "profiles"
+
+
+def profile_names() -> list[str]:
+    """Names of the packaged profiles."""
+    return sorted(p.name.removesuffix(".toml") for p in _profile_dir().iterdir() if p.name.endswith(".toml"))
+
+
+def _parse(text: str, source: str, is_json: bool) -> DeviceProfile:
+    try:
+        data = json.loads(text) if is_json else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise UserInputError(f"device profile {source} is not valid {'JSON' if is_json else 'TOML'}: {exc}") from None
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in err["loc"]) or "profile"
+        raise UserInputError(f"device profile {source}: {key}: {err['msg']}; fix the profile file") from None
+
+
+def is_profile_path(name: str) -> bool:
+    """Whether ``name`` names a profile file rather than a packaged profile."""
+    return "/" in name or "\\" in name or name.endswith((".toml", ".json"))
+
+
+@lru_cache(maxsize=64)
+def _load_cached(name: str) -> DeviceProfile:
+    if is_profile_path(name):
+        path = Path(name)
+        try:
+            text = path.read_text()
+        except OSError:
+            raise UserInputError(f"device profile file {path} cannot be read; check the path") from None
+        return _parse(text, str(path), path.suffix == ".json")
+    file = _profile_dir() / f"{name}.toml"
+    if not file.is_file():
+        raise UserInputError(
+            f"unknown device {name!r}; choose one of {profile_names()} or give a profile file path (.toml/.json)"
+        )
+    return _parse(file.read_text(), name, False)
+
+
+def load_profile(name: str | Path) -> DeviceProfile:
+    """A packaged profile by name, or a user profile from a ``.toml`` / ``.json`` path."""
+    return _load_cached(str(name))
+
+
+def mcu_profiles() -> list[DeviceProfile]:
+    """Every packaged microcontroller profile (their fit verdicts go into each trial's user attrs)."""
+    return [p for p in (load_profile(n) for n in profile_names()) if p.is_mcu]

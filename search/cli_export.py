@@ -1,0 +1,55 @@
+"""``jointnas export``: deployable files and a report for one trial of a study."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .export import export_trial
+from .progress import StepProgress
+from .storage import open_storage
+from .study import load_study
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    study = load_study(open_storage(args.storage), args.study_name)
+    with StepProgress("export", total=0) as progress:
+        report = export_trial(
+            study,
+            args.trial,
+            Path(args.out),
+            retrain_epochs=args.retrain_epochs,
+            distill=args.distill,
+            progress=progress,
+        )
+    acc, lat = report["accuracy"], report["latency_ms"]
+    print(
+        f"trial {report['trial']}: test accuracy INT8 {acc['onnx_int8']:.4f} (search reported "
+        f"{acc['trial_reported_test']:.4f}); latency FP32 {lat['measured_onnx_fp32']:.4f} ms measured vs "
+        f"{lat['lut_predicted']:.4f} ms predicted; files in {args.out}",
+        file=sys.stderr,
+    )
+    if report["reproduced_trial"] is False:
+        print("warning: the rebuilt model does not reproduce the trial (another jointnas version?)", file=sys.stderr)
+    for check in report["requirements"]:
+        verdict = "PASS" if check["passed"] else "FAIL"
+        print(
+            f"  {check['name']}: {check['measured']:.4g} (required {check['required']:.4g}) {verdict}", file=sys.stderr
+        )
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="retrain one trial and write ONNX FP32/INT8, C arrays and a report")
+    p.add_argument("--storage", required=True, help="storage URL")
+    p.add_argument("--study-name", required=True)
+    p.add_argument("--trial", type=int, required=True, help="trial number (must be COMPLETE)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--retrain-epochs", type=int, help="initial training epochs (default: the study's)")
+    p.add_argument("--distill", action="store_true", help="distil every fine-tune from the uncompressed teacher")
+    p.add_argument(
+        "--deploy", choices=("int8", "fp32"), default="int8", help="the file the [requirements] judge (default int8)"
+    )
+    p.add_argument("--lut", help="latency table JSON to predict with (default: measure a fresh table now)")
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,82 @@
+"""Step progress for long commands (report, export, compare): a rich bar on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class StepProgress:
+    """Progress over a known number of named steps.
+
+    On a terminal a rich bar (step k/N, elapsed time, current step); elsewhere (logs, CI, tests) one
+    line per finished step with its duration in seconds, on stderr.
+
+    Example:
+        >>> with StepProgress("demo", total=1, enabled=False) as p:
+        ...     with p.step("load"):
+        ...         pass
+    """
+
+    def __init__(self, label: str, total: int, *, enabled: bool = True) -> None:
+        self.label = label
+        self.total = total
+        self.enabled = enabled
+        self.done = 0
+        self.progress = None
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn(f"[bold]{label}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                console=Console(file=sys.stderr),
+            )
+            self.task = self.progress.add_task("", total=total)
+
+    def __enter__(self) -> StepProgress:
+        if self.progress is not None:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def add(self, n: int) -> None:
+        """Grow the total by ``n`` steps (when the step count is known only later)."""
+        self.total += n
+        if self.progress is not None:
+            self.progress.update(self.task, total=self.total)
+
+    def mark(self, name: str, seconds: float) -> None:
+        """Count a step that ran elsewhere (e.g. inside a callback) and took ``seconds``."""
+        self.done += 1
+        if self.done > self.total:  # steps found on the way (e.g. a front's size)
+            self.add(self.done - self.total)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=self.done, description=name)
+        elif self.enabled:
+            print(f"{self.label} {self.done}/{self.total} {name} [{seconds:.1f} s]", file=sys.stderr, flush=True)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Run one step named ``name``; advance the bar when it ends."""
+        if self.progress is not None:
+            self.progress.update(self.task, description=name)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.done += 1
+            if self.progress is not None:
+                self.progress.update(self.task, completed=self.done)
+            elif self.enabled:
+                seconds = time.perf_counter() - started
+                print(f"{self.label} {self.done}/{self.total} {name} [{seconds:.1f} s]", file=sys.stderr, flush=True)

@@ -1,0 +1,93 @@
+"""`jointnas export`: reproduces the trial, writes deployable files, checks requirements, refuses bad input."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from jointnas.search.cli import main
+from jointnas.search.config import load_config
+from jointnas.search.export import export_trial
+from jointnas.search.study import create_or_resume, run_study
+
+from ..conftest import TINY_CONFIG, write_config
+
+REQUIREMENTS = """
+[requirements]
+max_accuracy_drop = 0.5
+min_speedup = 0.01
+min_size_reduction = 0.9
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """One COMPLETE trial, one RUNNING and one FAIL trial of the tiny study (with [requirements])."""
+    folder = tmp_path_factory.mktemp("export")
+    path = write_config(folder, TINY_CONFIG.replace("n_trials = 2", "n_trials = 1") + REQUIREMENTS, "tiny.toml")
+    config = load_config(path)
+    url = f"sqlite:///{folder / 'tiny.db'}"
+    study = run_study(config, create_or_resume(config, url), config_path=path)
+    study.ask()  # trial 1 stays RUNNING
+    failed = study.ask()
+    failed.set_user_attr("fail_reason", "diverged: loss became nan")
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    return url, folder
+
+
+def test_export_reproduces_the_trial_and_writes_files(tiny_study, capsys):
+    url, folder = tiny_study
+    out = folder / "out0"
+    code = main(["export", "--storage", url, "--study-name", "tiny", "--trial", "0", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    for name in ("model.onnx", "model.int8.onnx", "baseline.onnx", "report.json", "report.md"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    acc = report["accuracy"]
+    # Same config and seed: the rebuilt model is the trial's model.
+    assert acc["torch"] == pytest.approx(acc["trial_reported_test"], abs=1e-9)
+    assert report["reproduced_trial"] is True
+    assert abs(acc["onnx_fp32"] - acc["torch"]) <= 0.01
+    assert report["sizes"]["model_onnx_bytes"] == (out / "model.onnx").stat().st_size
+    assert report["sizes"]["flash_estimate_bytes"] == report["sizes"]["trial_reported_flash_bytes"]
+    assert report["latency_ms"]["lut_predicted"] > 0 and report["latency_ms"]["measured_onnx_int8"] > 0
+    # Requirements are checked on the deployed INT8 file against the uncompressed baseline.
+    checks = {c["name"]: c for c in report["requirements"]}
+    assert set(checks) == {"max_accuracy_drop", "min_speedup", "min_size_reduction"}
+    drop = report["baseline"]["accuracy"] - report["deployed"]["accuracy"]
+    assert checks["max_accuracy_drop"]["measured"] == pytest.approx(drop)
+    assert checks["max_accuracy_drop"]["passed"] == (drop <= 0.5)
+    size = 1 - report["deployed"]["size_bytes"] / report["baseline"]["size_bytes"]
+    assert checks["min_size_reduction"]["measured"] == pytest.approx(size)
+    assert checks["min_size_reduction"]["passed"] is False  # 90% smaller is out of reach for a tiny model
+    assert report["requirements_passed"] is False
+    md = (out / "report.md").read_text()
+    assert "| min_size_reduction | 0.9 |" in md and "FAIL" in md
+
+
+def test_export_retrain_and_distill_options(tiny_study):
+    url, folder = tiny_study
+    study = optuna.load_study(study_name="tiny", storage=url)
+    report = export_trial(study, 0, folder / "out1", retrain_epochs=0, distill=True)
+    assert report["pipeline"]["train_epochs"] == 0 and report["pipeline"]["kd_alpha"] == 0.5
+    assert report["distill"] is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--study-name", "nope", "--trial", "0"], "study 'nope' does not exist"),
+        (["--study-name", "tiny", "--trial", "1"], "trial 1 is RUNNING, not COMPLETE"),
+        (["--study-name", "tiny", "--trial", "2"], "trial 2 is FAIL (diverged: loss became nan), not COMPLETE"),
+        (["--study-name", "tiny", "--trial", "9"], "trial 9 does not exist in study 'tiny' (trials: 0..2)"),
+    ],
+)
+def test_export_bad_input_exits_2(tiny_study, capsys, argv, message):
+    url, folder = tiny_study
+    out = folder / "bad"
+    code = main(["export", "--storage", url, *argv, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert "Traceback" not in err and not out.exists()
