@@ -13,15 +13,15 @@ depths) is bilinear in (α, β)::
     E[lat] = fixed_ms + Σ_s Σ_j β_{s,j} Σ_{b < depths[j]} Σ_c α_{s,c} block_ms[s][b, c]
            = fixed_ms + Σ_s α_sᵀ M_s β_s,       M_s[c, j] = Σ_{b < depths[j]} block_ms[s][b, c]
 
-Every ``block_ms`` entry is a sum of `LatencyTable` entries of the block's traced layers, so the
-latency of an extracted sub-network equals ``LatencyTable.predict_ms`` of its built model exactly.
-Bit-widths are not priced: the ORT table is keyed by shapes only (``layer_key``), so precision does
-not change LUT latency and stays a compression knob.
+``block_ms`` and ``fixed_ms`` come from the device's block table through the supernet's per-choice
+block descriptions (`jointnas.search.samplers._supernet_costs.latency_costs`: the calibrated block
+sum is affine in the block entries and the block count), so the latency of an extracted sub-network
+equals ``LatencyTable.predict_ms`` of its built model exactly. Bit-widths are priced at the largest
+option (the float architecture); precision stays a compression knob.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,17 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from jointnas.devices import LatencyTable
-from jointnas.spaces import (
-    Candidate,
-    LayerInfo,
-    SpaceConfig,
-    UserInputError,
-    build_model,
-    sample_candidate,
-    trace_layers,
-)
-from jointnas.spaces.layers import InvertedResidual
+from jointnas.spaces import Candidate, SpaceConfig, UserInputError, sample_candidate
 
 
 class FixedSuggester:
@@ -102,12 +92,12 @@ class SpaceChoices:
         return cls(space, choices, depths)
 
     def macros(self) -> list[Macro]:
-        """Every macro of the space (stem width × stage count × per-stage width)."""
+        """Every macro a supernet builds (stem width × stage count × one width multiplier for all stages)."""
         out = []
         for stem in self.space.stem_channels:
             for n in range(self.space.min_stages, len(self.space.stages) + 1):
-                for mults in itertools.product(self.space.width_mult, repeat=n):
-                    out.append(Macro(int(stem), tuple(float(m) for m in mults)))
+                for mult in self.space.width_mult:
+                    out.append(Macro(int(stem), (float(mult),) * n))
         return out
 
     def max_macro(self) -> Macro:
@@ -151,13 +141,6 @@ class SpaceChoices:
         return sample_candidate(
             FixedSuggester({**(extra or {}), **self.arch_params(arch)}), self.space, input_shape, num_classes
         )
-
-
-def _block_layers(
-    in_channels: int, out_channels: int, kernel: int, expansion: int, stride: int, in_shape: tuple[int, ...]
-) -> list[LayerInfo]:
-    block = InvertedResidual(in_channels, out_channels, kernel, expansion, stride)
-    return trace_layers(block, in_shape)
 
 
 @dataclass
@@ -218,61 +201,3 @@ class LatencyModel:
         return self.fixed_ms + float(
             sum(np.asarray(a) @ m @ np.asarray(b) for m, a, b in zip(self.stage_ms, alpha, beta, strict=True))
         )
-
-
-class LatencyPricer:
-    """Builds (and caches) a `LatencyModel` per macro from a `LatencyTable`.
-
-    Each block is priced by tracing the same ``InvertedResidual`` the family builds, so the layer
-    descriptions (and LUT keys) are exactly those of the built sub-network; missing keys are measured
-    on demand by the table.
-    """
-
-    def __init__(
-        self, choices: SpaceChoices, input_shape: tuple[int, ...], num_classes: int, table: LatencyTable
-    ) -> None:
-        self.choices = choices
-        self.input_shape = tuple(input_shape)
-        self.num_classes = num_classes
-        self.table = table
-        self._models: dict[Macro, LatencyModel] = {}
-        self._blocks: dict[tuple[Any, ...], tuple[float, tuple[int, ...]]] = {}
-
-    def _block(self, key: tuple[Any, ...]) -> tuple[float, tuple[int, ...]]:
-        if key not in self._blocks:
-            layers = _block_layers(*key)
-            self._blocks[key] = (self.table.predict_ms(layers), layers[-1].out_shape)
-        return self._blocks[key]
-
-    def model(self, macro: Macro) -> LatencyModel:
-        if macro in self._models:
-            return self._models[macro]
-        ch = self.choices
-        probe = ch.candidate(
-            Arch(macro, (0,) * macro.n_stages, (0,) * macro.n_stages), self.input_shape, self.num_classes
-        )
-        layers = trace_layers(build_model(probe), self.input_shape)
-        fixed = [layer for layer in layers if layer.name.startswith("stem.") or layer.name == "classifier"]
-        fixed_ms = self.table.predict_ms(fixed)
-        shape = next(layer.out_shape for layer in layers if layer.name.startswith("stem."))
-        width = macro.stem_channels
-        max_depth = max(ch.depths)
-        block_ms = []
-        for stage in probe.stages:
-            grid = np.zeros((max_depth, len(ch.block_choices)))
-            next_shape = shape
-            for c, (k, e) in enumerate(ch.block_choices):
-                ms0, out0 = self._block((width, stage.channels, k, e, stage.stride, shape))
-                grid[0, c] = ms0
-                if max_depth > 1:
-                    grid[1:, c] = self._block((stage.channels, stage.channels, k, e, 1, out0))[0]
-                next_shape = out0
-            block_ms.append(grid)
-            shape, width = next_shape, stage.channels
-        self.table.save()
-        model = LatencyModel(macro, fixed_ms, block_ms, ch.depths)
-        self._models[macro] = model
-        return model
-
-    def arch_ms(self, arch: Arch) -> float:
-        return self.model(arch.macro).arch_ms(arch.choices, arch.depths)

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jointnas.compression import TrainConfig, train
-from jointnas.devices import LatencyTable
 from jointnas.spaces import Candidate
 from jointnas.spaces.supernet import Supernet
 
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
+from ._supernet_costs import latency_costs
 
 
 def build_supernet(
@@ -58,43 +58,53 @@ def random_arch(choices: SpaceChoices, macro: Macro, rng: np.random.Generator) -
     )
 
 
-def latency_model(net: Supernet, choices: SpaceChoices, macro: Macro, table: LatencyTable) -> LatencyModel:
-    """`LatencyModel` priced from ``net.choice_layers()`` (one LUT lookup per distinct layer).
+def latency_model(net: Supernet, choices: SpaceChoices, macro: Macro, table: Any) -> LatencyModel:
+    """`LatencyModel` of ``macro`` priced from ``net.choice_blocks()`` with the device's table.
 
-    Bit-widths do not change an ORT LUT entry, so any bit-width combination prices a block; layers of
-    another stage count than the macro's (early-exit classifiers) are left out.
+    Each block option is one table entry (`latency_costs`: exact for a `LatencyTable`, calibration
+    included); bit-widths at their largest option (the float architecture); blocks of another stage
+    count than the macro's (early-exit heads) are left out.
     """
     decisions = {d.name: d for d in net.decisions}
-    n_stages = len(net.stages)
-    max_depth = max(choices.depths)
-    block_ms = [np.zeros((max_depth, len(choices.block_choices))) for _ in range(n_stages)]
-    fixed_ms = 0.0
-    # Decisions the macro fixes (the stage count): keep only the layers present at the macro's value.
-    fixed_choice = {"n_stages": macro.n_stages}
-    fixed_index = {n: decisions[n].options.index(v) for n, v in fixed_choice.items() if n in decisions}
-    for cl in net.choice_layers():
-        req = dict(cl.requires)
-        if any(i not in req.get(n, (i,)) for n, i in fixed_index.items()):
+    fixed_index = {n: decisions[n].options.index(v) for n, v in {"n_stages": macro.n_stages}.items() if n in decisions}
+    for d in net.decisions:
+        if d.kind in ("wbits", "abits"):
+            fixed_index[d.name] = len(d.options) - 1
+    blocks = [
+        cb for cb in net.choice_blocks() if all(fixed_index[n] in idx for n, idx in cb.requires if n in fixed_index)
+    ]
+    terms, constant = latency_costs(table, blocks)
+    first_block = np.cumsum([0] + [max(choices.depths)] * len(net.stages))
+    block_ms = [np.zeros((max(choices.depths), len(choices.block_choices))) for _ in range(macro.n_stages)]
+    fixed_ms = float(constant)
+    for cb, term in zip(blocks, terms.tolist(), strict=True):
+        req = dict(cb.requires)
+        stage = next((int(n[1 : n.index("_")]) for n in req if n.endswith("_expansion")), None)
+        if stage is None:  # stem, head
+            fixed_ms += term
             continue
-        if not cl.slot.startswith("stage"):
-            fixed_ms += table.lookup(cl.layer)
-            continue
-        if req.get(f"s{_stage(cl.slot)}_wbits", (0,))[0] != 0 or req.get(f"s{_stage(cl.slot)}_abits", (0,))[0] != 0:
-            continue  # same LUT key as the first bit-width combination
-        s, b = _stage(cl.slot), int(cl.slot.split(".")[1][len("block") :])
-        e = decisions[f"s{s}_expansion"].options[req[f"s{s}_expansion"][0]]
-        kernels = decisions[f"s{s}_kernel"].options
-        ks = [kernels[req[f"s{s}_kernel"][0]]] if f"s{s}_kernel" in req else list(kernels)
-        ms = table.lookup(cl.layer)
-        for k in ks:
-            c = choices.block_choices.index((k, e))
-            block_ms[s][b, c] += ms
-    table.save()
+        k = decisions[f"s{stage}_kernel"].options[req[f"s{stage}_kernel"][0]]
+        e = decisions[f"s{stage}_expansion"].options[req[f"s{stage}_expansion"][0]]
+        b = int(cb.slot.split(".")[1]) - int(first_block[stage])
+        block_ms[stage][b, choices.block_choices.index((k, e))] = term
     return LatencyModel(macro, fixed_ms, block_ms, choices.depths)
 
 
-def _stage(slot: str) -> int:
-    return int(slot.split(".")[0][len("stage") :])
+class LatencyPricer:
+    """`LatencyModel` per macro (one supernet per width/stem, built only to list its block options)."""
+
+    def __init__(self, choices: SpaceChoices, input_shape: tuple[int, ...], num_classes: int, table: Any) -> None:
+        self.choices, self.input_shape, self.num_classes, self.table = choices, input_shape, num_classes, table
+        self._models: dict[Macro, LatencyModel] = {}
+
+    def model(self, macro: Macro) -> LatencyModel:
+        if macro not in self._models:
+            net = build_supernet(self.choices, macro, self.input_shape, self.num_classes)
+            self._models[macro] = latency_model(net, self.choices, macro, self.table)
+        return self._models[macro]
+
+    def arch_ms(self, arch: Arch) -> float:
+        return self.model(arch.macro).arch_ms(arch.choices, arch.depths)
 
 
 class _PathSampler(nn.Module):

@@ -8,6 +8,7 @@ import sys
 import optuna
 import pytest
 
+from jointnas.compression import fold_batchnorm
 from jointnas.devices import LatencyTable
 from jointnas.objectives import TaskConfig, load_task
 from jointnas.search.cli import main
@@ -47,7 +48,8 @@ def _study(task, table, seed=0, **options):
 def _objective(task, table):
     def objective(trial: optuna.Trial) -> float:
         candidate = sample_candidate(trial, SPACE, task.input_shape, task.num_classes)
-        trial.set_user_attr("fp32_ms", table.predict_ms(trace_layers(build_model(candidate), task.input_shape)))
+        deployable = fold_batchnorm(build_model(candidate).eval())  # the form the objective prices
+        trial.set_user_attr("fp32_ms", table.predict_ms(trace_layers(deployable, task.input_shape)))
         return float(sum(s.depth for s in candidate.stages))
 
     return objective
