@@ -7,8 +7,14 @@ sampler and seed. Supernet samplers pay their training inside the timed run (fir
 benchmarks/results/samplers.json.
 
 Usage: python benchmarks/samplers.py [--quick] [--seeds 0 1 2] [--n-trials N] [--samplers ...]
+                                     [--reuse FILE] [--rank-correlation [--rank-only]]
 
-Samplers are registered in ``SAMPLERS`` (name → (sampler name, options)); hardcore adds itself there.
+Samplers are registered in ``SAMPLERS`` (name → (sampler name, options)). ``--reuse FILE`` keeps the
+runs of samplers not run now from an earlier JSON; top-level keys of the existing ``--out`` that this
+invocation does not write (e.g. ``hardcore_rank_correlation``) are kept.
+
+``--rank-correlation`` also measures, for HardCoReNAS, the rank correlation between inherited-weight
+and trained-from-scratch accuracy of sub-networks of one supernet (``--rank-only``: only that).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import torch
 from optuna._hypervolume import compute_hypervolume
 from optuna.trial import FrozenTrial, TrialState
 
@@ -37,6 +44,8 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe": ("tpe", {}),
     "nsga2": ("nsga2", {"population_size": 8}),
     "dnas": ("dnas", {"lambdas": [0.0, 0.1, 0.3, 1.0, 3.0], "epochs": 3, "warmup_epochs": 1}),
+    # Inherited scoring: each trial starts from the supernet and trains 1 epoch instead of train_epochs.
+    "hardcore": ("hardcore", {"supernet_epochs": 15, "scoring": "inherited", "finetune_epochs": 1}),
 }
 
 # Task → overrides of studies/quickstart.toml. MNIST-1D runs only where the task is registered.
@@ -58,6 +67,8 @@ def run_one(task: str, sampler: str, seed: int, args: argparse.Namespace, work: 
     name, options = SAMPLERS[sampler]
     if sampler == "dnas" and args.quick:
         options = dict(options, epochs=2)
+    if sampler == "hardcore" and args.quick:
+        options = dict(options, supernet_epochs=2, score_samples=16)
     config_path = work / f"{task}-{sampler}-{seed}.toml"
     shutil.copy(ROOT / "studies/quickstart.toml", config_path)
     overrides = {
@@ -89,6 +100,7 @@ def run_one(task: str, sampler: str, seed: int, args: argparse.Namespace, work: 
                 "flash_bytes": flash,
                 "feasible": bool(trial.user_attrs.get("feasible", True)),
                 "lambda": trial.user_attrs.get("dnas:lambda"),
+                "budget_ms": trial.user_attrs.get("hardcore:budget_ms"),
             }
         )
 
@@ -104,6 +116,15 @@ def run_one(task: str, sampler: str, seed: int, args: argparse.Namespace, work: 
         attrs = study.user_attrs
         out["supernet_train_s"] = attrs.get("dnas:train_s")
         out["alpha_entropy"] = attrs.get("dnas:alpha_entropy")
+    if sampler == "hardcore":
+        record = study.user_attrs.get("hardcore:supernet") or {}
+        out["supernet_train_s"] = record.get("train_s")
+        out["trials_failed"] = sum(t.state == TrialState.FAIL for t in study.trials)
+        out["budget_violations"] = sum(
+            t.user_attrs["fp32_latency_ms"] > t.user_attrs["hardcore:budget_ms"] + 1e-12
+            for t in study.trials
+            if t.state == TrialState.COMPLETE
+        )
     return out
 
 
@@ -158,6 +179,136 @@ def summarize(runs: list[dict[str, Any]], tasks: list[str], samplers: list[str])
     return summary
 
 
+def hardcore_rank_correlation(args: argparse.Namespace) -> dict[str, Any]:
+    """Inherited-weight vs trained-from-scratch accuracy of sub-networks of one HardCoReNAS supernet.
+
+    Trains the supernet once (as `HardCoReNASSampler` does), picks ``--rank-subnets`` sub-networks
+    spread over the LUT latency range, and measures each one's validation accuracy (a) with inherited
+    weights (BN recalibrated on the batch), (b) inherited + ``--finetune-epochs`` of fine-tuning and
+    (c) trained from scratch for ``--train-epochs`` (mean of two seeds); reports Spearman and Kendall.
+    """
+    from scipy.stats import kendalltau, spearmanr
+
+    from jointnas.compression import TrainConfig, accuracy, train
+    from jointnas.devices import LatencyTable
+    from jointnas.objectives import TaskConfig, load_task
+    from jointnas.search.samplers import _hardcore_supernet as sn
+    from jointnas.search.samplers._hardcore_fw import ScoreModel
+    from jointnas.search.samplers._hardcore_latency import SpaceChoices
+    from jointnas.spaces import build_model
+
+    config = load_config(ROOT / "studies/quickstart.toml")
+    task = load_task(TaskConfig(**config.task.model_dump()))
+    choices = SpaceChoices.from_space(config.space)
+    macro = choices.max_macro()
+    seed = args.seeds[0]
+    net = sn.build_supernet(choices, macro, task.input_shape, task.num_classes, seed)
+    info = sn.train_supernet(
+        net, task.x_train, task.y_train, epochs=args.supernet_epochs, batch_size=64, lr=5e-3, sandwich=True, seed=seed
+    )
+    table = LatencyTable(None, warmup=3, repeats=5)
+    lat = sn.latency_model(net, choices, macro, table)
+    rng = np.random.default_rng(seed)
+    pool = [sn.random_arch(choices, macro, rng) for _ in range(200)]
+    pool.sort(key=lambda a: lat.arch_ms(a.choices, a.depths))
+    picks = [pool[int(i)] for i in np.linspace(0, len(pool) - 1, args.rank_subnets)]
+    # The sampler's proxy, fitted as in HardCoReNASSampler (48 sampled paths).
+    fit_archs = [sn.random_arch(choices, macro, rng) for _ in range(48)]
+    scores = ScoreModel.fit(choices, fit_archs, sn.path_losses(net, choices, fit_archs, task.x_val, task.y_val))
+    rows = []
+    t0 = time.perf_counter()
+    for i, arch in enumerate(picks):
+        candidate = choices.candidate(arch, task.input_shape, task.num_classes)
+        inherited = sn.path_accuracy(net, choices, arch, task.x_val, task.y_val)
+        model = sn.inherit(net, choices, candidate)
+        gen = torch.Generator().manual_seed(seed)
+        train(model, task.x_train, task.y_train, TrainConfig(epochs=args.finetune_epochs, lr=3e-3), generator=gen)
+        finetuned = accuracy(model, task.x_val, task.y_val)
+        scratch = []
+        for s in (seed, seed + 1):
+            torch.manual_seed(s)
+            model = build_model(candidate)
+            gen = torch.Generator().manual_seed(s)
+            train(model, task.x_train, task.y_train, TrainConfig(epochs=args.rank_scratch_epochs), generator=gen)
+            scratch.append(accuracy(model, task.x_val, task.y_val))
+        rows.append(
+            {
+                "params": choices.arch_params(arch),
+                "lut_latency_ms": round(lat.arch_ms(arch.choices, arch.depths), 5),
+                "inherited_val_accuracy": round(inherited, 4),
+                "inherited_finetuned_val_accuracy": round(finetuned, 4),
+                "scratch_val_accuracy": round(float(np.mean(scratch)), 4),
+                "scratch_val_accuracy_seeds": [round(a, 4) for a in scratch],
+                "proxy_loss": round(scores.arch_loss(arch), 4),
+            }
+        )
+        print(f"rank sub-network {i + 1}/{len(picks)}: {rows[-1]}", flush=True)
+    scratch = [r["scratch_val_accuracy"] for r in rows]
+    quality = hardcore_search_quality(lat, scores, seed=seed)
+
+    def corr(xs: list[float]) -> dict[str, float]:
+        return {
+            "spearman": round(float(spearmanr(xs, scratch).statistic), 3),
+            "kendall": round(float(kendalltau(xs, scratch).statistic), 3),
+        }
+
+    return {
+        "what": "rank correlation between inherited-weight and trained-from-scratch validation accuracy",
+        "setup": {
+            "space": "studies/quickstart.toml [space], HardCoReNAS macro: stem 16, width 1.0, 3 stages",
+            "supernet": {"epochs": args.supernet_epochs, "sampling": "sandwich", **{k: info[k] for k in ("paths",)}},
+            "subnets": len(rows),
+            "selection": "200 uniform random sub-networks sorted by LUT latency, evenly spaced picks",
+            "scratch": f"{args.rank_scratch_epochs} epochs from scratch, mean of 2 seeds",
+            "finetune_epochs": args.finetune_epochs,
+            "seed": seed,
+        },
+        "supernet_train_s": round(info["train_s"], 1),
+        "subnet_eval_s": round(time.perf_counter() - t0, 1),
+        "inherited_vs_scratch": corr([r["inherited_val_accuracy"] for r in rows]),
+        "inherited_finetuned_vs_scratch": corr([r["inherited_finetuned_val_accuracy"] for r in rows]),
+        "proxy_vs_scratch": corr([-r["proxy_loss"] for r in rows]),
+        "latency_vs_scratch": corr([r["lut_latency_ms"] for r in rows]),
+        "search_quality": quality,
+        "subnets": rows,
+    }
+
+
+def hardcore_search_quality(latency: Any, scores: Any, n_budgets: int = 50, seed: int = 0) -> dict[str, Any]:
+    """Frank-Wolfe + repair vs exhaustive enumeration of one macro under the same proxy, over budgets."""
+    from jointnas.search.samplers._hardcore_fw import search_budget
+
+    # Every sub-network's latency and proxy loss, by broadcasting the per-stage (choice, depth) tables.
+    lat_total = np.zeros(())
+    loss_total = np.zeros(())
+    for s, m in enumerate(latency.stage_ms):
+        lat_total = np.add.outer(lat_total, m.ravel())
+        loss_total = np.add.outer(loss_total, scores.stage_terms[s].ravel())
+    lat_total = lat_total.ravel() + latency.fixed_ms
+    loss_total = loss_total.ravel()
+    budgets = np.linspace(latency.min_ms, latency.max_ms, n_budgets)
+    gaps, feasible, times = [], 0, []
+    for i, t in enumerate(budgets):
+        t0 = time.perf_counter()
+        r = search_budget(latency, scores, float(t), rng=np.random.default_rng([seed, i]))
+        times.append(time.perf_counter() - t0)
+        feasible += int(r.latency_ms <= t)
+        best = loss_total[lat_total <= t].min()
+        gaps.append(float(r.proxy_loss - scores.macro_offset(latency.macro) - best))
+    gaps_arr = np.array(gaps)
+    return {
+        "what": "FW + repair vs exhaustive search of the same proxy under the same LUT budget",
+        "subnetworks_enumerated": int(lat_total.size),
+        "budgets": n_budgets,
+        "within_budget": feasible,
+        "optimal_fraction": round(float(np.mean(gaps_arr <= 1e-9)), 3),
+        "mean_gap": round(float(gaps_arr.mean()), 5),
+        "max_gap": round(float(gaps_arr.max()), 5),
+        "proxy_loss_range": round(float(loss_total.max() - loss_total.min()), 5),
+        "search_s_median": round(float(np.median(times)), 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 seed, 4 trials, 1 epoch: a smoke test")
@@ -172,11 +323,29 @@ def main() -> None:
         default=None,
         help="a previous samplers.json with the same setup: keep its runs of samplers not run now",
     )
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/samplers.json"))
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/samplers.json (--quick: a temp file)")
+    parser.add_argument("--rank-correlation", action="store_true", help="also run the HardCoReNAS rank study")
+    parser.add_argument("--rank-only", action="store_true", help="only the HardCoReNAS rank study")
+    parser.add_argument("--rank-subnets", type=int, default=12)
+    parser.add_argument("--rank-scratch-epochs", type=int, default=10)
+    parser.add_argument("--supernet-epochs", type=int, default=20)
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.n_trials, args.train_epochs, args.finetune_epochs = [0], 4, 1, 1
+        args.rank_subnets, args.rank_scratch_epochs, args.supernet_epochs = 4, 1, 2
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.out is None:  # a smoke test never overwrites the measured results
+        quick_out = Path(tempfile.gettempdir()) / "jointnas-samplers-quick.json"
+        args.out = str(quick_out if args.quick else ROOT / "benchmarks/results/samplers.json")
+    out_path = Path(args.out)
+    previous = json.loads(out_path.read_text()) if out_path.exists() and not args.quick else {}
+    if args.rank_only:
+        result = dict(previous, hardcore_rank_correlation=hardcore_rank_correlation(args))
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(result, indent=1))
+        print(json.dumps({k: v for k, v in result["hardcore_rank_correlation"].items() if k != "subnets"}, indent=1))
+        print(f"written to {args.out}")
+        return
     tasks = [t for t in args.tasks if TASKS[t].get("task.dataset", t) in _TASKS]
     skipped = sorted(set(args.tasks) - set(tasks))
     work = Path(tempfile.mkdtemp(prefix="jointnas-samplers-"))
@@ -200,15 +369,22 @@ def main() -> None:
                     f"{task} {sampler} seed={seed}: {run['wall_time_s']:.1f} s, {len(run['trials'])} trials", flush=True
                 )
                 runs.append(run)
-                write(args, runs, skipped)  # partial results survive an interrupted benchmark
-    result = write(args, runs, skipped)
+                write(args, runs, skipped, previous)  # partial results survive an interrupted benchmark
+    if args.rank_correlation:
+        previous["hardcore_rank_correlation"] = hardcore_rank_correlation(args)
+    result = write(args, runs, skipped, previous)
     print(json.dumps(result["summary"], indent=1))
     print(f"written to {args.out}")
     shutil.rmtree(work, ignore_errors=True)
 
 
-def write(args: argparse.Namespace, runs: list[dict[str, Any]], skipped: list[str]) -> dict[str, Any]:
-    """Compute HV curves with one reference point per task over ``runs`` and write the JSON."""
+def write(
+    args: argparse.Namespace, runs: list[dict[str, Any]], skipped: list[str], previous: dict[str, Any]
+) -> dict[str, Any]:
+    """Compute HV curves with one reference point per task over ``runs`` and write the JSON.
+
+    Top-level keys of ``previous`` that this function does not write are kept.
+    """
     tasks = sorted({r["task"] for r in runs})
     refs = {}
     for task in tasks:
@@ -227,7 +403,7 @@ def write(args: argparse.Namespace, runs: list[dict[str, Any]], skipped: list[st
         "what": "hypervolume of the feasible (1-accuracy, latency_ms, flash_bytes) front vs wall time",
         "config": "studies/quickstart.toml with the overrides below",
         "setup": {
-            "seeds": args.seeds,
+            "seeds": sorted({r["seed"] for r in runs}),
             "n_trials": args.n_trials,
             "train_epochs": args.train_epochs,
             "finetune_epochs": args.finetune_epochs,
@@ -250,6 +426,12 @@ def write(args: argparse.Namespace, runs: list[dict[str, Any]], skipped: list[st
         "(the first run measures the layers it meets)",
         "versions": versions(),
     }
+    result["notes"] += (
+        "; runs marked reused_from_earlier_invocation come from a separate invocation (other machine load); "
+        "hardcore: supernet training (sandwich path sampling) inside "
+        "the first trial, inherited scoring (1 epoch from supernet weights instead of train_epochs)"
+    )
+    result = {**{k: v for k, v in previous.items() if k not in result}, **result}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     return result

@@ -150,12 +150,15 @@ def run_pipeline(
     seed: int = 0,
     on_step: Callable[[str, nn.Module], dict[str, float]] | None = None,
     supported_weight_bits: Sequence[int] | None = None,
+    initial_model: nn.Module | None = None,
 ) -> PipelineResult:
     """Validate the plan → build → train → run ``config.steps`` → deployment form; report every step.
 
     The plan is checked first (`validate_plan`, with the device's ``supported_weight_bits`` when
     given), so a bad plan fails before any training. ``on_step(step, model)`` may add figures to each
     step's report (``extra``). The validation split only measures; it never drives training.
+    ``initial_model`` (e.g. a sub-network with weights inherited from a supernet) replaces the freshly
+    built model; it must be ``build_model(candidate)``'s architecture.
     """
     validate_plan(candidate, supported_weight_bits, quantized="quantize" in config.steps)  # before any training
     torch.manual_seed(seed)
@@ -185,7 +188,7 @@ def run_pipeline(
         reports.append(StepReport(step, acc, costs["params"], seconds, extra, costs["macs"], costs["flash_bytes"]))
 
     t0 = time.perf_counter()
-    model = build_model(candidate)
+    model = build_model(candidate) if initial_model is None else initial_model
     train(model, x_train, y_train, base, generator=gen)
     record("train", model, time.perf_counter() - t0)
     teacher = copy.deepcopy(model).eval()

@@ -10,6 +10,7 @@ import optuna
 from jointnas.spaces import SpaceConfig, UserInputError, grid_search_space
 
 from ._dnas import DNASSampler
+from ._hardcore import HardCoReNASSampler
 
 
 def _construct(cls: type, name: str, options: dict[str, Any], **fixed: Any) -> optuna.samplers.BaseSampler:
@@ -52,7 +53,10 @@ def make_sampler(
     if name == "dnas":
         # Task data and the latency table reach it later through `DNASSampler.set_context`.
         return _construct(DNASSampler, name, options, space=space, seed=seed, task=None, table=None)
-    raise UserInputError(f"unknown sampler {name!r}; choose one of tpe, nsga2, random, grid, gp, dnas")
+    if name == "hardcore":
+        # Likewise through `HardCoReNASSampler.set_context`.
+        return _construct(HardCoReNASSampler, name, options, space=space, seed=seed, task=None, table=None)
+    raise UserInputError(f"unknown sampler {name!r}; choose one of tpe, nsga2, random, grid, gp, dnas, hardcore")
 
 
-__all__ = ["DNASSampler", "make_sampler"]
+__all__ = ["DNASSampler", "HardCoReNASSampler", "make_sampler"]

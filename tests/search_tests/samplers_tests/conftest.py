@@ -16,7 +16,7 @@ import pytest
 
 from jointnas.devices import LatencyTable
 from jointnas.objectives import TaskConfig, TaskData, load_task
-from jointnas.search.samplers import DNASSampler
+from jointnas.search.samplers import DNASSampler, HardCoReNASSampler
 from jointnas.spaces import SpaceConfig, sample_candidate
 
 SPACE = SpaceConfig(
@@ -65,13 +65,27 @@ def _dnas(ctx: Context, seed: int) -> optuna.samplers.BaseSampler:
     )
 
 
+def _hardcore(ctx: Context, seed: int) -> optuna.samplers.BaseSampler:
+    return HardCoReNASSampler(
+        ctx.space,
+        task=ctx.task,
+        table=ctx.table,
+        supernet_epochs=1,
+        score_samples=8,
+        fw_iterations=10,
+        artifact_store=str(ctx.tmp / "artifacts"),
+        seed=seed,
+    )
+
+
 SAMPLER_FACTORIES: dict[str, Callable[[Context, int], optuna.samplers.BaseSampler]] = {
     "random": lambda ctx, seed: optuna.samplers.RandomSampler(seed=seed),
     "tpe": lambda ctx, seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=3),
     "nsga2": lambda ctx, seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=4),
     "dnas": _dnas,
+    "hardcore": _hardcore,
 }
-"""Sampler factories the contract tests run over. hardcore: add ``"hardcore": _hardcore`` here."""
+"""Sampler factories the contract tests run over."""
 
 
 @pytest.fixture(scope="session")

@@ -122,3 +122,6 @@ def test_two_processes_on_one_storage(name, ctx, tmp_path):
     if name == "dnas":  # trained once, reused by the other worker
         assert len(optuna.artifacts.get_all_artifact_meta(study)) == 1
         assert sum(k.endswith(":artifact") for k in study.user_attrs) == 1
+    if name == "hardcore":
+        assert len(optuna.artifacts.get_all_artifact_meta(study)) == 1
+        assert study.user_attrs["hardcore:supernet"]["artifact_id"]
