@@ -94,7 +94,7 @@ def method_models(family: str, base: nn.Module, cand: Candidate, task, ft: Train
     yield (
         "prune50",
         "structured, 50% of channels (hidden + residual-tied outputs), L1, fine-tuned",
-        deployable_model(finetune(prune_channels(copy_base(), plan, "l1"), task, ft, 0)),
+        deployable_model(finetune(prune_channels(copy_base(), plan, "l1", scope="all"), task, ft, 0)),
     )
     if family == "cnn":
         yield (
@@ -124,7 +124,7 @@ def method_models(family: str, base: nn.Module, cand: Candidate, task, ft: Train
         yield name, f"QAT: {what}, 8-bit PACT activations, 8-bit head", deployable_model(finetune(model, task, ft, 0))
 
     plan = with_plan(cand, head_bits=8, prune_ratio=0.5, weight_bits=4, act_bits=8)
-    model = finetune(prune_channels(copy_base(), plan, "l1"), task, ft, 0)
+    model = finetune(prune_channels(copy_base(), plan, "l1", scope="all"), task, ft, 0)
     model = finetune(quantize_model(model, plan, calibration=calib), task, ft, 0)
     yield "prune50+qat4", "structured 50% then 4-bit QAT (each fine-tuned)", deployable_model(model)
 
@@ -224,7 +224,8 @@ def kd_comparison(base: nn.Module, cand: Candidate, task, ft: TrainConfig, seeds
         for key, cfg, teacher in (("no_kd", ft, None), ("kd", kd_cfg, base)):
             torch.manual_seed(seed)
             # The seed picks the channels (random criterion) and the fine-tuning order, so runs differ.
-            model = prune_channels(copy.deepcopy(base).train(), plan, "random", torch.Generator().manual_seed(seed))
+            gen = torch.Generator().manual_seed(seed)
+            model = prune_channels(copy.deepcopy(base).train(), plan, "random", gen, scope="all")
             finetune(model, task, cfg, seed, teacher)
             out[key].append(accuracy(model, task.x_test, task.y_test))
 

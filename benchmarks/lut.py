@@ -4,12 +4,12 @@
 2. ``lut validate`` on 100 random architectures (goal: calibrated Spearman ρ ≥ 0.95 and ≥ 90% within
    ±10%), timings interleaved over several passes with medians, so load from other processes on a
    shared machine hits single passes.
-3. The same for ``ort-cpu-nchwc`` (ONNX Runtime defaults, NCHWc layout on), for comparison.
+3. With ``--nchwc``, the same for ``ort-cpu-nchwc`` (ONNX Runtime defaults, NCHWc layout on).
 4. The tinychat-style MLP (256→256→192→128→40) on arduino-uno and the other microcontrollers: FP32,
    INT8, and 50%-pruned with 2-bit weights.
 
 Writes benchmarks/results/lut.json (``--quick``: a smoke run, benchmarks/results/lut-quick.json).
-Usage: python benchmarks/lut.py [--quick] [--skip-nchwc]
+Usage: python benchmarks/lut.py [--quick] [--nchwc]
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _load() -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few blocks' repeats, 10 architectures")
-    parser.add_argument("--skip-nchwc", action="store_true", help="skip the ort-cpu-nchwc comparison")
+    parser.add_argument("--nchwc", action="store_true", help="also build and validate ort-cpu-nchwc (ORT defaults)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -77,9 +77,9 @@ def main() -> None:
     config = load_config(ROOT / "studies/quickstart.toml")
     quick = args.quick
     n_archs = 10 if quick else 100
-    opts = {"rounds": 1, "repeats": 20} if quick else {"rounds": 3, "repeats": 100}
+    opts = {"rounds": 1, "repeats": 20} if quick else {"rounds": 3, "repeats": 40}
     val_rounds = 1 if quick else 5
-    devices = ["ort-cpu"] if quick or args.skip_nchwc else ["ort-cpu", "ort-cpu-nchwc"]
+    devices = ["ort-cpu", "ort-cpu-nchwc"] if args.nchwc and not quick else ["ort-cpu"]
     started = time.perf_counter()
     load_before = _load()
     results: dict = {}
@@ -90,7 +90,7 @@ def main() -> None:
             build = build_table(config, device, table, n_calibration=8 if quick else 40, **opts)
             build_s = time.perf_counter() - t0
             report = validate_table(
-                config, device, table, n_archs=n_archs, rounds=val_rounds, repeats=opts["repeats"], seed=1
+                config, device, table, n_archs=n_archs, rounds=val_rounds, repeats=20 if quick else 100, seed=1
             )
             results[device] = {
                 "build": {**build, "wall_s": build_s, "goal_s": 300, "meets_goal": build_s <= 300},

@@ -1,4 +1,5 @@
-"""Compression: structured pruning, low-rank SVD, mixed-precision fake quantization, training loop."""
+"""Compression: structured and unstructured pruning, low-rank SVD, mixed-precision QAT, INT8 PTQ,
+distillation, the one training loop, the one ONNX export path and packed C arrays (docs/compression.md)."""
 
 from collections.abc import Callable
 
@@ -57,7 +58,9 @@ METHODS: dict[str, Callable[[nn.Module, Candidate], nn.Module]] = {
     "lowrank": factorize_low_rank,
     "quantize": quantize_model,
 }
-"""Compression methods by name: each takes ``(model, candidate)`` and returns the compressed model."""
+"""Plan-driven compression methods by name: each takes ``(model, candidate)`` and returns the compressed
+model. Unstructured pruning (`gradual_prune`) is configured by ``[pipeline]`` rather than the plan and
+runs as the pipeline's ``sparsify`` step."""
 
 __all__ = [
     "CArrayExport",

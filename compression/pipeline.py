@@ -50,9 +50,10 @@ class PipelineConfig(BaseModel):
     batch_size: int = Field(64, ge=1, le=1_000_000)
     weight_decay: float = Field(1e-4, ge=0, le=1)
     prune_criterion: Literal[CRITERIA] = "l1"  # type: ignore[valid-type]
-    # "all": hidden widths and the residual-tied stage outputs (stem, classifier inputs follow);
-    # "hidden": only the inverted-residual hidden widths (block widths stay).
-    prune_scope: Literal[SCOPES] = "all"  # type: ignore[valid-type]
+    # "hidden": only the inverted-residual hidden widths (block widths stay; what Stage.prune_ratio
+    # documents and what latency tables enumerate); "all": also the residual-tied block outputs, with
+    # the stem and the classifier inputs following.
+    prune_scope: Literal[SCOPES] = "hidden"  # type: ignore[valid-type]
     kd_alpha: float = Field(0.0, ge=0, le=1)
     kd_temperature: float = Field(4.0, gt=0, le=100)
     # "ratio": a stage's rank_ratio is the share of full rank kept; "energy": the share of Σ s² kept.
@@ -149,14 +150,17 @@ def run_pipeline(
     seed: int = 0,
     on_step: Callable[[str, nn.Module], dict[str, float]] | None = None,
     supported_weight_bits: Sequence[int] | None = None,
+    initial_model: nn.Module | None = None,
     augment: Callable[[Tensor, torch.Generator | None], Tensor] | None = None,
 ) -> PipelineResult:
     """Validate the plan → build → train → run ``config.steps`` → deployment form; report every step.
 
     The plan is checked first (`validate_plan`, with the device's ``supported_weight_bits`` when
     given), so a bad plan fails before any training. ``on_step(step, model)`` may add figures to each
-    step's report (``extra``). ``augment`` is the task's per-batch training transform (`train`'s
-    ``transform``). The validation split only measures; it never drives training.
+    step's report (``extra``). The validation split only measures; it never drives training.
+    ``initial_model`` (e.g. a sub-network with weights inherited from a supernet) replaces the freshly
+    built model; it must be ``build_model(candidate)``'s architecture. ``augment`` is the task's
+    per-batch training transform (`train`'s ``transform``).
     """
     validate_plan(candidate, supported_weight_bits, quantized="quantize" in config.steps)  # before any training
     torch.manual_seed(seed)
@@ -186,7 +190,7 @@ def run_pipeline(
         reports.append(StepReport(step, acc, costs["params"], seconds, extra, costs["macs"], costs["flash_bytes"]))
 
     t0 = time.perf_counter()
-    model = build_model(candidate)
+    model = build_model(candidate) if initial_model is None else initial_model
     train(model, x_train, y_train, base, generator=gen, transform=augment)
     record("train", model, time.perf_counter() - t0)
     teacher = copy.deepcopy(model).eval()

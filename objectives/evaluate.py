@@ -121,11 +121,13 @@ def evaluate_candidate(
     *,
     seed: int = 0,
     supported_weight_bits: Sequence[int] | None = None,
+    initial_model: nn.Module | None = None,
 ) -> Evaluation:
     """Train, compress and fine-tune ``candidate``; measure every objective and constraint.
 
     Accuracy is the validation split's; the test split's accuracy is only recorded in ``attrs``.
     ``supported_weight_bits`` (the device's) makes a plan with other bit-widths fail before training.
+    ``initial_model`` starts training from given weights (see `compression.run_pipeline`).
     """
     t_start = time.perf_counter()
 
@@ -138,6 +140,7 @@ def evaluate_candidate(
         pipeline,
         seed=seed,
         supported_weight_bits=supported_weight_bits,
+        initial_model=initial_model,
         augment=task.augment,
     )
     model = result.model

@@ -127,7 +127,7 @@ def add_parser(subparsers: Any) -> None:
     build.add_argument("--threads", type=int, help="ONNX Runtime threads (default: [device] threads)")
     build.add_argument("--n-calibration", type=int, default=40, help="random models measured end to end")
     build.add_argument("--rounds", type=int, default=3, help="interleaved passes over the models (median)")
-    build.add_argument("--repeats", type=int, default=100, help="timing samples (about 20 us each) per pass")
+    build.add_argument("--repeats", type=int, default=40, help="timing samples (about 20 us each) per pass")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
     build.set_defaults(func=cmd_build)

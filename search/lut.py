@@ -12,8 +12,7 @@ import math
 import platform
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from jointnas.compression import factorize_low_rank, fold_batchnorm, prune_channels
+from jointnas.compression import (
+    channels_to_keep,
+    factorize_low_rank,
+    fold_batchnorm,
+    prune_channels,
+    rank_for,
+    saves_parameters,
+)
+from jointnas.compression.export import export_onnx
 from jointnas.devices import (
     BlockSpec,
     DeviceProfile,
     LatencyTable,
+    OpSpec,
     fit_calibration,
     group_blocks,
     load_profile,
@@ -34,7 +42,7 @@ from jointnas.devices import (
     prediction_metrics,
 )
 from jointnas.objectives import load_task
-from jointnas.spaces import Candidate, SpaceConfig, Stage, UserInputError, build_model, sample_candidate, trace_layers
+from jointnas.spaces import Candidate, Stage, UserInputError, build_model, sample_candidate, trace_layers
 
 from .config import StudyConfig
 
@@ -72,36 +80,25 @@ def random_candidates(config: StudyConfig, n: int, seed: int) -> list[Candidate]
     return [sample_candidate(RandomSuggester(rng), config.space, task.input_shape, task.num_classes) for _ in range(n)]
 
 
-def deployable_model(candidate: Candidate, steps: list[str]) -> nn.Module:
-    """The candidate's model as ONNX Runtime runs it: pruned and factorized (untrained weights suffice
-    for timing), BatchNorm folded. Fake quantization is left out: ``ort`` devices execute float."""
+def deployable_model(
+    candidate: Candidate, steps: list[str], prune_scope: str = "all", rank_mode: str = "ratio"
+) -> nn.Module:
+    """The candidate's model as ONNX Runtime runs it: pruned and factorized as the pipeline does
+    (untrained weights suffice for timing), BatchNorm folded. Fake quantization is left out: ``ort``
+    devices execute the float graph."""
     torch.manual_seed(0)
     model = build_model(candidate)
     if "prune" in steps:
-        prune_channels(model, candidate)
+        prune_channels(model, candidate, scope=prune_scope)
     if "lowrank" in steps:
-        factorize_low_rank(model, candidate)
+        factorize_low_rank(model, candidate, rank_mode)
     return fold_batchnorm(model).eval()
 
 
 def export_onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
-    """The model as ONNX bytes, through the project's one export path when it is available."""
-    example = torch.zeros((1, *input_shape))
+    """The model as ONNX bytes, through the project's one export path (`compression.export.export_onnx`)."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        try:
-            from jointnas.compression.export import export_onnx  # the one ONNX export path
-        except ImportError:  # pragma: no cover - until compression/export.py is merged
-            export_onnx = None
-        if export_onnx is not None:
-            export_onnx(model, example, path)
-        else:
-            # TEMPORARY (switch to compression.export.export_onnx once merged): legacy TorchScript exporter.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    model, (example,), str(path), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"]
-                )
+        path = export_onnx(model, torch.zeros((1, *input_shape)), Path(tmp) / "model.onnx")
         return path.read_bytes()
 
 
@@ -118,73 +115,126 @@ def _round_channels(value: float) -> int:
     return max(4, int(round(value / 4.0)) * 4)
 
 
-def _blocks_of(candidate: Candidate, keep: set[str], steps: list[str], profile: DeviceProfile) -> list[BlockSpec]:
-    layers = trace_layers(deployable_model(candidate, steps), candidate.input_shape)
-    return [spec for spec, _ in group_blocks(layers, profile.native_bits) if spec.kind in keep]
+def _exec_bits(bits: int, native: set[int]) -> int:
+    return bits if bits in native else 32
 
 
-Case = tuple[Candidate, set[str]]
+def _conv1x1(cin: int, out: int, relu: bool, rank_ratio: float, lowrank: bool) -> list[OpSpec]:
+    """A 1x1 conv as `factorize_low_rank` leaves it (two factors when that saves weights), BN folded."""
+    if lowrank and rank_ratio < 1.0:
+        r = rank_for(out, cin, rank_ratio)
+        if saves_parameters(out, cin, r):
+            return [OpSpec("conv", cin, r, 1, 1, 1, False, False), OpSpec("conv", r, out, 1, 1, 1, relu, True)]
+    return [OpSpec("conv", cin, out, 1, 1, 1, relu, True)]
 
 
-def _cnn_cases(space: SpaceConfig, input_shape: tuple[int, ...], n_classes: int) -> Iterator[Case]:
-    """Small candidates whose ``keep`` blocks cover every stem, block and head the CNN space can produce.
+def _cnn_blocks(config: StudyConfig, input_shape: tuple[int, ...], n_classes: int, native: set[int]) -> set[BlockSpec]:
+    """Every stem, inverted-residual block and head the CNN space can produce after pruning (channel
+    groups as `compression.pruning.channel_groups` forms them) and ratio-mode low-rank factorization.
 
-    Block ``i`` of a stage sees the stage's input width (the stem's or the previous stage's choices)
-    and resolution (fixed by the strides before it); later blocks of a stage keep width and resolution.
+    A stage's input width is any pruned width of the previous stage's output (its ratio is that
+    stage's); the stem's group takes the first stage's ratio. The result may hold a few combinations no
+    candidate reaches (the price of enumerating stage by stage), never too few.
     """
-    knobs = space.compression
+    space, knobs, steps = config.space, config.space.compression, config.pipeline.steps
+    prune_all = "prune" in steps and config.pipeline.prune_scope == "all"
+    prune_hidden = "prune" in steps
+    lowrank = "lowrank" in steps
     prunes = _frange(knobs.prune_ratio, knobs.prune_step)
     ranks = _frange(knobs.rank_ratio, knobs.rank_step)
-    _, *size = input_shape  # (H, W) for ``cnn``, (L,) for ``cnn1d``
-    family = space.family
-    for stem in space.stem_channels:
-        yield Candidate(family, input_shape, n_classes, (Stage(4),), stem), {"stem"}
-    in_choices = sorted(set(space.stem_channels))
-    for base, stride in zip(space.stages, space.strides, strict=True):
+    bits = {(_exec_bits(w, native), _exec_bits(a, native)) for w in knobs.weight_bits for a in knobs.act_bits}
+    head_bits = {_exec_bits(b, native) for b in knobs.head_bits}
+
+    def keep(n: int, p: float, applies: bool) -> int:
+        return channels_to_keep(n, p) if applies else n
+
+    specs: set[BlockSpec] = set()
+    c_in, *size = input_shape  # (H, W) for ``cnn``, (L,) for ``cnn1d``
+    # incoming groups: (original width, ratio of the group or None when any ratio of the grid)
+    incoming: set[tuple[int, None]] = set()
+    for stem, p in itertools.product(space.stem_channels, prunes):
+        width = keep(stem, p, prune_all)
+        for hb in head_bits:
+            specs.add(
+                BlockSpec(
+                    "stem", (c_in, *size), (OpSpec("conv", c_in, width, 3, 1, 1, True, True),), False, False, hb, hb
+                )
+            )
+        incoming.add((stem, None))
+    first_stage = True
+    for i, (base, stride) in enumerate(zip(space.stages, space.strides, strict=True)):
         outs = sorted({_round_channels(base * m) for m in space.width_mult})
         out_size = [(d + stride - 1) // stride for d in size]
-        for k, e, p, r in itertools.product(space.kernel, space.expansion, prunes, ranks):
-            for out in outs:
-                for cin in in_choices:  # first block of the stage (and the head after it)
-                    yield (
-                        Candidate(family, (cin, *size), n_classes, (Stage(out, 1, k, e, stride, p, r),), cin),
-                        {"ir", "head"},
-                    )
-                if space.depth[1] > 1:  # later blocks of the stage
-                    stage = Stage(out, 1, k, e, 1, p, r)
-                    yield Candidate(family, (out, *out_size), n_classes, (stage,), out), {"ir"}
+        group_widths: set[int] = set()
+        for (cin, _), out, k, e, p, r in itertools.product(
+            sorted(incoming), outs, space.kernel, space.expansion, prunes, ranks
+        ):
+            in_ps = [p] if first_stage else prunes  # the stem's group takes the first stage's ratio
+            residual = stride == 1 and cin == out
+            hidden = keep(cin * e, p, prune_hidden)
+            for p_in in in_ps:
+                x = keep(cin, p_in, prune_all)
+                y = x if residual else keep(out, p, prune_all)
+                ops = [
+                    *_conv1x1(x, hidden, True, r, lowrank),
+                    OpSpec("dwconv", hidden, hidden, k, stride, hidden, True, True),
+                    *_conv1x1(hidden, y, False, r, lowrank),
+                ]
+                for wb, ab in bits:
+                    specs.add(BlockSpec("ir", (x, *size), tuple(ops), residual, False, wb, ab))
+                group_widths.add(y)
+                if space.depth[1] > 1:  # later blocks of the stage: stride 1, residual, same group
+                    hid2 = keep(out * e, p, prune_hidden)
+                    ops2 = [
+                        *_conv1x1(y, hid2, True, r, lowrank),
+                        OpSpec("dwconv", hid2, hid2, k, 1, hid2, True, True),
+                        *_conv1x1(hid2, y, False, r, lowrank),
+                    ]
+                    for wb, ab in bits:
+                        specs.add(BlockSpec("ir", (y, *out_size), tuple(ops2), True, False, wb, ab))
+        if i + 1 >= space.min_stages:
+            for y in group_widths:
+                for hb in head_bits:
+                    head = (OpSpec("linear", y, n_classes, 1, 1, 1, False, True),)
+                    specs.add(BlockSpec("head", (y, *out_size), head, False, True, hb, 32))  # logits stay float
+        incoming = {(out, None) for out in outs}
+        first_stage = False
         size = out_size
-        in_choices = outs
+    return specs
 
 
-def _mlp_cases(space: SpaceConfig, input_shape: tuple[int, ...], n_classes: int) -> Iterator[Case]:
-    """Small candidates covering every dense block (input width after the previous layer's pruning)."""
-    from jointnas.compression import channels_to_keep
-
-    knobs = space.compression
+def _mlp_blocks(
+    config: StudyConfig, input_shape: tuple[int, ...], n_classes: int, profile: DeviceProfile
+) -> set[BlockSpec]:
+    """Every dense block and head of the MLP space, from one-layer candidates run through the real
+    pruning and low-rank code (input width: any pruned width of the previous layer)."""
+    space, knobs, steps = config.space, config.space.compression, list(config.pipeline.steps)
     prunes = _frange(knobs.prune_ratio, knobs.prune_step)
     ranks = _frange(knobs.rank_ratio, knobs.rank_step)
+    pruned = "prune" in steps and config.pipeline.prune_scope == "all"
+    specs: set[BlockSpec] = set()
     ins = {math.prod(input_shape)}
     for _ in range(space.depth[1]):
         for cin, width, p, r in itertools.product(sorted(ins), space.widths, prunes, ranks):
-            yield Candidate("mlp", (cin,), n_classes, (Stage(width, prune_ratio=p, rank_ratio=r),)), {"dense", "head"}
-        ins = {channels_to_keep(wd, p) for wd in space.widths for p in prunes}
+            c = Candidate("mlp", (cin,), n_classes, (Stage(width, prune_ratio=p, rank_ratio=r),))
+            model = deployable_model(c, steps, config.pipeline.prune_scope, config.pipeline.rank_mode)
+            layers = trace_layers(model, c.input_shape)
+            specs.update(spec for spec, _ in group_blocks(layers, profile.native_bits))
+        ins = {channels_to_keep(wd, p) if pruned else wd for wd in space.widths for p in prunes}
+    return specs
 
 
 def space_blocks(config: StudyConfig, profile: DeviceProfile) -> list[BlockSpec]:
-    """Every distinct block of the study's space, as ``profile`` executes it (sorted by key)."""
+    """Every distinct block of the study's space as ``profile`` executes it, plus the session-overhead
+    entry (sorted by key)."""
     task = load_task(config.task)
-    cases = (
-        _mlp_cases(config.space, task.input_shape, task.num_classes)
-        if config.space.family == "mlp"
-        else _cnn_cases(config.space, task.input_shape, task.num_classes)
-    )
-    steps = list(config.pipeline.steps)
-    found: dict[str, BlockSpec] = {}
-    for candidate, keep in cases:
-        for spec in _blocks_of(candidate, keep, steps, profile):
-            found.setdefault(spec.key, spec)
-    overhead = overhead_spec(task.input_shape if config.space.family != "mlp" else (math.prod(task.input_shape),))
+    if config.space.family == "mlp":
+        specs = _mlp_blocks(config, task.input_shape, task.num_classes, profile)
+        overhead = overhead_spec((math.prod(task.input_shape),))
+    else:
+        specs = _cnn_blocks(config, task.input_shape, task.num_classes, set(profile.native_bits))
+        overhead = overhead_spec(task.input_shape)
+    found = {spec.key: spec for spec in specs}
     found[overhead.key] = overhead
     return [found[k] for k in sorted(found)]
 
@@ -207,12 +257,13 @@ def _check_machine(profile: DeviceProfile, what: str) -> None:
 
 
 def measure_candidates(
-    table: LatencyTable, candidates: list[Candidate], steps: list[str], rounds: int = 3
+    table: LatencyTable, candidates: list[Candidate], config: StudyConfig, rounds: int = 3
 ) -> tuple[list[float], list[float], list[int], list[float]]:
     """Raw block sums, calibrated predictions, block counts and end-to-end ORT medians (ms)."""
     raw, cal, nblk, models = [], [], [], []
+    pipe = config.pipeline
     for c in candidates:
-        model = deployable_model(c, steps)
+        model = deployable_model(c, list(pipe.steps), pipe.prune_scope, pipe.rank_mode)
         layers = trace_layers(model, c.input_shape)
         raw.append(table.predict_raw_ms(layers))
         cal.append(table.predict_ms(layers))
@@ -232,7 +283,7 @@ def build_table(
     n_calibration: int = 40,
     seed: int = 0,
     rounds: int = 3,
-    repeats: int = 100,
+    repeats: int = 40,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Measure every block of the study's space on this machine, fit the calibration, save ``out``.
@@ -256,13 +307,15 @@ def build_table(
     )
     t1 = time.perf_counter()
     table.measure_blocks(blocks, rounds, progress)
+    # The session-overhead entry enters every prediction (n - 1 times): time it much longer.
+    overheads = [b for b in blocks if b.kind == "overhead"]
+    table.measure_blocks(overheads, rounds=max(9, rounds), repeats=max(200, repeats))
     measure_s = time.perf_counter() - t1
     table.save()
     t2 = time.perf_counter()
-    steps = list(config.pipeline.steps)
     cands = random_candidates(config, n_calibration, seed=10_000 + seed)
     table.calibration = None
-    raw, _, nblk, measured = measure_candidates(table, cands, steps, rounds)
+    raw, _, nblk, measured = measure_candidates(table, cands, config, rounds)
     table.calibration = fit_calibration(raw, nblk, measured)
     table.save(force=True)
     calib_s = time.perf_counter() - t2
@@ -314,7 +367,7 @@ def validate_table(
     )
     t0 = time.perf_counter()
     cands = random_candidates(config, n_archs, seed=seed)
-    raw, cal, nblk, measured = measure_candidates(table, cands, list(config.pipeline.steps), rounds)
+    raw, cal, nblk, measured = measure_candidates(table, cands, config, rounds)
     table.save()
     return {
         "device": profile.name,

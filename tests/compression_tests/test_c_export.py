@@ -77,7 +77,7 @@ def test_packed_size_equals_flash_estimate_and_weights_round_trip(case, cand, bi
     torch.manual_seed(0)
     c = _plan(cand, bits, head, prune_ratio=0.25, rank_ratio=0.5)
     model = build_model(c).eval()
-    prune_channels(model, c)
+    prune_channels(model, c, scope="all")
     factorize_low_rank(model, c)
     if sparsity:
         prune_magnitude(model, sparsity, scope="global")

@@ -20,6 +20,8 @@ def test_space_blocks_cover_every_random_candidate(tiny_config):
 
     for c in random_candidates(config, 30, seed=3):
         layers = trace_layers(deployable_model(c, list(config.pipeline.steps)), c.input_shape)
+        missing = {s.key for s in table.blocks(layers)} - blocks
+        assert not missing, (c, missing)
         assert {s.key for s in table.blocks(layers)} <= blocks
 
 
@@ -84,3 +86,22 @@ def test_study_on_a_microcontroller_uses_the_cycle_model_and_fit_constraint(tmp_
     expected = max(uno["flash_bytes"] / 32768, uno["sram_bytes"] / 2048) - 1
     assert trial.system_attrs["constraints:fits:arduino-uno"] == expected
     assert not list(tmp_path.glob("lut-*.json"))  # no latency table for a microcontroller
+
+
+def test_space_blocks_cover_an_mlp_space(tmp_path):
+    from jointnas.search.config import parse_config
+    from jointnas.search.lut import deployable_model
+    from jointnas.spaces import trace_layers
+
+    config = parse_config(
+        {
+            "space": {"family": "mlp", "depth": [1, 2], "widths": [16, 32]},
+            "pipeline": {"train_epochs": 1, "finetune_epochs": 0},
+        }
+    )
+    blocks = {spec.key for spec in space_blocks(config, load_profile("ort-cpu"))}
+    table = LatencyTable(None)
+    for c in random_candidates(config, 20, seed=4):
+        model = deployable_model(c, list(config.pipeline.steps))
+        assert {s.key for s in table.blocks(trace_layers(model, c.input_shape))} <= blocks
+    assert "overhead|in=64||res=0|pool=0|b=w32a32" in blocks
