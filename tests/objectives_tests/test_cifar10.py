@@ -98,3 +98,22 @@ def test_config_requires_a_path():
 
     with pytest.raises(ValidationError, match=r"set \[task\] path"):
         TaskConfig(dataset="cifar10")
+
+
+def test_pipeline_trains_on_augmented_batches(tmp_path):
+    from jointnas.compression import PipelineConfig, run_pipeline
+    from jointnas.spaces import Candidate, Stage
+
+    root = write_cifar_batches(tmp_path / "cifar", per_batch=20, batches=2, test=10)
+    task = load_task(TaskConfig(dataset="cifar10", path=str(root), val_fraction=0.25))
+    seen = []
+
+    def counting(batch, generator):
+        seen.append(batch.shape)
+        return task.augment(batch, generator)
+
+    c = Candidate("cnn", (3, 32, 32), 10, (Stage(8, 1, 3, 2, 2),), stem_channels=8)
+    config = PipelineConfig(train_epochs=1, finetune_epochs=1, steps=["finetune"], batch_size=16)
+    result = run_pipeline(c, task.x_train, task.y_train, task.x_val, task.y_val, config, augment=counting)
+    assert seen == [(16, 3, 32, 32), (14, 3, 32, 32)] * 2  # 30 training images, train + finetune
+    assert 0.0 <= result.reports[-1].val_accuracy <= 1.0
