@@ -27,11 +27,13 @@ from .study import (
     create_or_resume,
     front,
     load_study,
+    lut_path,
     n_complete,
     resolve_storage,
     run_study,
     trial_record,
 )
+from .worker import record_run, run_artifact_dir, start_workers, wait_workers
 
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 
@@ -140,13 +142,33 @@ def cmd_run(args: argparse.Namespace) -> int:
             "budget.timeout": args.timeout,
         },
     )
+    if args.workers < 1:
+        raise UserInputError(f"--workers must be at least 1 (got {args.workers})")
     url = resolve_storage(config, config_path)
     study = create_or_resume(config, url)
     print(f"study {config.study.name!r} on {mask_password(url)}", file=sys.stderr)
+    artifact_dir = run_artifact_dir(config, config_path, url, args.artifact_dir)
+    record_run(study, config.budget.n_trials, artifact_dir)
     started = time.perf_counter()
     try:
-        with _Progress(study, config.budget.n_trials) as progress:
-            run_study(config, study, config_path=config_path, callbacks=[progress])
+        if args.workers > 1:  # K local `jointnas worker` processes share the study's global budget
+            lut = lut_path(config, config_path)
+            code = wait_workers(
+                start_workers(
+                    args.workers,
+                    url,
+                    config.study.name,
+                    n_trials=config.budget.n_trials,
+                    artifact_dir=artifact_dir,
+                    lut=lut,
+                    extra=["--timeout", str(config.budget.timeout)] if config.budget.timeout else None,
+                )
+            )
+            if code != EXIT_OK:
+                return code
+        else:
+            with _Progress(study, config.budget.n_trials) as progress:
+                run_study(config, study, config_path=config_path, callbacks=[progress], artifact_dir=artifact_dir)
     except KeyboardInterrupt:
         print("interrupted: the running trial is marked FAIL; run again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -183,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="seconds")
     run.add_argument("--seed", type=int)
     run.add_argument("--json", action="store_true", help="print the final front as JSON")
+    run.add_argument("--workers", type=int, default=1, help="local worker processes sharing the budget")
+    run.add_argument("--artifact-dir", help="where trials store ONNX models and summaries")
     run.set_defaults(func=cmd_run)
 
     for name, func, text in (

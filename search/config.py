@@ -23,10 +23,10 @@ from jointnas.spaces import SpaceConfig, UserInputError
 
 from .requirements import RequirementsConfig
 
-SAMPLER_NAMES = ("tpe", "nsga2", "random", "grid", "gp")
+SAMPLER_NAMES = ("tpe", "nsga2", "random", "grid", "gp", "dnas", "hardcore")
 
 # Keys that may change between runs of one study without making it a different study.
-RUNTIME_KEYS = ("study.storage", "budget")
+RUNTIME_KEYS = ("study.storage", "study.artifact_dir", "budget")
 
 
 class _Section(BaseModel):
@@ -38,6 +38,9 @@ class StudySection(_Section):
 
     name: str = Field("jointnas", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
     storage: str | None = None
+    #: Directory of the trial artifacts (ONNX model, JSON summary); default ``<name>-artifacts`` next
+    #: to the SQLite/journal file or the config. A runtime key: not part of the config hash.
+    artifact_dir: str | None = None
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
@@ -73,6 +76,7 @@ class StudyConfig(_Section):
         """The config as JSON-able data, without the keys that may change between runs."""
         data = json.loads(self.model_dump_json())
         data["study"].pop("storage", None)
+        data["study"].pop("artifact_dir", None)
         data.pop("budget", None)
         if data.get("requirements") is None:
             # Absent section: leave the canonical form (and hash) of configs without it unchanged.

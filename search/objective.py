@@ -11,7 +11,7 @@ import torch
 
 from jointnas.compression import TrainingDivergedError
 from jointnas.devices import LatencyTable
-from jointnas.objectives import TaskData, evaluate_candidate
+from jointnas.objectives import Evaluation, TaskData, evaluate_candidate
 from jointnas.spaces import sample_candidate
 
 from .config import StudyConfig
@@ -39,15 +39,31 @@ class Objective:
         self.task = task
         self.table = table
         self.bounds = list(config.constraints.bounds()) + [f"fits:{n}" for n in config.constraints.fits]
+        #: The last successful evaluation (its ``model`` is exported as the trial's ONNX artifact).
+        self.last_evaluation: Evaluation | None = None
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         cfg = self.config
         candidate = sample_candidate(trial, cfg.space, self.task.input_shape, self.task.num_classes)
         seed = cfg.study.seed + trial.number
         trial.set_user_attr("seed", seed)
+        pipeline, initial_model = cfg.pipeline, None
+        prepare = getattr(trial.study.sampler, "prepare_evaluation", None)
+        if prepare is not None:  # supernet samplers: infeasible budgets, inherited weights
+            reason, initial_model, pipeline = prepare(trial, candidate, cfg.pipeline)
+            if reason:
+                trial.set_user_attr("fail_reason", reason)
+                raise TrialFailed(reason)
         try:
             ev = evaluate_candidate(
-                candidate, self.task, cfg.pipeline, self.table, cfg.objectives, cfg.constraints, seed=seed
+                candidate,
+                self.task,
+                pipeline,
+                self.table,
+                cfg.objectives,
+                cfg.constraints,
+                seed=seed,
+                initial_model=initial_model,
             )
         except TrainingDivergedError as exc:
             trial.set_user_attr("fail_reason", f"diverged: {exc}")
@@ -58,6 +74,7 @@ class Objective:
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
             raise
+        self.last_evaluation = ev
         for key, value in ev.attrs.items():
             trial.set_user_attr(key, _jsonable(value))
         for key in self.bounds:

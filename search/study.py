@@ -17,6 +17,8 @@ from jointnas.devices import is_profile_path, open_latency_model
 from jointnas.objectives import load_task
 from jointnas.spaces import UserInputError
 
+from .artifacts import ArtifactUploader, open_artifact_store
+from .budget import run_trials
 from .config import StudyConfig, diff_configs
 from .objective import Objective, TrialFailed
 from .samplers import make_sampler
@@ -119,26 +121,44 @@ def run_study(
     *,
     config_path: Path | None,
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] | None = None,
+    artifact_dir: Path | None = None,
+    lut: Path | None = None,
 ) -> optuna.Study:
-    """Run trials until the study holds ``budget.n_trials`` COMPLETE trials (or the timeout hits)."""
+    """Run trials until the study holds ``budget.n_trials`` COMPLETE trials (or the timeout hits).
+
+    The budget is global to the study: every worker on the study counts the same COMPLETE trials
+    (`jointnas.search.budget`). With ``artifact_dir``, each COMPLETE trial uploads its ONNX model and
+    a JSON summary there (`jointnas.search.artifacts`).
+    """
     task = load_task(config.task)
     table = open_latency_model(
         device_profile_ref(config, config_path),
-        lut_path(config, config_path),
+        lut or lut_path(config, config_path),
         threads=config.device.threads,
         warmup=config.device.warmup,
         repeats=config.device.repeats,
     )
-    remaining = config.budget.n_trials - n_complete(study)
-    if remaining <= 0:
+    set_context = getattr(study.sampler, "set_context", None)
+    if callable(set_context):  # supernet samplers (dnas, hardcore) train on the task's splits with this table
+        set_context(task=task, table=table)
+    if n_complete(study) >= config.budget.n_trials:
         return study
-    study.optimize(
-        Objective(config, task, table),
-        n_trials=remaining,
+    objective = Objective(config, task, table)
+    uploader = None
+    if artifact_dir is not None:
+        uploader = ArtifactUploader(open_artifact_store(artifact_dir), objective, task.input_shape)
+    run_trials(
+        study,
+        objective,
+        config.budget.n_trials,
         timeout=config.budget.timeout,
         catch=(TrialFailed,),
-        callbacks=callbacks,
+        callbacks=callbacks or (),
+        on_success=uploader,
     )
+    from .dashboard import save_study_notes  # imports study.py itself
+
+    save_study_notes(study)  # the Pareto plot and summary note optuna-dashboard shows
     return study
 
 

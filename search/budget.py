@@ -1,0 +1,146 @@
+"""A global trial budget shared by every worker of a study: stop at exactly ``n_trials`` COMPLETE.
+
+Semantics (the same for one process and for many processes on many hosts):
+
+* A trial *claims* a slot of the budget while it is RUNNING (or WAITING in the retry queue) and keeps
+  it once COMPLETE. A worker starts a new trial only while ``COMPLETE + RUNNING < n_trials``;
+  otherwise it waits (polling) until the running trials finish, because one may still fail.
+* Two workers can pass that check at the same moment. Trial numbers are handed out atomically by the
+  storage, so the tie is broken by number: a trial that finds ``n_trials`` claims among the trials
+  *numbered below it* is surplus and is ended as PRUNED at once (user attr ``jointnas:surplus``),
+  before any training. Hence COMPLETE never exceeds ``n_trials``; surplus trials are not duplicates
+  (they have their own numbers and no values) and every report counts COMPLETE trials only.
+* A trial that FAILs gives its slot back and some worker runs another trial.
+* A worker killed mid-trial (SIGKILL, power loss) stops beating; after the grace period the next
+  worker marks its trial FAIL and Optuna's `RetryHeartbeatStaleTrialCallback` re-queues it (WAITING,
+  same parameters, system attr ``failed_trial``), which the next free worker runs.
+
+Heartbeats exist only on RDB storages (SQLite, PostgreSQL, MySQL). On journal storages (file, Redis)
+a RUNNING trial cannot be told from a dead one, so only COMPLETE trials are counted: workers stop at
+``n_trials`` COMPLETE or slightly more (at most one extra trial per concurrently finishing worker),
+and a killed worker's trial stays RUNNING (it never counts).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+#: Seconds a worker sleeps while the remaining budget is held by running trials.
+POLL_S = 0.5
+
+SURPLUS_ATTR = "jointnas:surplus"
+#: Trial user attr naming the worker that ran the trial, ``host:pid``.
+WORKER_ATTR = "worker"
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+Callback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+def heartbeat_enabled(storage: BaseStorage) -> bool:
+    """Whether ``storage`` records heartbeats (RDB storages opened by `open_storage`)."""
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
+
+
+def budget_counts(study: optuna.Study) -> dict[str, int]:
+    """Number of trials per state name (COMPLETE, RUNNING, WAITING, FAIL, PRUNED)."""
+    counts = {s.name: 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] += 1
+    return counts
+
+
+class _Guarded:
+    """Wrap an objective with the claim check and an after-success hook (artifact upload)."""
+
+    def __init__(
+        self,
+        objective: Callable[[optuna.Trial], Any],
+        n_trials: int,
+        exact: bool,
+        on_success: Callable[[optuna.Trial, Any], None] | None,
+    ) -> None:
+        self.objective = objective
+        self.n_trials = n_trials
+        self.exact = exact
+        self.on_success = on_success
+        self.surplus = 0
+
+    def __call__(self, trial: optuna.Trial) -> Any:
+        states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING) if self.exact else (TrialState.COMPLETE,)
+        claims = sum(1 for t in trial.study.get_trials(deepcopy=False, states=states) if t.number < trial.number)
+        if claims >= self.n_trials:
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            self.surplus += 1
+            raise optuna.TrialPruned(f"budget of {self.n_trials} COMPLETE trials already claimed")
+        trial.set_user_attr(WORKER_ATTR, WORKER_ID)
+        values = self.objective(trial)
+        if self.on_success is not None:
+            self.on_success(trial, values)
+        return values
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], Any],
+    n_trials: int,
+    *,
+    timeout: float | None = None,
+    catch: tuple[type[Exception], ...] = (),
+    callbacks: Sequence[Callback] = (),
+    on_success: Callable[[optuna.Trial, Any], None] | None = None,
+    poll_s: float = POLL_S,
+    max_trials: int | None = None,
+) -> int:
+    """Run trials of ``study`` until it holds ``n_trials`` COMPLETE trials (all workers together).
+
+    Args:
+        n_trials: the global budget: COMPLETE trials the study should hold.
+        timeout: seconds after which this worker starts no new trial.
+        catch: exceptions of the objective that mark the trial FAIL and go on.
+        on_success: called with ``(trial, values)`` after the objective returned, while the trial is
+            still RUNNING (uploads artifacts).
+        max_trials: at most this many trials run by this worker (surplus ones not counted); default
+            the budget still missing when the worker starts, so a study whose trials keep failing ends
+            (run it again to go on) instead of looping.
+
+    Returns:
+        the number of COMPLETE trials in the study when this worker stopped.
+    """
+    exact = heartbeat_enabled(study._storage)
+    guarded = _Guarded(objective, n_trials, exact, on_success)
+    started = time.monotonic()
+    ran = 0
+    if max_trials is None:
+        max_trials = max(0, n_trials - budget_counts(study)["COMPLETE"])
+    while True:
+        counts = budget_counts(study)
+        complete = counts["COMPLETE"]
+        if complete >= n_trials:
+            return complete
+        if timeout is not None and time.monotonic() - started >= timeout:
+            return complete
+        if ran - guarded.surplus >= max_trials:
+            return complete
+        if exact and complete + counts["RUNNING"] >= n_trials:
+            # The rest of the budget is held by running trials; one may still fail, or belong to a
+            # dead worker: mark stale ones FAIL (their retries are queued) and look again.
+            time.sleep(poll_s)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            continue
+        study.optimize(guarded, n_trials=1, catch=catch, callbacks=list(callbacks))
+        ran += 1
+
+
+__all__ = ["POLL_S", "SURPLUS_ATTR", "WORKER_ATTR", "budget_counts", "heartbeat_enabled", "run_trials"]

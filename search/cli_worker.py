@@ -1,0 +1,90 @@
+"""``jointnas worker``: join an existing study on a shared storage and run trials of its global budget."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import optuna
+
+from jointnas.spaces import UserInputError
+
+from .artifacts import ATTR_ARTIFACT_DIR, default_artifact_dir
+from .config import apply_overrides
+from .samplers import make_sampler
+from .storage import DEFAULT_HEARTBEAT_S, mask_password, open_storage, storage_file
+from .study import load_study, n_complete, run_study
+from .worker import STORAGE_ENV, config_from_study
+
+
+def worker_artifact_dir(args: argparse.Namespace, study: optuna.Study, url: str) -> Path | None:
+    """``--artifact-dir``, else the one the study stores, else ``<study>-artifacts`` next to the storage."""
+    if args.no_artifacts:
+        return None
+    if args.artifact_dir:
+        return Path(args.artifact_dir).resolve()
+    if study.user_attrs.get(ATTR_ARTIFACT_DIR):
+        return Path(study.user_attrs[ATTR_ARTIFACT_DIR])
+    return default_artifact_dir(study.study_name, storage_file(url), None)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .cli import EXIT_INTERRUPTED, EXIT_OK, _Progress
+
+    url = args.storage or os.environ.get(STORAGE_ENV)
+    if not url:
+        raise UserInputError(f"no storage given; pass --storage URL or set {STORAGE_ENV}")
+    storage = open_storage(url, heartbeat_s=args.heartbeat, grace_s=args.grace)
+    study = load_study(storage, args.study_name)
+    config = config_from_study(study, args.n_trials)
+    if args.timeout is not None:
+        config = apply_overrides(config, **{"budget.timeout": args.timeout})
+    index = args.worker_index if args.worker_index is not None else os.getpid()
+    # Workers must not draw the same sequence of candidates: each seeds its sampler differently.
+    # (A trial's training seed is study.seed + trial.number, whichever worker runs it.)
+    seed = (config.study.seed + 7919 * (index + 1)) % 2**31
+    sampler = make_sampler(config.sampler.name, config.sampler.options, seed=seed, space=config.space)
+    study = optuna.load_study(study_name=args.study_name, storage=storage, sampler=sampler)
+    artifact_dir = worker_artifact_dir(args, study, url)
+    n = config.budget.n_trials
+    print(
+        f"worker {index} joined study {args.study_name!r} on {mask_password(url)}: "
+        f"{n_complete(study)}/{n} COMPLETE; artifacts: {artifact_dir or 'off'}",
+        file=sys.stderr,
+    )
+    started = time.perf_counter()
+    try:
+        with _Progress(study, n) as progress:
+            run_study(config, study, config_path=None, callbacks=[progress], artifact_dir=artifact_dir, lut=args.lut)
+    except KeyboardInterrupt:
+        print("interrupted: the running trial is marked FAIL; start the worker again to go on", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(
+        f"worker {index} done: study holds {n_complete(study)}/{n} COMPLETE trials "
+        f"({time.perf_counter() - started:.1f} s)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "worker",
+        help="join an existing study (its config is read from the storage) and run trials of its budget",
+    )
+    p.add_argument("--storage", help=f"storage URL (default: ${STORAGE_ENV})")
+    p.add_argument("--study-name", required=True)
+    p.add_argument("--n-trials", type=int, help="COMPLETE trials the whole study should hold (default: stored)")
+    p.add_argument("--timeout", type=float, help="seconds after which this worker starts no new trial")
+    p.add_argument("--artifact-dir", help="artifact directory (default: the study's, else next to the storage)")
+    p.add_argument("--no-artifacts", action="store_true", help="do not upload ONNX models and summaries")
+    p.add_argument(
+        "--heartbeat", type=int, default=DEFAULT_HEARTBEAT_S, help="seconds between heartbeats (RDB storages)"
+    )
+    p.add_argument("--grace", type=int, help="seconds without heartbeat before a trial is retried (default 2x)")
+    p.add_argument("--lut", type=Path, help="latency table file (default: measured in memory)")
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_worker)

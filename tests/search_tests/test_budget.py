@@ -1,0 +1,140 @@
+"""The global budget: claims, waiting on running trials, SIGKILL + resume on PostgreSQL, journal file.
+
+Processes here run `_sleep_worker.py` (the real `run_trials`, a sleeping objective, no torch) so the
+tests stay quick; `test_crash_resume.py` repeats the crash test with `jointnas worker` processes.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from jointnas.search.budget import SURPLUS_ATTR, WORKER_ATTR, _Guarded, run_trials
+from jointnas.search.storage import open_storage
+
+from ._distributed import PG_URL, service_or_skip, unique
+
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+
+SLEEP_WORKER = Path(__file__).with_name("_sleep_worker.py")
+PG_DRIVER_URL = PG_URL.replace("postgresql://", "postgresql+psycopg2://")
+
+
+def _sleep_worker(url: str, study: str, n: int, trial_s: float, *hb: int) -> subprocess.Popen[str]:
+    cmd = [sys.executable, str(SLEEP_WORKER), url, study, str(n), str(trial_s), *map(str, hb)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _x(trial: optuna.Trial) -> float:
+    return trial.suggest_float("x", 0, 1)
+
+
+def _heartbeat_study(tmp_path: Path) -> optuna.Study:
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_s=1, grace_s=60)
+    return optuna.create_study(storage=storage, study_name=unique("budget"))
+
+
+def test_a_trial_beyond_the_claimed_budget_is_surplus_and_never_runs(tmp_path):
+    study = _heartbeat_study(tmp_path)
+    first, second = study.ask(), study.ask()  # two workers passed the check at the same moment
+    calls = []
+    guarded = _Guarded(lambda t: calls.append(t.number) or 1.0, n_trials=1, exact=True, on_success=None)
+    with pytest.raises(optuna.TrialPruned):
+        guarded(second)
+    assert calls == [] and second.user_attrs[SURPLUS_ATTR] is True
+    assert guarded(first) == 1.0 and calls == [first.number]
+    # Without heartbeats (journal storages) RUNNING trials are no claims: the second one runs.
+    loose = _Guarded(lambda t: 2.0, n_trials=1, exact=False, on_success=None)
+    assert loose(second) == 2.0
+
+
+def test_workers_wait_for_running_trials_then_stop_at_exactly_the_budget(tmp_path):
+    study = _heartbeat_study(tmp_path)
+    elsewhere = study.ask()  # a trial another worker is running
+    elsewhere.suggest_float("x", 0, 1)
+    timer = threading.Timer(1.5, lambda: study.tell(elsewhere, 0.5))
+    timer.start()
+    calls = []
+    complete = run_trials(study, lambda t: calls.append(t.number) or _x(t), n_trials=2, poll_s=0.1)
+    timer.join()
+    assert complete == 2 and len(calls) == 1  # ran one, then waited for the other worker's trial
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.trials[1].user_attrs[WORKER_ATTR].endswith(f":{os.getpid()}")
+
+    # The other worker's trial fails instead: its slot goes back and this worker runs one more.
+    study2 = _heartbeat_study(tmp_path)
+    elsewhere = study2.ask()
+    threading.Timer(1.0, lambda: study2.tell(elsewhere, state=TrialState.FAIL)).start()
+    assert run_trials(study2, _x, n_trials=2, poll_s=0.1, max_trials=5) == 2
+    states = collections.Counter(t.state for t in study2.trials)
+    assert states == {TrialState.COMPLETE: 2, TrialState.FAIL: 1}
+
+
+def _wait_for_running_trial_of(url: str, study_name: str, pid: int, timeout: float) -> int:
+    storage = optuna.storages.RDBStorage(url)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for t in optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False):
+            if t.state == TrialState.RUNNING and t.user_attrs.get(WORKER_ATTR, "").endswith(f":{pid}"):
+                return t.number
+        time.sleep(0.05)
+    raise AssertionError(f"worker {pid} never ran a trial")
+
+
+def test_sigkill_mid_trial_on_postgres_then_resume_gives_exact_budget_no_duplicates():
+    service_or_skip(PG_URL)
+    name, budget = unique("kill"), 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optuna.create_study(study_name=name, storage=PG_DRIVER_URL)
+    procs = [_sleep_worker(PG_DRIVER_URL, name, budget, 1.0, 1, 2) for _ in range(3)]
+    try:
+        killed = _wait_for_running_trial_of(PG_DRIVER_URL, name, procs[0].pid, timeout=30)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(timeout=10)
+        procs.append(_sleep_worker(PG_DRIVER_URL, name, budget, 1.0, 1, 2))  # resume: a fresh worker
+        for p in procs[1:]:
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0 and out.strip() == f"done {budget}", err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    trials = optuna.load_study(study_name=name, storage=PG_DRIVER_URL).get_trials()
+    states = collections.Counter(t.state for t in trials)
+    assert states[TrialState.COMPLETE] == budget and states[TrialState.RUNNING] == 0
+    assert len({t.number for t in trials}) == len(trials)
+    assert next(t for t in trials if t.number == killed).state == TrialState.FAIL
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert [t.state for t in retried] == [TrialState.COMPLETE]
+    origins = [t.system_attrs.get("failed_trial", t.number) for t in trials if t.state == TrialState.COMPLETE]
+    assert len(origins) == len(set(origins))  # a retried trial counts once
+    optuna.delete_study(study_name=name, storage=PG_DRIVER_URL)
+
+
+def test_two_processes_on_a_journal_file_share_the_budget(tmp_path):
+    url, name, budget = f"journal://{tmp_path / 'study.log'}", unique("journal"), 6
+    storage = open_storage(url)
+    optuna.create_study(study_name=name, storage=storage)
+    procs = [_sleep_worker(url, name, budget, 0.3) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
+    states = collections.Counter(t.state for t in trials)
+    # No heartbeats on journal storages: at most one extra trial per concurrently finishing worker.
+    assert budget <= states[TrialState.COMPLETE] <= budget + 1
+    assert states[TrialState.RUNNING] == 0
+    assert len({t.number for t in trials}) == len(trials)
+    assert len({t.user_attrs[WORKER_ATTR] for t in trials}) == 2  # both processes ran trials

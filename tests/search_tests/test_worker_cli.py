@@ -1,0 +1,119 @@
+"""`jointnas worker` joins a study from its stored config; refuses what it cannot reproduce; artifacts."""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import numpy as np
+import onnxruntime as ort
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from jointnas.search.artifacts import open_artifact_store
+from jointnas.search.cli import main
+from jointnas.search.config import load_config
+from jointnas.search.storage import open_storage
+from jointnas.search.study import create_or_resume
+from jointnas.search.worker import record_run
+
+from ._distributed import make_config, unique
+
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+
+
+def _study(tmp_path, n_trials: int | None = 1):
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    name = unique("worker")
+    config = load_config(make_config(tmp_path, name, None))
+    study = create_or_resume(config, url)
+    if n_trials is not None:
+        record_run(study, n_trials, None)
+    return url, name, study
+
+
+def _worker(capsys, *argv: str) -> tuple[int, str]:
+    code = main(["worker", *argv])
+    return code, capsys.readouterr().err
+
+
+def test_worker_refuses_missing_study_other_config_version_and_other_code_version(tmp_path, capsys):
+    url, name, study = _study(tmp_path)
+    code, err = _worker(capsys, "--storage", url, "--study-name", "nope")
+    assert code == 2 and f"study 'nope' does not exist in this storage; existing: {name}" in err
+
+    code, err = _worker(capsys, "--study-name", name)
+    assert code == 2 and "no storage given" in err
+
+    study.set_user_attr("jointnas:config_hash", "0" * 64)  # made by another config version
+    code, err = _worker(capsys, "--storage", url, "--study-name", name)
+    assert code == 2 and "made by another config version" in err and "Traceback" not in err
+
+    (tmp_path / "b").mkdir()
+    url2, name2, study2 = _study(tmp_path / "b")
+    study2.set_user_attr("jointnas:versions", {"jointnas": "0.0.1"})
+    code, err = _worker(capsys, "--storage", url2, "--study-name", name2)
+    assert code == 2 and "was made by jointnas 0.0.1" in err
+
+    study2.set_user_attr("jointnas:config", {**study2.user_attrs["jointnas:config"], "gizmo": 1})
+    study2.set_user_attr("jointnas:versions", study.user_attrs["jointnas:versions"])
+    code, err = _worker(capsys, "--storage", url2, "--study-name", name2)
+    assert code == 2 and "unknown key 'gizmo'" in err and "another config version" in err
+
+    optuna.create_study(study_name="foreign", storage=open_storage(url))
+    code, err = _worker(capsys, "--storage", url, "--study-name", "foreign")
+    assert code == 2 and "was not made by jointnas" in err
+    assert all(len(s.trials) == 0 for s in (study, study2))  # nothing ran
+
+
+def test_worker_without_stored_budget_needs_n_trials(tmp_path, capsys):
+    url, name, _ = _study(tmp_path, n_trials=None)
+    code, err = _worker(capsys, "--storage", url, "--study-name", name)
+    assert code == 2 and "pass --n-trials N" in err
+
+
+def test_worker_runs_stored_config_and_uploads_onnx_and_summary(tmp_path, capsys):
+    url, name, _ = _study(tmp_path, n_trials=1)
+    art = tmp_path / "art"
+    code, err = _worker(capsys, "--storage", url, "--study-name", name, "--artifact-dir", str(art))
+    assert code == 0, err
+    assert "1/1 COMPLETE" in err
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    (trial,) = study.trials
+    assert trial.state == TrialState.COMPLETE
+    ids = trial.user_attrs["artifacts"]
+    assert "artifact_error" not in trial.user_attrs
+    metas = {
+        json.loads(v)["filename"]: json.loads(v) for k, v in trial.system_attrs.items() if k.startswith("artifacts:")
+    }
+    assert set(metas) == {"trial-00000.onnx", "trial-00000.json"}
+    summary = json.loads((art / ids["summary"]).read_text())
+    assert summary["number"] == 0 and summary["values"] == dict(zip(study.metric_names, trial.values, strict=True))
+    assert summary["user_attrs"]["flash_bytes"] == trial.user_attrs["flash_bytes"]
+    session = ort.InferenceSession(str(art / ids["onnx"]), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, *session.get_inputs()[0].shape[1:]), dtype=np.float32)
+    assert session.run(None, {session.get_inputs()[0].name: x})[0].shape == (1, 10)
+    # A second worker on the finished budget does nothing.
+    code, err = _worker(capsys, "--storage", url, "--study-name", name, "--no-artifacts")
+    assert code == 0 and len(optuna.load_study(study_name=name, storage=open_storage(url)).trials) == 1
+
+
+def test_artifact_store_refuses_paths_outside_it(tmp_path):
+    store = open_artifact_store(tmp_path / "store")
+    (tmp_path / "secret.txt").write_text("x")
+    for bad in ("../secret.txt", str(tmp_path / "secret.txt"), "a/../../secret.txt"):
+        with pytest.raises(ValueError, match="Invalid artifact_id"):
+            store.open_reader(bad)
+
+
+@pytest.mark.slow
+def test_run_with_two_workers_on_a_journal_file(tmp_path, capsys):
+    name = unique("jw")
+    cfg = make_config(tmp_path, name, f"journal://{tmp_path / 'study.log'}")
+    assert main(["run", str(cfg), "--workers", "2", "--n-trials", "3", "--json"]) == 0
+    study = optuna.load_study(study_name=name, storage=open_storage(f"journal://{tmp_path / 'study.log'}"))
+    states = collections.Counter(t.state for t in study.trials)
+    assert 3 <= states[TrialState.COMPLETE] <= 4 and states[TrialState.RUNNING] == 0
+    assert len({t.user_attrs.get("worker") for t in study.trials}) == 2
+    assert all("onnx" in t.user_attrs["artifacts"] for t in study.trials if t.state == TrialState.COMPLETE)
