@@ -4,7 +4,7 @@
 2. ``lut validate`` on 100 random architectures (goal: calibrated Spearman ρ ≥ 0.95 and ≥ 90% within
    ±10%), timings interleaved over several passes with medians, so load from other processes on a
    shared machine hits single passes.
-3. With ``--compare``, the same for ``ort-cpu-no-nchwc`` (ONNX Runtime's NCHWc layout transformer off).
+3. With ``--compare``, the same for ``ort-cpu-nchwc`` (ONNX Runtime defaults, NCHWc layout on).
 4. The tinychat-style MLP (256→256→192→128→40) on arduino-uno and the other microcontrollers: FP32,
    INT8, and 50%-pruned with 2-bit weights.
 
@@ -70,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few blocks' repeats, 10 architectures")
     parser.add_argument(
-        "--compare", action="store_true", help="also build and validate ort-cpu-no-nchwc (NCHWc layout off)"
+        "--compare", action="store_true", help="also build and validate ort-cpu-nchwc (ORT defaults, NCHWc layout on)"
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -81,7 +81,7 @@ def main() -> None:
     n_archs = 10 if quick else 100
     opts = {"rounds": 1, "repeats": 20} if quick else {"rounds": 3, "repeats": 40}
     val_rounds = 1 if quick else 5
-    devices = ["ort-cpu", "ort-cpu-no-nchwc"] if args.compare and not quick else ["ort-cpu"]
+    devices = ["ort-cpu", "ort-cpu-nchwc"] if args.compare and not quick else ["ort-cpu"]
     started = time.perf_counter()
     load_before = _load()
     results: dict = {}

@@ -211,7 +211,7 @@ def _mlp_blocks(
     space, knobs, steps = config.space, config.space.compression, list(config.pipeline.steps)
     prunes = _frange(knobs.prune_ratio, knobs.prune_step)
     ranks = _frange(knobs.rank_ratio, knobs.rank_step)
-    pruned = "prune" in steps and config.pipeline.prune_scope == "all"
+    pruned = "prune" in steps  # an MLP's hidden units are pruned under either scope
     specs: set[BlockSpec] = set()
     ins = {math.prod(input_shape)}
     for _ in range(space.depth[1]):

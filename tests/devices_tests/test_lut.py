@@ -72,8 +72,8 @@ def test_truncated_corrupt_and_old_tables_are_refused(tmp_path):
 
 def test_tables_of_another_device_machine_or_thread_count_are_refused(tmp_path):
     path, data = _saved_table(tmp_path)
-    with pytest.raises(UserInputError, match="built for device 'ort-cpu', not 'ort-cpu-no-nchwc'"):
-        LatencyTable(path, device="ort-cpu-no-nchwc")
+    with pytest.raises(UserInputError, match="built for device 'ort-cpu', not 'ort-cpu-nchwc'"):
+        LatencyTable(path, device="ort-cpu-nchwc")
     path.write_text(json.dumps({**data, "fingerprint": {**data["fingerprint"], "cpu": "Other CPU 9000"}}))
     with pytest.raises(UserInputError, match="measured on another machine: cpu 'Other CPU 9000'"):
         LatencyTable(path)
