@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -88,7 +89,7 @@ def main() -> None:
     suffix = "-quick" if args.quick else ""
     out_path = Path(args.out or ROOT / f"benchmarks/results/workflows{suffix}.json")
     results: dict[str, Any] = {
-        "command": "python benchmarks/workflows.py" + (" --quick" if args.quick else ""),
+        "command": " ".join(["python", "benchmarks/workflows.py", *sys.argv[1:]]),
         "n_trials_per_workflow": n_trials,
         "workflows": {
             "post": "NAS on the uncompressed space (train only, no constraints), then each front architecture "
@@ -109,7 +110,7 @@ def main() -> None:
             results["tasks"][task] = {"status": f"unknown task {task!r}"}
             continue
         if isinstance(config, str):
-            results["tasks"][task] = {"status": config}
+            results["tasks"][task] = {"status": config, "command": results["command"]}
             print(f"{task}: {config}", flush=True)
             continue
         work = Path(tempfile.mkdtemp(prefix=f"jointnas-wf-{task}-"))
@@ -127,6 +128,7 @@ def main() -> None:
         write_png(summary, png, f"{task}: {n_trials} search trials per workflow")
         results["tasks"][task] = {
             "status": "run",
+            "command": results["command"],
             "config": json.loads(config.model_dump_json()),
             "post_plan": post_plan(config),
             "elapsed_s": times,

@@ -81,7 +81,7 @@ def random_candidates(config: StudyConfig, n: int, seed: int) -> list[Candidate]
 
 
 def deployable_model(
-    candidate: Candidate, steps: list[str], prune_scope: str = "all", rank_mode: str = "ratio"
+    candidate: Candidate, steps: list[str], prune_scope: str = "hidden", rank_mode: str = "ratio"
 ) -> nn.Module:
     """The candidate's model as ONNX Runtime runs it: pruned and factorized as the pipeline does
     (untrained weights suffice for timing), BatchNorm folded. Fake quantization is left out: ``ort``
@@ -211,7 +211,7 @@ def _mlp_blocks(
     space, knobs, steps = config.space, config.space.compression, list(config.pipeline.steps)
     prunes = _frange(knobs.prune_ratio, knobs.prune_step)
     ranks = _frange(knobs.rank_ratio, knobs.rank_step)
-    pruned = "prune" in steps  # an MLP's hidden units are pruned under either scope
+    pruned = "prune" in steps  # an MLP's layer widths are its hidden units: pruned under either scope
     specs: set[BlockSpec] = set()
     ins = {math.prod(input_shape)}
     for _ in range(space.depth[1]):

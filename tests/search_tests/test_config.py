@@ -40,7 +40,9 @@ def test_out_of_range_values_name_the_allowed_range():
         {"space": {"compression": {"prune_ratio": [0.0, 1.0]}}}
     )
     assert "must follow the order prune → lowrank → quantize" in _error({"pipeline": {"steps": ["quantize", "prune"]}})
-    assert "input should be 'tpe', 'nsga2', 'random', 'grid' or 'gp'" in _error({"sampler": {"name": "cmaes"}})
+    assert "input should be 'tpe', 'nsga2', 'random', 'grid', 'gp', 'dnas' or 'hardcore' (got 'cmaes')" in _error(
+        {"sampler": {"name": "cmaes"}}
+    )
 
 
 def test_toml_syntax_and_missing_file(tmp_path):
