@@ -34,6 +34,7 @@ from .pruning import (
 from .quantization import (
     PACT,
     WEIGHT_QUANTIZERS,
+    QuantConv1d,
     QuantConv2d,
     QuantLinear,
     WeightCodes,
@@ -71,6 +72,7 @@ __all__ = [
     "PACT",
     "PipelineConfig",
     "PipelineResult",
+    "QuantConv1d",
     "QuantConv2d",
     "QuantLinear",
     "SparsityConfig",

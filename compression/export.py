@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from jointnas.spaces import UserInputError
 
 from ._modules import set_submodule
-from .quantization import QuantConv2d, QuantLinear, fold_batchnorm
+from .quantization import QuantConv1d, QuantConv2d, QuantLinear, fold_batchnorm
 
 OPSET = 17
 """ONNX opset of every exported model."""
@@ -47,16 +47,16 @@ def deployable_model(model: nn.Module) -> nn.Module:
     """
     model = fold_batchnorm(copy.deepcopy(model).eval())
     for name, module in list(model.named_modules()):
-        if isinstance(module, QuantConv2d | QuantLinear):
+        if isinstance(module, QuantConv1d | QuantConv2d | QuantLinear):
             set_submodule(model, name, _bake(module))
     return model.eval()
 
 
-def _bake(layer: QuantConv2d | QuantLinear) -> nn.Module:
+def _bake(layer: QuantConv1d | QuantConv2d | QuantLinear) -> nn.Module:
     with torch.no_grad():
         weight = layer.quantized_weight().detach().clone()
-    if isinstance(layer, QuantConv2d):
-        plain: nn.Module = nn.Conv2d(
+    if isinstance(layer, QuantConv1d | QuantConv2d):
+        plain: nn.Module = (nn.Conv1d if isinstance(layer, QuantConv1d) else nn.Conv2d)(
             layer.in_channels,
             layer.out_channels,
             layer.kernel_size,

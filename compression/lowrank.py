@@ -73,25 +73,29 @@ def factorize_linear(linear: nn.Linear, rank: int) -> nn.Sequential:
     return nn.Sequential(a, b)
 
 
-def factorize_conv(conv: nn.Conv2d, rank: int) -> nn.Sequential:
-    """k×k ``Conv2d(in, out)`` → k×k conv to ``rank`` channels (same stride, padding) → 1x1 conv to ``out``."""
+def factorize_conv(conv: nn.Conv1d | nn.Conv2d, rank: int) -> nn.Sequential:
+    """k×k ``Conv2d(in, out)`` → k×k conv to ``rank`` channels (same stride, padding) → 1x1 conv to ``out``.
+
+    A ``Conv1d`` (the ``cnn1d`` family) factorizes the same way into two ``Conv1d``.
+    """
     if conv.groups != 1:
         raise UserInputError("SVD factorization applies to convolutions without groups (not depthwise)")
     if rank < 1:
         raise UserInputError(f"rank {rank} is invalid; keep at least rank 1")
     first, second = _svd_factors(conv.weight.detach().flatten(1), rank)
-    a = nn.Conv2d(conv.in_channels, rank, conv.kernel_size, conv.stride, conv.padding, conv.dilation, bias=False)
-    b = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
+    cls = nn.Conv1d if isinstance(conv, nn.Conv1d) else nn.Conv2d
+    a = cls(conv.in_channels, rank, conv.kernel_size, conv.stride, conv.padding, conv.dilation, bias=False)
+    b = cls(rank, conv.out_channels, 1, bias=conv.bias is not None)
     a.weight.data.copy_(first.reshape(rank, *conv.weight.shape[1:]))
-    b.weight.data.copy_(second[:, :, None, None])
+    b.weight.data.copy_(second.reshape(*second.shape, *([1] * (conv.weight.dim() - 2))))
     if conv.bias is not None:
         b.bias.data.copy_(conv.bias.detach())
     return nn.Sequential(a, b)
 
 
-def factorize_conv1x1(conv: nn.Conv2d, rank: int) -> nn.Sequential:
-    """1x1 ``Conv2d(in, out)`` → 1x1 conv to ``rank`` channels → 1x1 conv to ``out``."""
-    if conv.kernel_size != (1, 1):
+def factorize_conv1x1(conv: nn.Conv1d | nn.Conv2d, rank: int) -> nn.Sequential:
+    """1x1 ``Conv2d(in, out)`` (or size-1 ``Conv1d``) → 1x1 conv to ``rank`` channels → 1x1 conv to ``out``."""
+    if any(k != 1 for k in conv.kernel_size):
         raise UserInputError("factorize_conv1x1 applies to 1x1 convolutions; use factorize_conv for k×k")
     return factorize_conv(conv, rank)
 
@@ -124,7 +128,7 @@ def factorize_low_rank(model: nn.Module, candidate: Candidate, mode: RankMode = 
 
 
 def _maybe_factorize(layer: nn.Module, value: float, mode: RankMode) -> nn.Module:
-    if type(layer) not in (nn.Conv2d, nn.Linear) or getattr(layer, "groups", 1) != 1:
+    if type(layer) not in (nn.Conv1d, nn.Conv2d, nn.Linear) or getattr(layer, "groups", 1) != 1:
         return layer  # already factorized, quantized, or depthwise
     matrix = layer.weight.detach().flatten(1)
     r = layer_rank(matrix, value, mode)

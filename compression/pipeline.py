@@ -151,6 +151,7 @@ def run_pipeline(
     on_step: Callable[[str, nn.Module], dict[str, float]] | None = None,
     supported_weight_bits: Sequence[int] | None = None,
     initial_model: nn.Module | None = None,
+    augment: Callable[[Tensor, torch.Generator | None], Tensor] | None = None,
 ) -> PipelineResult:
     """Validate the plan → build → train → run ``config.steps`` → deployment form; report every step.
 
@@ -158,7 +159,8 @@ def run_pipeline(
     given), so a bad plan fails before any training. ``on_step(step, model)`` may add figures to each
     step's report (``extra``). The validation split only measures; it never drives training.
     ``initial_model`` (e.g. a sub-network with weights inherited from a supernet) replaces the freshly
-    built model; it must be ``build_model(candidate)``'s architecture.
+    built model; it must be ``build_model(candidate)``'s architecture. ``augment`` is the task's
+    per-batch training transform (`train`'s ``transform``).
     """
     validate_plan(candidate, supported_weight_bits, quantized="quantize" in config.steps)  # before any training
     torch.manual_seed(seed)
@@ -189,7 +191,7 @@ def run_pipeline(
 
     t0 = time.perf_counter()
     model = build_model(candidate) if initial_model is None else initial_model
-    train(model, x_train, y_train, base, generator=gen)
+    train(model, x_train, y_train, base, generator=gen, transform=augment)
     record("train", model, time.perf_counter() - t0)
     teacher = copy.deepcopy(model).eval()
     for p in teacher.parameters():
@@ -209,7 +211,16 @@ def run_pipeline(
             quantize_model(model, candidate, calibration=x_train[:512], weight_quantizer=config.weight_quantizer)
         elif step == "finetune":
             keep_masks = None if pruner is None else (lambda _s, _n, p=pruner: p.apply(model))
-            train(model, x_train, y_train, finetune, teacher=teacher, generator=gen, on_step=keep_masks)
+            train(
+                model,
+                x_train,
+                y_train,
+                finetune,
+                teacher=teacher,
+                generator=gen,
+                on_step=keep_masks,
+                transform=augment,
+            )
         record(step, model, time.perf_counter() - t0)
     layer_sparsity = pruner.fold(model) if pruner is not None else {}
     # Deployment form (BN folded, quantized weights baked with their integer codes): what is measured,

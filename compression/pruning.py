@@ -89,8 +89,8 @@ def _check_prunable(model: nn.Module, names: list[str]) -> None:
     for name in names:
         part = model.get_submodule(name)
         layer = part.conv if isinstance(part, ConvBNAct) else getattr(part, "linear", part)
-        if type(layer) not in (nn.Conv2d, nn.Linear) or (
-            isinstance(part, ConvBNAct) and not isinstance(part.bn, nn.BatchNorm2d)
+        if type(layer) not in (nn.Conv1d, nn.Conv2d, nn.Linear) or (
+            isinstance(part, ConvBNAct) and not isinstance(part.bn, nn.BatchNorm1d | nn.BatchNorm2d)
         ):
             raise UserInputError(
                 "structured pruning must run before low-rank factorization, quantization and BN folding; "
@@ -162,7 +162,7 @@ def group_importance(model: nn.Module, group: ChannelGroup, criterion: str, gene
     return total
 
 
-def _slice_conv(conv: nn.Conv2d, out_idx: Tensor | None, in_idx: Tensor | None) -> nn.Conv2d:
+def _slice_conv(conv: nn.Conv1d | nn.Conv2d, out_idx: Tensor | None, in_idx: Tensor | None) -> nn.Module:
     w = conv.weight.detach()
     depthwise = conv.groups == conv.in_channels and conv.groups > 1
     if out_idx is not None:
@@ -171,7 +171,7 @@ def _slice_conv(conv: nn.Conv2d, out_idx: Tensor | None, in_idx: Tensor | None) 
         w = w[:, in_idx]
     out_ch = w.shape[0]
     in_ch = out_ch if depthwise else w.shape[1] * conv.groups
-    new = nn.Conv2d(
+    new = (nn.Conv1d if isinstance(conv, nn.Conv1d) else nn.Conv2d)(
         in_ch,
         out_ch,
         conv.kernel_size,
@@ -187,8 +187,8 @@ def _slice_conv(conv: nn.Conv2d, out_idx: Tensor | None, in_idx: Tensor | None) 
     return new
 
 
-def _slice_bn(bn: nn.BatchNorm2d, idx: Tensor) -> nn.BatchNorm2d:
-    new = nn.BatchNorm2d(len(idx), eps=bn.eps, momentum=bn.momentum)
+def _slice_bn(bn: nn.BatchNorm1d | nn.BatchNorm2d, idx: Tensor) -> nn.Module:
+    new = type(bn)(len(idx), eps=bn.eps, momentum=bn.momentum)
     new.weight.data.copy_(bn.weight.detach()[idx])
     new.bias.data.copy_(bn.bias.detach()[idx])
     new.running_mean.copy_(bn.running_mean[idx])
@@ -211,7 +211,7 @@ def _slice_linear(linear: nn.Linear, out_idx: Tensor | None, in_idx: Tensor | No
 
 
 def _slice_layer(layer: nn.Module, out_idx: Tensor | None, in_idx: Tensor | None) -> nn.Module:
-    if isinstance(layer, nn.Conv2d):
+    if isinstance(layer, nn.Conv1d | nn.Conv2d):
         return _slice_conv(layer, out_idx, in_idx)
     return _slice_linear(layer, out_idx, in_idx)
 

@@ -191,6 +191,13 @@ class QuantConv2d(_QuantMixin, nn.Conv2d):
         return self._conv_forward(x, self.quantized_weight(), self.bias)
 
 
+class QuantConv1d(_QuantMixin, nn.Conv1d):
+    """``Conv1d`` whose weight is fake-quantized to ``weight_bits``; ``act_bits`` tags its output."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.quantized_weight(), self.bias)
+
+
 class QuantLinear(_QuantMixin, nn.Linear):
     """``Linear`` whose weight is fake-quantized to ``weight_bits``; ``act_bits`` tags its output."""
 
@@ -237,7 +244,7 @@ class PACT(nn.Module):
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every ``ConvBNAct``'s BatchNorm into its (last) conv, in place; BN becomes identity."""
     for module in model.modules():
-        if not isinstance(module, ConvBNAct) or not isinstance(module.bn, nn.BatchNorm2d):
+        if not isinstance(module, ConvBNAct) or not isinstance(module.bn, nn.BatchNorm1d | nn.BatchNorm2d):
             continue
         conv = module.conv[-1] if isinstance(module.conv, nn.Sequential) else module.conv
         bn = module.bn
@@ -256,8 +263,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def _to_quant(layer: nn.Module, weight_bits: int, act_bits: int, method: str = "maxabs") -> nn.Module:
-    if isinstance(layer, nn.Conv2d):
-        q = QuantConv2d(
+    if isinstance(layer, nn.Conv1d | nn.Conv2d):
+        q = (QuantConv1d if isinstance(layer, nn.Conv1d) else QuantConv2d)(
             layer.in_channels,
             layer.out_channels,
             layer.kernel_size,
@@ -278,7 +285,8 @@ def _to_quant(layer: nn.Module, weight_bits: int, act_bits: int, method: str = "
 def _quantize_part(model: nn.Module, name: str, part: nn.Module, weight_bits: int, act_bits: int, method: str) -> None:
     """Quantize the conv/linear leaves of ``part`` and put a PACT quantizer on its output."""
     for leaf_name, leaf in list(part.named_modules()):
-        if isinstance(leaf, nn.Conv2d | nn.Linear) and not isinstance(leaf, QuantConv2d | QuantLinear):
+        quantized = QuantConv1d | QuantConv2d | QuantLinear
+        if isinstance(leaf, nn.Conv1d | nn.Conv2d | nn.Linear) and not isinstance(leaf, quantized):
             full = f"{name}.{leaf_name}" if leaf_name else name
             set_submodule(model, full, _to_quant(leaf, weight_bits, act_bits, method))
     if act_bits < 32 and hasattr(part, "out_quant"):

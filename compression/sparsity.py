@@ -51,7 +51,7 @@ def prunable_weights(model: nn.Module, exclude_head: bool = True) -> dict[str, n
     """
     layers = {}
     for name, module in model.named_modules():
-        if not isinstance(module, nn.Conv2d | nn.Linear):
+        if not isinstance(module, nn.Conv1d | nn.Conv2d | nn.Linear):
             continue
         if exclude_head and (name == "classifier" or name.startswith("stem.")):
             continue

@@ -55,12 +55,14 @@ def train(
     teacher: nn.Module | None = None,
     generator: torch.Generator | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    transform: Callable[[Tensor, torch.Generator | None], Tensor] | None = None,
 ) -> float:
     """Train ``model`` in place on tensors ``x``/``y``; return the last epoch's mean loss.
 
     ``on_step(step, total_steps)`` runs after every optimizer step (``step`` counts from 1); gradual
-    pruning uses it to update and re-apply its masks. Raises `TrainingDivergedError` as soon as a loss
-    is not finite.
+    pruning uses it to update and re-apply its masks. ``transform(batch, generator)`` augments each
+    input batch (e.g. random crop and flip); the teacher sees the same augmented batch. Raises
+    `TrainingDivergedError` as soon as a loss is not finite.
     """
     if config.epochs <= 0 or len(x) == 0:
         return float("nan")
@@ -80,6 +82,8 @@ def train(
         for start in range(0, len(x), config.batch_size):
             idx = order[start : start + config.batch_size]
             xb, yb = x[idx], y[idx]
+            if transform is not None:
+                xb = transform(xb, generator)
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
             if use_kd:

@@ -8,7 +8,7 @@ from .evaluate import (
     evaluate_candidate,
     model_costs,
 )
-from .tasks import TaskConfig, TaskData, load_task, register_task
+from .tasks import TaskConfig, TaskData, dataset_names, load_task, register_loader, register_task
 
 __all__ = [
     "DIRECTIONS",
@@ -17,8 +17,10 @@ __all__ = [
     "ObjectivesConfig",
     "TaskConfig",
     "TaskData",
+    "dataset_names",
     "evaluate_candidate",
     "load_task",
     "model_costs",
+    "register_loader",
     "register_task",
 ]

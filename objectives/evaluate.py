@@ -141,6 +141,7 @@ def evaluate_candidate(
         seed=seed,
         supported_weight_bits=supported_weight_bits,
         initial_model=initial_model,
+        augment=task.augment,
     )
     model = result.model
     t0 = time.perf_counter()

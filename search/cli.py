@@ -19,7 +19,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 import jointnas.search
-from jointnas.spaces import UserInputError
+from jointnas.objectives import load_task
+from jointnas.spaces import UserInputError, check_family_input
 
 from .config import apply_overrides, load_config
 from .storage import mask_password, open_storage
@@ -145,6 +146,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UserInputError(f"--workers must be at least 1 (got {args.workers})")
     url = resolve_storage(config, config_path)
+    # Missing or malformed data, or a family that cannot take it: exit 2 before the storage is touched.
+    task = load_task(config.task)
+    check_family_input(config.space.family, task.input_shape)
     study = create_or_resume(config, url)
     print(f"study {config.study.name!r} on {mask_password(url)}", file=sys.stderr)
     artifact_dir = run_artifact_dir(config, config_path, url, args.artifact_dir)
@@ -168,7 +172,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                 return code
         else:
             with _Progress(study, config.budget.n_trials) as progress:
-                run_study(config, study, config_path=config_path, callbacks=[progress], artifact_dir=artifact_dir)
+                run_study(
+                    config,
+                    study,
+                    config_path=config_path,
+                    callbacks=[progress],
+                    artifact_dir=artifact_dir,
+                    task=task,
+                )
     except KeyboardInterrupt:
         print("interrupted: the running trial is marked FAIL; run again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -149,7 +149,7 @@ def _cnn_blocks(config: StudyConfig, input_shape: tuple[int, ...], n_classes: in
         return channels_to_keep(n, p) if applies else n
 
     specs: set[BlockSpec] = set()
-    c_in, h, w = input_shape
+    c_in, *size = input_shape  # (H, W) for ``cnn``, (L,) for ``cnn1d``
     # incoming groups: (original width, ratio of the group or None when any ratio of the grid)
     incoming: set[tuple[int, None]] = set()
     for stem, p in itertools.product(space.stem_channels, prunes):
@@ -157,14 +157,14 @@ def _cnn_blocks(config: StudyConfig, input_shape: tuple[int, ...], n_classes: in
         for hb in head_bits:
             specs.add(
                 BlockSpec(
-                    "stem", (c_in, h, w), (OpSpec("conv", c_in, width, 3, 1, 1, True, True),), False, False, hb, hb
+                    "stem", (c_in, *size), (OpSpec("conv", c_in, width, 3, 1, 1, True, True),), False, False, hb, hb
                 )
             )
         incoming.add((stem, None))
     first_stage = True
     for i, (base, stride) in enumerate(zip(space.stages, space.strides, strict=True)):
         outs = sorted({_round_channels(base * m) for m in space.width_mult})
-        oh, ow = (h + stride - 1) // stride, (w + stride - 1) // stride
+        out_size = [(d + stride - 1) // stride for d in size]
         group_widths: set[int] = set()
         for (cin, _), out, k, e, p, r in itertools.product(
             sorted(incoming), outs, space.kernel, space.expansion, prunes, ranks
@@ -181,7 +181,7 @@ def _cnn_blocks(config: StudyConfig, input_shape: tuple[int, ...], n_classes: in
                     *_conv1x1(hidden, y, False, r, lowrank),
                 ]
                 for wb, ab in bits:
-                    specs.add(BlockSpec("ir", (x, h, w), tuple(ops), residual, False, wb, ab))
+                    specs.add(BlockSpec("ir", (x, *size), tuple(ops), residual, False, wb, ab))
                 group_widths.add(y)
                 if space.depth[1] > 1:  # later blocks of the stage: stride 1, residual, same group
                     hid2 = keep(out * e, p, prune_hidden)
@@ -191,15 +191,15 @@ def _cnn_blocks(config: StudyConfig, input_shape: tuple[int, ...], n_classes: in
                         *_conv1x1(hid2, y, False, r, lowrank),
                     ]
                     for wb, ab in bits:
-                        specs.add(BlockSpec("ir", (y, oh, ow), tuple(ops2), True, False, wb, ab))
+                        specs.add(BlockSpec("ir", (y, *out_size), tuple(ops2), True, False, wb, ab))
         if i + 1 >= space.min_stages:
             for y in group_widths:
                 for hb in head_bits:
                     head = (OpSpec("linear", y, n_classes, 1, 1, 1, False, True),)
-                    specs.add(BlockSpec("head", (y, oh, ow), head, False, True, hb, 32))  # logits stay float
+                    specs.add(BlockSpec("head", (y, *out_size), head, False, True, hb, 32))  # logits stay float
         incoming = {(out, None) for out in outs}
         first_stage = False
-        h, w = oh, ow
+        size = out_size
     return specs
 
 

@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from jointnas.devices import is_profile_path, open_latency_model
-from jointnas.objectives import load_task
+from jointnas.objectives import TaskData, load_task
 from jointnas.spaces import UserInputError
 
 from .artifacts import ArtifactUploader, open_artifact_store
@@ -123,14 +123,16 @@ def run_study(
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] | None = None,
     artifact_dir: Path | None = None,
     lut: Path | None = None,
+    task: TaskData | None = None,
 ) -> optuna.Study:
     """Run trials until the study holds ``budget.n_trials`` COMPLETE trials (or the timeout hits).
 
     The budget is global to the study: every worker on the study counts the same COMPLETE trials
     (`jointnas.search.budget`). With ``artifact_dir``, each COMPLETE trial uploads its ONNX model and
-    a JSON summary there (`jointnas.search.artifacts`).
+    a JSON summary there (`jointnas.search.artifacts`). ``task``: the already loaded ``config.task``
+    data (loaded here when ``None``).
     """
-    task = load_task(config.task)
+    task = load_task(config.task) if task is None else task
     table = open_latency_model(
         device_profile_ref(config, config_path),
         lut or lut_path(config, config_path),

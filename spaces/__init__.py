@@ -2,7 +2,7 @@
 
 from jointnas.spaces._errors import UserInputError
 from jointnas.spaces.candidate import ACTIVATION_BITS, WEIGHT_BITS, Candidate, Stage
-from jointnas.spaces.families import build_model, family_names, register_family, stage_of_block
+from jointnas.spaces.families import build_model, check_family_input, family_names, register_family, stage_of_block
 from jointnas.spaces.profile import LayerInfo, count_params, trace_layers
 from jointnas.spaces.space import (
     CompressionKnobs,
@@ -23,6 +23,7 @@ __all__ = [
     "Suggester",
     "UserInputError",
     "build_model",
+    "check_family_input",
     "count_params",
     "family_names",
     "grid_search_space",

@@ -45,22 +45,42 @@ def build_model(candidate: Candidate) -> nn.Module:
     return builder(candidate)
 
 
-class MobileNetV2Like(nn.Module):
-    """Stem conv → stages of inverted residual blocks → global average pool → linear classifier."""
+INPUT_DIMS = {"cnn": 3, "cnn1d": 2}
+"""Input dimensions (without batch) a family needs: ``cnn`` images ``(C, H, W)``, ``cnn1d`` ``(C, L)``."""
 
-    def __init__(self, candidate: Candidate) -> None:
+
+def check_family_input(family: str, input_shape: tuple[int, ...]) -> None:
+    """Raise `UserInputError` when ``family`` cannot take inputs of ``input_shape`` (the MLP takes any)."""
+    dims = INPUT_DIMS.get(family)
+    if dims is not None and len(input_shape) != dims:
+        layout = "(channels, length)" if dims == 2 else "(channels, height, width)"
+        fits = [name for name, d in INPUT_DIMS.items() if d == len(input_shape)] + ["mlp"]
+        raise UserInputError(
+            f"family {family!r} needs inputs shaped {layout}, but the task gives {tuple(input_shape)}; "
+            f"set [space] family to one of {fits}"
+        )
+
+
+class MobileNetV2Like(nn.Module):
+    """Stem conv → stages of inverted residual blocks → global average pool → linear classifier.
+
+    ``dims=2`` for images ``(C, H, W)``; ``dims=1`` for series ``(C, L)`` (the ``cnn1d`` family).
+    """
+
+    def __init__(self, candidate: Candidate, dims: int = 2) -> None:
         super().__init__()
+        check_family_input("cnn1d" if dims == 1 else "cnn", candidate.input_shape)
         in_channels = candidate.input_shape[0]
-        self.stem = ConvBNAct(in_channels, candidate.stem_channels, 3)
+        self.stem = ConvBNAct(in_channels, candidate.stem_channels, 3, dims=dims)
         blocks: list[nn.Module] = []
         width = candidate.stem_channels
         for stage in candidate.stages:
             for i in range(stage.depth):
                 stride = stage.stride if i == 0 else 1
-                blocks.append(InvertedResidual(width, stage.channels, stage.kernel, stage.expansion, stride))
+                blocks.append(InvertedResidual(width, stage.channels, stage.kernel, stage.expansion, stride, dims))
                 width = stage.channels
         self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.classifier = nn.Linear(width, candidate.num_classes)
 
@@ -93,14 +113,23 @@ def _build_cnn(candidate: Candidate) -> nn.Module:
     return MobileNetV2Like(candidate)
 
 
+@register_family("cnn1d")
+def _build_cnn1d(candidate: Candidate) -> nn.Module:
+    return MobileNetV2Like(candidate, dims=1)
+
+
 @register_family("mlp")
 def _build_mlp(candidate: Candidate) -> nn.Module:
     return MLP(candidate)
+
+
+CONV_FAMILIES = ("cnn", "cnn1d")
+"""Families built of inverted-residual stages (a stage holds ``depth`` blocks)."""
 
 
 def stage_of_block(candidate: Candidate) -> list[int]:
     """Stage index of each block in ``model.blocks`` order (a CNN stage holds ``depth`` blocks)."""
     out: list[int] = []
     for i, stage in enumerate(candidate.stages):
-        out.extend([i] * (stage.depth if candidate.family == "cnn" else 1))
+        out.extend([i] * (stage.depth if candidate.family in CONV_FAMILIES else 1))
     return out

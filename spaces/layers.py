@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+_BATCHNORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+
 
 class ConvBNAct(nn.Module):
-    """Conv2d → BatchNorm2d → activation (ReLU, or identity when ``act=False``).
+    """Conv → BatchNorm → activation (ReLU, or identity when ``act=False``).
 
+    ``dims`` picks 2-D (``Conv2d``/``BatchNorm2d``, images) or 1-D (``Conv1d``/``BatchNorm1d``, series).
     ``out_quant`` is an identity slot where quantization inserts an activation fake-quantizer.
     """
 
@@ -23,10 +27,13 @@ class ConvBNAct(nn.Module):
         stride: int = 1,
         groups: int = 1,
         act: bool = True,
+        dims: int = 2,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride, padding=kernel // 2, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.conv = _CONV[dims](
+            in_channels, out_channels, kernel, stride, padding=kernel // 2, groups=groups, bias=False
+        )
+        self.bn = _BATCHNORM[dims](out_channels)
         self.act = nn.ReLU() if act else nn.Identity()
         self.out_quant: nn.Module = nn.Identity()
 
@@ -41,12 +48,14 @@ class InvertedResidual(nn.Module):
     touching the block's input or output, which residual connections tie to their neighbours.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, expansion: int, stride: int):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int, expansion: int, stride: int, dims: int = 2
+    ) -> None:
         super().__init__()
         hidden = in_channels * expansion
-        self.expand = ConvBNAct(in_channels, hidden, 1)
-        self.dw = ConvBNAct(hidden, hidden, kernel, stride, groups=hidden)
-        self.project = ConvBNAct(hidden, out_channels, 1, act=False)
+        self.expand = ConvBNAct(in_channels, hidden, 1, dims=dims)
+        self.dw = ConvBNAct(hidden, hidden, kernel, stride, groups=hidden, dims=dims)
+        self.project = ConvBNAct(hidden, out_channels, 1, act=False, dims=dims)
         self.use_residual = stride == 1 and in_channels == out_channels
 
     @property

@@ -58,13 +58,14 @@ class CompressionKnobs(_Strict):
 class SpaceConfig(_Strict):
     """Architecture family and ranges.
 
-    CNN (MobileNetV2-style): ``stages`` gives the base output channels of each possible stage (its
-    length is the maximum stage count), ``strides`` their first-block strides, ``min_stages`` how many
-    are always present; per stage: ``depth`` range, ``width_mult``, ``kernel`` and ``expansion`` choices.
+    CNN (MobileNetV2-style; ``cnn`` for images, ``cnn1d`` for 1-D series): ``stages`` gives the base
+    output channels of each possible stage (its length is the maximum stage count), ``strides`` their
+    first-block strides, ``min_stages`` how many are always present; per stage: ``depth`` range,
+    ``width_mult``, ``kernel`` and ``expansion`` choices.
     MLP: ``depth`` is the hidden-layer count range and ``widths`` the per-layer choices.
     """
 
-    family: Literal["cnn", "mlp"] = "cnn"
+    family: Literal["cnn", "cnn1d", "mlp"] = "cnn"
     stages: list[int] = Field(default_factory=lambda: [16, 24, 32], min_length=1, max_length=8)
     strides: list[Literal[1, 2]] = Field(default_factory=lambda: [1, 2, 2])
     min_stages: int = Field(1, ge=1, le=8)
@@ -81,7 +82,7 @@ class SpaceConfig(_Strict):
         lo, hi = self.depth
         if not (1 <= lo <= hi <= 8):
             raise ValueError(f"depth range {[lo, hi]} must satisfy 1 <= low <= high <= 8")
-        if self.family == "cnn":
+        if self.family in ("cnn", "cnn1d"):
             if len(self.strides) != len(self.stages):
                 raise ValueError(
                     f"strides has {len(self.strides)} entries but stages has {len(self.stages)}; give one each"
@@ -162,7 +163,7 @@ def sample_candidate(
                 **_stage_knobs(suggester, f"s{i}", knobs),
             )
         )
-    return Candidate("cnn", tuple(input_shape), num_classes, tuple(stages), int(stem), head_bits)
+    return Candidate(space.family, tuple(input_shape), num_classes, tuple(stages), int(stem), head_bits)
 
 
 def grid_search_space(space: SpaceConfig) -> dict[str, list[Any]]:
