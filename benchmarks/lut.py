@@ -4,12 +4,12 @@
 2. ``lut validate`` on 100 random architectures (goal: calibrated Spearman ρ ≥ 0.95 and ≥ 90% within
    ±10%), timings interleaved over several passes with medians, so load from other processes on a
    shared machine hits single passes.
-3. With ``--nchwc``, the same for ``ort-cpu-nchwc`` (ONNX Runtime defaults, NCHWc layout on).
+3. With ``--compare``, the same for ``ort-cpu-nchwc`` (ONNX Runtime defaults, NCHWc layout on).
 4. The tinychat-style MLP (256→256→192→128→40) on arduino-uno and the other microcontrollers: FP32,
    INT8, and 50%-pruned with 2-bit weights.
 
 Writes benchmarks/results/lut.json (``--quick``: a smoke run, benchmarks/results/lut-quick.json).
-Usage: python benchmarks/lut.py [--quick] [--nchwc]
+Usage: python benchmarks/lut.py [--quick] [--compare]
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def _load() -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few blocks' repeats, 10 architectures")
-    parser.add_argument("--nchwc", action="store_true", help="also build and validate ort-cpu-nchwc (ORT defaults)")
+    parser.add_argument(
+        "--compare", action="store_true", help="also build and validate ort-cpu-nchwc (ORT defaults, NCHWc layout on)"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -79,7 +81,7 @@ def main() -> None:
     n_archs = 10 if quick else 100
     opts = {"rounds": 1, "repeats": 20} if quick else {"rounds": 3, "repeats": 40}
     val_rounds = 1 if quick else 5
-    devices = ["ort-cpu", "ort-cpu-nchwc"] if args.nchwc and not quick else ["ort-cpu"]
+    devices = ["ort-cpu", "ort-cpu-nchwc"] if args.compare and not quick else ["ort-cpu"]
     started = time.perf_counter()
     load_before = _load()
     results: dict = {}
@@ -141,6 +143,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "load_avg_before": load_before,
         "load_avg_after": _load(),
+        "command": "python benchmarks/lut.py" + (" --quick" if quick else "") + (" --compare" if args.compare else ""),
         "notes": (
             "measured while other jobs shared the 2-core machine (see load averages); every timing is the "
             "median of short samples, and blocks / models are timed in interleaved passes with the median "

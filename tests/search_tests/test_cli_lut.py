@@ -19,7 +19,8 @@ def test_space_blocks_cover_every_random_candidate(tiny_config):
     from jointnas.spaces import trace_layers
 
     for c in random_candidates(config, 30, seed=3):
-        layers = trace_layers(deployable_model(c, list(config.pipeline.steps)), c.input_shape)
+        pipe = config.pipeline
+        layers = trace_layers(deployable_model(c, list(pipe.steps), pipe.prune_scope, pipe.rank_mode), c.input_shape)
         missing = {s.key for s in table.blocks(layers)} - blocks
         assert not missing, (c, missing)
         assert {s.key for s in table.blocks(layers)} <= blocks
@@ -102,6 +103,7 @@ def test_space_blocks_cover_an_mlp_space(tmp_path):
     blocks = {spec.key for spec in space_blocks(config, load_profile("ort-cpu"))}
     table = LatencyTable(None)
     for c in random_candidates(config, 20, seed=4):
-        model = deployable_model(c, list(config.pipeline.steps))
+        pipe = config.pipeline
+        model = deployable_model(c, list(pipe.steps), pipe.prune_scope, pipe.rank_mode)
         assert {s.key for s in table.blocks(trace_layers(model, c.input_shape))} <= blocks
     assert "overhead|in=64||res=0|pool=0|b=w32a32" in blocks
