@@ -1,4 +1,5 @@
-"""Compression: structured pruning, low-rank SVD, mixed-precision fake quantization, training loop."""
+"""Compression: structured and unstructured pruning, low-rank SVD, mixed-precision QAT, INT8 PTQ,
+distillation, the one training loop, the one ONNX export path and packed C arrays (docs/compression.md)."""
 
 from collections.abc import Callable
 
@@ -6,6 +7,7 @@ from torch import nn
 
 from jointnas.spaces import Candidate
 
+from .c_export import CArrayExport, CArrayLayer, export_c_array, packed_layer_bytes, read_c_array_weights
 from .export import deployable_model, export_onnx, onnx_logits, onnx_parity, quantize_onnx_int8
 from .lowrank import (
     factorize_conv,
@@ -18,7 +20,8 @@ from .lowrank import (
     rank_for_energy,
     saves_parameters,
 )
-from .pipeline import PipelineConfig, PipelineResult, StepReport, run_pipeline
+from .pipeline import PipelineConfig, PipelineResult, StepReport, deployed_costs, run_pipeline
+from .plan import validate_plan
 from .pruning import (
     CRITERIA,
     ChannelGroup,
@@ -54,9 +57,13 @@ METHODS: dict[str, Callable[[nn.Module, Candidate], nn.Module]] = {
     "lowrank": factorize_low_rank,
     "quantize": quantize_model,
 }
-"""Compression methods by name: each takes ``(model, candidate)`` and returns the compressed model."""
+"""Plan-driven compression methods by name: each takes ``(model, candidate)`` and returns the compressed
+model. Unstructured pruning (`gradual_prune`) is configured by ``[pipeline]`` rather than the plan and
+runs as the pipeline's ``sparsify`` step."""
 
 __all__ = [
+    "CArrayExport",
+    "CArrayLayer",
     "CRITERIA",
     "ChannelGroup",
     "METHODS",
@@ -76,7 +83,9 @@ __all__ = [
     "channel_groups",
     "channels_to_keep",
     "deployable_model",
+    "deployed_costs",
     "distillation_loss",
+    "export_c_array",
     "export_onnx",
     "factorize_conv",
     "factorize_conv1x1",
@@ -90,6 +99,7 @@ __all__ = [
     "layer_sparsity",
     "onnx_logits",
     "onnx_parity",
+    "packed_layer_bytes",
     "plan_channel_pruning",
     "prune_channels",
     "prune_group",
@@ -98,9 +108,11 @@ __all__ = [
     "quantize_onnx_int8",
     "quantize_weight",
     "rank_for",
+    "read_c_array_weights",
     "rank_for_energy",
     "run_pipeline",
     "scheduled_sparsity",
     "saves_parameters",
     "train",
+    "validate_plan",
 ]

@@ -41,7 +41,9 @@ def deployable_model(model: nn.Module) -> nn.Module:
     """A copy of ``model`` in deployment form: eval mode, BN folded, fake-quant weights baked in.
 
     Quantized layers become plain ``Conv2d``/``Linear`` whose float weights are exactly the
-    de-quantized values the fake-quant forward uses, so outputs are unchanged.
+    de-quantized values the fake-quant forward uses, so outputs are unchanged; they keep
+    ``weight_bits``/``act_bits`` and their integer codes (``packed_codes``, a `WeightCodes`) for
+    `export_c_array`. Applying it twice changes nothing.
     """
     model = fold_batchnorm(copy.deepcopy(model).eval())
     for name, module in list(model.named_modules()):
@@ -68,9 +70,11 @@ def _bake(layer: QuantConv2d | QuantLinear) -> nn.Module:
     plain.weight.data.copy_(weight)
     if layer.bias is not None:
         plain.bias.data.copy_(layer.bias.detach())
-    # Keep the plan's bit-widths visible to `trace_layers` (Flash, C export) after baking.
+    # Keep the plan's bit-widths visible to `trace_layers` (Flash) and the integer codes to the C export.
     plain.weight_bits = int(getattr(layer, "weight_bits", 32))
     plain.act_bits = int(getattr(layer, "act_bits", 32))
+    if plain.weight_bits < 32:
+        plain.packed_codes = layer.weight_codes()
     return plain
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -12,11 +12,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from jointnas.spaces import Candidate, build_model
+from jointnas.spaces import Candidate, build_model, trace_layers
 
+from .c_export import packed_layer_bytes
+from .export import deployable_model
 from .lowrank import RANK_MODES, factorize_low_rank
+from .plan import validate_plan
 from .pruning import CRITERIA, SCOPES, prune_channels
-from .quantization import WEIGHT_QUANTIZERS, fold_batchnorm, quantize_model
+from .quantization import WEIGHT_QUANTIZERS, quantize_model
 from .sparsity import SCHEDULES, SPARSITY_SCOPES, MagnitudePruner, SparsityConfig, gradual_prune
 from .training import TrainConfig, accuracy, train
 
@@ -47,9 +50,10 @@ class PipelineConfig(BaseModel):
     batch_size: int = Field(64, ge=1, le=1_000_000)
     weight_decay: float = Field(1e-4, ge=0, le=1)
     prune_criterion: Literal[CRITERIA] = "l1"  # type: ignore[valid-type]
-    # "all": hidden widths and the residual-tied stage outputs (stem, classifier inputs follow);
-    # "hidden": only the inverted-residual hidden widths (block widths stay).
-    prune_scope: Literal[SCOPES] = "all"  # type: ignore[valid-type]
+    # "hidden": only the inverted-residual hidden widths (block widths stay; what Stage.prune_ratio
+    # documents and what latency tables enumerate); "all": also the residual-tied block outputs, with
+    # the stem and the classifier inputs following.
+    prune_scope: Literal[SCOPES] = "hidden"  # type: ignore[valid-type]
     kd_alpha: float = Field(0.0, ge=0, le=1)
     kd_temperature: float = Field(4.0, gt=0, le=100)
     # "ratio": a stage's rank_ratio is the share of full rank kept; "energy": the share of Σ s² kept.
@@ -86,13 +90,32 @@ class PipelineConfig(BaseModel):
 
 @dataclass
 class StepReport:
-    """What one pipeline step left behind (accuracy on the validation split)."""
+    """What one pipeline step left behind, measured on the model's deployment form.
+
+    ``val_accuracy`` on the validation split; ``params`` = conv/linear weights + biases (BatchNorm
+    folded); ``macs`` per sample; ``flash_bytes`` = the packed C array's size (`export_c_array`,
+    equal to `jointnas.devices.estimate_flash_bytes`); ``seconds`` the step's wall time.
+    """
 
     step: str
     val_accuracy: float
     params: int
     seconds: float
     extra: dict[str, float] = field(default_factory=dict)
+    macs: int = 0
+    flash_bytes: int = 0
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        """Flat JSON-ready record (trial user attr ``steps``); ``extra`` figures are merged in."""
+        base = {
+            "step": self.step,
+            "val_accuracy": self.val_accuracy,
+            "params": self.params,
+            "macs": self.macs,
+            "flash_bytes": self.flash_bytes,
+            "seconds": self.seconds,
+        }
+        return {**self.extra, **base}
 
 
 @dataclass
@@ -106,6 +129,16 @@ class PipelineResult:
     layer_sparsity: dict[str, float] = field(default_factory=dict)
 
 
+def deployed_costs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Params (weights + biases), MACs per sample and packed Flash bytes of ``model``'s deployment form."""
+    layers = trace_layers(deployable_model(model), input_shape)
+    return {
+        "params": sum(layer.weight_numel + layer.bias_numel for layer in layers),
+        "macs": sum(layer.macs for layer in layers),
+        "flash_bytes": sum(packed_layer_bytes(layer) for layer in layers),
+    }
+
+
 def run_pipeline(
     candidate: Candidate,
     x_train: Tensor,
@@ -116,12 +149,18 @@ def run_pipeline(
     *,
     seed: int = 0,
     on_step: Callable[[str, nn.Module], dict[str, float]] | None = None,
+    supported_weight_bits: Sequence[int] | None = None,
+    initial_model: nn.Module | None = None,
 ) -> PipelineResult:
-    """Build → train → run ``config.steps`` → fold BatchNorm; report after every step.
+    """Validate the plan → build → train → run ``config.steps`` → deployment form; report every step.
 
-    ``on_step(step, model)`` may add figures (e.g. Flash bytes) to each step's report.
-    The validation split only measures; it never drives training.
+    The plan is checked first (`validate_plan`, with the device's ``supported_weight_bits`` when
+    given), so a bad plan fails before any training. ``on_step(step, model)`` may add figures to each
+    step's report (``extra``). The validation split only measures; it never drives training.
+    ``initial_model`` (e.g. a sub-network with weights inherited from a supernet) replaces the freshly
+    built model; it must be ``build_model(candidate)``'s architecture.
     """
+    validate_plan(candidate, supported_weight_bits, quantized="quantize" in config.steps)  # before any training
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     timings: dict[str, float] = {}
@@ -144,12 +183,12 @@ def run_pipeline(
     def record(step: str, model: nn.Module, seconds: float) -> None:
         timings[f"{step}_s"] = timings.get(f"{step}_s", 0.0) + seconds
         extra = on_step(step, model) if on_step else {}
-        reports.append(
-            StepReport(step, accuracy(model, x_val, y_val), sum(p.numel() for p in model.parameters()), seconds, extra)
-        )
+        costs = deployed_costs(model, candidate.input_shape)
+        acc = accuracy(model, x_val, y_val)
+        reports.append(StepReport(step, acc, costs["params"], seconds, extra, costs["macs"], costs["flash_bytes"]))
 
     t0 = time.perf_counter()
-    model = build_model(candidate)
+    model = build_model(candidate) if initial_model is None else initial_model
     train(model, x_train, y_train, base, generator=gen)
     record("train", model, time.perf_counter() - t0)
     teacher = copy.deepcopy(model).eval()
@@ -173,5 +212,6 @@ def run_pipeline(
             train(model, x_train, y_train, finetune, teacher=teacher, generator=gen, on_step=keep_masks)
         record(step, model, time.perf_counter() - t0)
     layer_sparsity = pruner.fold(model) if pruner is not None else {}
-    fold_batchnorm(model)  # deployment form: what is measured and exported
-    return PipelineResult(model.eval(), teacher, reports, timings, layer_sparsity)
+    # Deployment form (BN folded, quantized weights baked with their integer codes): what is measured,
+    # exported to ONNX and packed into C arrays.
+    return PipelineResult(deployable_model(model), teacher, reports, timings, layer_sparsity)

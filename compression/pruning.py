@@ -14,7 +14,8 @@ Channels that must go together form a `ChannelGroup`, derived from the family's 
 Each group's channels are scored once, before anything is cut (L1 / L2 norm of the producers' weight
 rows summed over producers, the sum of |BatchNorm scale|, or random as a baseline), and the lowest
 ``round(ratio · size)`` are removed. A group takes the ``prune_ratio`` of the stage that produces it
-(the stem's group: the first stage's). ``scope="hidden"`` prunes only hidden groups (block widths stay).
+(the stem's group: the first stage's). ``scope="hidden"`` (the default, what ``Stage.prune_ratio``
+documents) prunes only hidden groups, so block widths stay; ``scope="all"`` prunes every group.
 
 We considered a dependency-graph library (Torch-Pruning's DepGraph): it handles these cases, but our
 families are a fixed, small set of modules whose contract already names every dependency, so a
@@ -97,7 +98,7 @@ def _check_prunable(model: nn.Module, names: list[str]) -> None:
             )
 
 
-def channel_groups(model: nn.Module, candidate: Candidate, scope: Scope = "all") -> list[ChannelGroup]:
+def channel_groups(model: nn.Module, candidate: Candidate, scope: Scope = "hidden") -> list[ChannelGroup]:
     """The channel groups of ``model`` (built from ``candidate``) with their plan ratios."""
     if scope not in SCOPES:
         raise UserInputError(f"unknown prune scope {scope!r}; choose one of {list(SCOPES)}")
@@ -233,7 +234,7 @@ def plan_channel_pruning(
     candidate: Candidate,
     criterion: str = "l1",
     generator: torch.Generator | None = None,
-    scope: Scope = "all",
+    scope: Scope = "hidden",
 ) -> list[tuple[ChannelGroup, Tensor]]:
     """Groups to prune and the sorted channel indices each keeps, scored on the unpruned model."""
     if criterion not in CRITERIA:
@@ -254,7 +255,7 @@ def prune_channels(
     candidate: Candidate,
     criterion: str = "l1",
     generator: torch.Generator | None = None,
-    scope: Scope = "all",
+    scope: Scope = "hidden",
 ) -> nn.Module:
     """Remove each group's ``prune_ratio`` share of channels (in place); return ``model``.
 

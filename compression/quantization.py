@@ -217,10 +217,16 @@ class PACT(nn.Module):
             with torch.no_grad():
                 self.alpha.fill_(float(x.detach().abs().max().clamp_min(1e-3)))
                 self.initialized.fill_(True)
+        levels = 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
+        if not self.training:
+            # Deployment form: the clip as constants, no STE bookkeeping, so the ONNX graph is
+            # Clip → Div → Round → Mul (float32 arithmetic, as in training up to the last bit).
+            hi = float(self.alpha.detach().abs()) + 1e-6
+            scale = hi / levels
+            return torch.round(torch.clamp(x, -hi if self.signed else 0.0, hi) / scale) * scale
         alpha = self.alpha.abs() + 1e-6
         lo = -alpha if self.signed else torch.zeros_like(alpha)
         y = torch.minimum(torch.maximum(x, lo), alpha)
-        levels = 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
         scale = alpha / levels
         return _ste(y, torch.round(y / scale) * scale)
 

@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .blocks import BlockSpec, OpSpec, block_graph, group_blocks
+from .blocks import BlockSpec, OpSpec, block_graph, group_blocks, overhead_spec
 from .latency import (
     Calibration,
     LatencyTable,
@@ -11,6 +11,7 @@ from .latency import (
     layer_key,
     measure_block_ms,
     measure_layer_ms,
+    measure_onnx_ms,
     open_latency_model,
     ort_session,
     time_session,
@@ -25,6 +26,7 @@ from .mcu import (
     peak_sram_bytes,
 )
 from .memory import estimate_flash_bytes, estimate_sram_bytes, layer_flash_bytes
+from .metrics import prediction_metrics
 from .profile import DeviceProfile, is_profile_path, load_profile, mcu_profiles, profile_names
 
 
@@ -62,7 +64,10 @@ __all__ = [
     "fit_calibration",
     "group_blocks",
     "measure_block_ms",
+    "measure_onnx_ms",
+    "prediction_metrics",
     "open_latency_model",
+    "overhead_spec",
     "CycleModel",
     "DeviceConfig",
     "DeviceProfile",

@@ -207,3 +207,8 @@ def block_graph(spec: BlockSpec, seed: int = 0) -> onnx.ModelProto:
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     graph = helper.make_graph(nodes, "block", [x], [y], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def overhead_spec(in_shape: tuple[int, ...]) -> BlockSpec:
+    """The empty block (an ``Identity`` graph): what one ONNX Runtime session run costs by itself."""
+    return BlockSpec("overhead", tuple(in_shape), ())

@@ -18,7 +18,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from jointnas.spaces import LayerInfo, UserInputError
 
-from .blocks import BlockSpec, block_graph, group_blocks
+from .blocks import BlockSpec, block_graph, group_blocks, overhead_spec
 from .profile import DeviceProfile, load_profile
 
 LUT_FORMAT_VERSION = 2
@@ -80,8 +80,9 @@ def _op_graph(layer: LayerInfo, seed: int = 0) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def ort_session(model: onnx.ModelProto | bytes | str, threads: int):
-    """An ONNX Runtime CPU session with a fixed intra-op thread count (sequential execution)."""
+def ort_session(model: onnx.ModelProto | bytes | str, threads: int, disabled_optimizers: Sequence[str] = ()):
+    """An ONNX Runtime CPU session with a fixed intra-op thread count (sequential execution), all graph
+    optimizations on except ``disabled_optimizers``."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -91,30 +92,45 @@ def ort_session(model: onnx.ModelProto | bytes | str, threads: int):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    extra = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"], **extra)
+
+
+SAMPLE_NS = 20_000
+"""Target duration of one timing sample (ns): short enough that most samples run without being
+preempted on a shared machine, long enough for the timer (the median then ignores preempted ones)."""
 
 
 def time_session(session, feed: dict[str, np.ndarray], warmup: int, repeats: int) -> tuple[float, float]:
-    """Median latency (ms) of ``session.run`` on ``feed`` and the coefficient of variation.
+    """Median latency (ms) of ``session.run`` on ``feed`` and its robust coefficient of variation.
 
-    Each of the ``repeats`` samples times enough back-to-back runs to last about 0.2 ms, so timer
-    resolution and scheduling jitter do not dominate microsecond-scale operators.
+    Each of the ``repeats`` samples times enough back-to-back runs to last about 20 us, so timer
+    resolution does not dominate microsecond-scale operators, while a sample rarely spans a preemption
+    by another process; the median of the samples is robust to the ones that do.
     """
     for _ in range(max(1, warmup)):
         session.run(None, feed)
     t0 = time.perf_counter_ns()
     session.run(None, feed)
     single_ns = max(1, time.perf_counter_ns() - t0)
-    inner = max(1, min(1000, 200_000 // single_ns))
+    inner = max(1, min(1000, SAMPLE_NS // single_ns))
     samples = []
     for _ in range(repeats):
         t0 = time.perf_counter_ns()
         for _ in range(inner):
             session.run(None, feed)
         samples.append((time.perf_counter_ns() - t0) / 1e6 / inner)
-    median = statistics.median(samples)
-    cv = statistics.pstdev(samples) / statistics.fmean(samples) if len(samples) > 1 else 0.0
-    return median, cv
+    return statistics.median(samples), robust_cv(samples)
+
+
+def robust_cv(samples: Sequence[float]) -> float:
+    """Coefficient of variation from the median absolute deviation (1.4826·MAD / median), which, unlike
+    stdev / mean, a few preempted samples on a shared machine do not blow up."""
+    if len(samples) < 2:
+        return 0.0
+    med = statistics.median(samples)
+    mad = statistics.median(abs(x - med) for x in samples)
+    return 1.4826 * mad / med if med > 0 else 0.0
 
 
 def measure_layer_ms(layer: LayerInfo, threads: int, warmup: int, repeats: int) -> tuple[float, float]:
@@ -140,9 +156,11 @@ def device_fingerprint() -> dict[str, str | int]:
     return {"cpu": cpu, "machine": platform.machine(), "onnxruntime": ort.__version__}
 
 
-def measure_block_ms(spec: BlockSpec, threads: int, warmup: int, repeats: int) -> tuple[float, float]:
+def measure_block_ms(
+    spec: BlockSpec, threads: int, warmup: int, repeats: int, disabled_optimizers: Sequence[str] = ()
+) -> tuple[float, float]:
     """Measure one block's ORT latency in milliseconds (median) and its coefficient of variation."""
-    session = ort_session(block_graph(spec), threads)
+    session = ort_session(block_graph(spec), threads, disabled_optimizers)
     feed = {"x": np.random.default_rng(0).standard_normal((1, *spec.in_shape), dtype=np.float32)}
     return time_session(session, feed, warmup, repeats)
 
@@ -170,10 +188,12 @@ class Calibration:
 
 
 def fit_calibration(sums_ms: Sequence[float], n_blocks: Sequence[int], measured_ms: Sequence[float]) -> Calibration:
-    """Least-squares fit of ``measured ≈ a·sum + b·n_blocks + c``, each row weighted by 1/measured.
+    """Robust least-squares fit of ``measured ≈ a·sum + b·n_blocks + c``, rows weighted by 1/measured.
 
     Weighting by the inverse of the measurement minimizes relative error, which is what "within ±10%"
-    counts. With fewer than 3 distinct block counts the ``b`` term is dropped (it would be collinear).
+    counts. Points whose relative residual exceeds 3 robust standard deviations (a measurement hit by
+    a burst of load) are dropped and the fit repeated. With fewer than 3 distinct block counts the
+    ``b`` term is dropped (it would be collinear with ``c``).
 
     Example:
         >>> cal = fit_calibration([1.0, 2.0, 3.0, 4.0], [3, 4, 5, 7], [1.1, 2.1, 3.1, 4.1])
@@ -188,10 +208,20 @@ def fit_calibration(sums_ms: Sequence[float], n_blocks: Sequence[int], measured_
     use_b = len(np.unique(n)) >= 3
     cols = [s, n, np.ones_like(s)] if use_b else [s, np.ones_like(s)]
     x = np.stack(cols, axis=1) / y[:, None]
-    coef, *_ = np.linalg.lstsq(x, np.ones_like(y), rcond=None)
+    keep = np.ones(len(y), dtype=bool)
+    for _ in range(3):
+        coef, *_ = np.linalg.lstsq(x[keep], np.ones(int(keep.sum())), rcond=None)
+        rel = x @ coef - 1.0
+        center = np.median(rel[keep])
+        mad = np.median(np.abs(rel[keep] - center))
+        new_keep = np.abs(rel - center) <= max(3 * 1.4826 * mad, 0.03)
+        if new_keep.sum() < max(3, len(y) // 2) or (new_keep == keep).all():
+            break
+        keep = new_keep
+    n_used = int(keep.sum())
     if use_b:
-        return Calibration(float(coef[0]), float(coef[1]), float(coef[2]), len(y))
-    return Calibration(float(coef[0]), 0.0, float(coef[1]), len(y))
+        return Calibration(float(coef[0]), float(coef[1]), float(coef[2]), n_used)
+    return Calibration(float(coef[0]), 0.0, float(coef[1]), n_used)
 
 
 class LatencyTable:
@@ -228,6 +258,7 @@ class LatencyTable:
     ) -> None:
         self.profile = device if isinstance(device, DeviceProfile) else load_profile(device)
         self.device = self.profile.name
+        self.disabled = tuple(self.profile.ort_disabled_optimizers)
         self.path = Path(path) if path is not None else None
         self.threads = threads
         self.warmup = warmup
@@ -288,8 +319,9 @@ class LatencyTable:
 
     def _check_fingerprint(self, path: Path, fingerprint: dict[str, str | int]) -> None:
         if self.profile.latency == "ort":
-            here = device_fingerprint()
-            differ = [k for k in ("cpu", "machine", "onnxruntime") if str(fingerprint.get(k)) != str(here[k])]
+            here = self._fingerprint()
+            keys = ("cpu", "machine", "onnxruntime", "ort_disabled_optimizers")
+            differ = [k for k in keys if str(fingerprint.get(k, "")) != str(here[k])]
             if differ:
                 shown = ", ".join(f"{k} {fingerprint.get(k)!r} (here {here[k]!r})" for k in differ)
                 raise UserInputError(
@@ -301,6 +333,9 @@ class LatencyTable:
                 f"latency table {path} was measured on a {fingerprint.get('machine')!r} machine, but device "
                 f"{self.device!r} is {self.profile.machine!r}; build the table on the board"
             )
+
+    def _fingerprint(self) -> dict[str, str | int]:
+        return {**device_fingerprint(), "ort_disabled_optimizers": ",".join(self.disabled)}
 
     def save(self, force: bool = False) -> None:
         """Write the table to ``path`` atomically, merging entries other workers saved meanwhile."""
@@ -322,7 +357,7 @@ class LatencyTable:
                 "threads": self.threads,
                 "warmup": self.warmup,
                 "repeats": self.repeats,
-                "fingerprint": self.fingerprint or device_fingerprint(),
+                "fingerprint": self.fingerprint or self._fingerprint(),
                 "calibration": asdict(self.calibration) if self.calibration else None,
                 "entries": {k: {"ms": e.ms, "cv": e.cv} for k, e in sorted(merged.items())},
             }
@@ -349,24 +384,66 @@ class LatencyTable:
                     f"latency table for device {self.device!r} has no entry {key!r}; "
                     f"measure it on the device (`jointnas lut build --device {self.device} ...`) and import the table"
                 )
-            ms, cv = measure_block_ms(spec, self.threads, self.warmup, self.repeats)
+            ms, cv = measure_block_ms(spec, self.threads, self.warmup, self.repeats, self.disabled)
             with self._lock:
                 entry = self.entries[key] = Entry(ms, cv)
                 self._dirty = True
         return entry.ms
 
+    def measure_blocks(
+        self,
+        specs: Sequence[BlockSpec],
+        rounds: int = 3,
+        progress: Callable[[int, int], None] | None = None,
+        chunk: int = 256,
+        repeats: int | None = None,
+    ) -> None:
+        """(Re)measure ``specs`` in ``rounds`` interleaved passes; store each block's fastest pass.
+
+        Blocks go in chunks: each chunk's sessions are created once, then timed pass after pass, so a
+        burst of load from other processes hits one pass of many blocks instead of every pass of a few.
+        Each pass is the median of its samples; load from other processes only ever slows a pass, so
+        the fastest pass is the closest to a quiet machine (end-to-end measurements use the same rule).
+        The stored CV is the median of the passes' (robust) sample CVs.
+        """
+        total, done = len(specs) * max(1, rounds), 0
+        for start in range(0, len(specs), chunk):
+            part = specs[start : start + chunk]
+            sessions = [ort_session(block_graph(s), self.threads, self.disabled) for s in part]
+            feeds = [{"x": np.random.default_rng(0).standard_normal((1, *s.in_shape), dtype=np.float32)} for s in part]
+            runs: list[list[tuple[float, float]]] = [[] for _ in part]
+            for _ in range(max(1, rounds)):
+                for i, (session, feed) in enumerate(zip(sessions, feeds, strict=True)):
+                    runs[i].append(time_session(session, feed, self.warmup, repeats or self.repeats))
+                    done += 1
+                    if progress:
+                        progress(done, total)
+            with self._lock:
+                for spec, xs in zip(part, runs, strict=True):
+                    ms = min(m for m, _ in xs)
+                    self.entries[spec.key] = Entry(ms, statistics.median(c for _, c in xs))
+                self._dirty = True
+
     def lookup(self, layer: LayerInfo) -> float:
         """Milliseconds of one layer measured as a block of its own."""
         return self.predict_raw_ms([layer])
 
+    def _raw(self, specs: Sequence[BlockSpec]) -> float:
+        # Every block was timed as a session of its own: count one session's fixed cost, not n.
+        total = sum(self.lookup_block(spec) for spec in specs)
+        if len(specs) > 1:
+            total -= (len(specs) - 1) * self.lookup_block(overhead_spec(specs[0].in_shape))
+        return total
+
     def predict_raw_ms(self, layers: Sequence[LayerInfo]) -> float:
-        """The uncalibrated prediction: the sum of the model's block entries (milliseconds)."""
-        return sum(self.lookup_block(spec) for spec in self.blocks(layers))
+        """The uncalibrated prediction (ms): the sum of the model's block entries, less the fixed cost of
+        a session run (an ``Identity`` graph, measured like a block) for all blocks but one."""
+        return self._raw(self.blocks(layers))
 
     def predict_ms(self, layers: Sequence[LayerInfo]) -> float:
         """Predicted latency in milliseconds: the calibrated block sum (the raw sum when uncalibrated)."""
         specs = self.blocks(layers)
-        raw = sum(self.lookup_block(spec) for spec in specs)
+        raw = self._raw(specs)
         if self.calibration is None:
             return raw
         return max(self.calibration.apply(raw, len(specs)), 1e-6)
@@ -395,3 +472,33 @@ def open_latency_model(
             "and set [device] lut to that file"
         )
     return LatencyTable(path, threads=threads, warmup=warmup, repeats=repeats, device=profile)
+
+
+def measure_onnx_ms(
+    models: Sequence[onnx.ModelProto | bytes],
+    threads: int,
+    warmup: int,
+    repeats: int,
+    rounds: int = 3,
+    disabled_optimizers: Sequence[str] = (),
+) -> list[tuple[float, float]]:
+    """End-to-end ORT latency (ms) of whole models and the spread across rounds (coefficient of variation).
+
+    Models are measured in ``rounds`` interleaved passes (model 1, 2, …, n, then again), each pass the
+    median of its samples, and each model's fastest pass is kept: a burst of load from other processes
+    hits one pass of many models instead of all passes of one, and only ever slows a pass.
+    """
+    sessions = [ort_session(m, threads, disabled_optimizers) for m in models]
+    feeds = []
+    for s in sessions:
+        inp = s.get_inputs()[0]
+        shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+        feeds.append({inp.name: np.random.default_rng(0).standard_normal(shape, dtype=np.float32)})
+    samples: list[list[float]] = [[] for _ in sessions]
+    for _ in range(max(1, rounds)):
+        for i, (s, feed) in enumerate(zip(sessions, feeds, strict=True)):
+            samples[i].append(time_session(s, feed, warmup, repeats)[0])
+    out = []
+    for xs in samples:
+        out.append((min(xs), statistics.pstdev(xs) / statistics.fmean(xs) if len(xs) > 1 else 0.0))
+    return out

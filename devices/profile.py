@@ -41,6 +41,8 @@ class DeviceProfile(BaseModel):
         cycles_per_mac: cycles per multiply-accumulate by weight bit-width (``"32"``: float).
         cycles_per_weight_byte, cycles_per_act_byte: memory-traffic cycles per byte moved.
         cycles_per_layer: fixed cycles per layer call (dispatch, loop set-up).
+        ort_disabled_optimizers: ONNX Runtime graph optimizers turned off for every measurement (and
+            for the deployment the numbers describe), e.g. ``NchwcTransformer``.
 
     Example:
         >>> p = load_profile("arduino-uno")
@@ -66,6 +68,7 @@ class DeviceProfile(BaseModel):
     cycles_per_weight_byte: float = Field(0.0, ge=0)
     cycles_per_act_byte: float = Field(0.0, ge=0)
     cycles_per_layer: float = Field(0.0, ge=0)
+    ort_disabled_optimizers: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> DeviceProfile:

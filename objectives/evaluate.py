@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -119,15 +120,16 @@ def evaluate_candidate(
     constraints: ConstraintsConfig,
     *,
     seed: int = 0,
+    supported_weight_bits: Sequence[int] | None = None,
+    initial_model: nn.Module | None = None,
 ) -> Evaluation:
     """Train, compress and fine-tune ``candidate``; measure every objective and constraint.
 
     Accuracy is the validation split's; the test split's accuracy is only recorded in ``attrs``.
+    ``supported_weight_bits`` (the device's) makes a plan with other bit-widths fail before training.
+    ``initial_model`` starts training from given weights (see `compression.run_pipeline`).
     """
     t_start = time.perf_counter()
-
-    def step_flash(step: str, model: nn.Module) -> dict[str, float]:
-        return {"flash_bytes": float(estimate_flash_bytes(trace_layers(model, task.input_shape)))}
 
     result = run_pipeline(
         candidate,
@@ -137,7 +139,8 @@ def evaluate_candidate(
         task.y_val,
         pipeline,
         seed=seed,
-        on_step=step_flash,
+        supported_weight_bits=supported_weight_bits,
+        initial_model=initial_model,
     )
     model = result.model
     t0 = time.perf_counter()
@@ -182,10 +185,8 @@ def evaluate_candidate(
         "fp32_macs": base_costs["macs"],
         "flash_ratio_vs_fp32": costs["flash_bytes"] / max(1, base_costs["flash_bytes"]),
         "layer_bits": {layer.name: [layer.weight_bits, layer.act_bits] for layer in costs["layers"]},
-        "steps": [
-            {"step": r.step, "val_accuracy": r.val_accuracy, "params": r.params, "seconds": r.seconds, **r.extra}
-            for r in result.reports
-        ],
+        "steps": [r.as_dict() for r in result.reports],  # accuracy, params, MACs, Flash after each step
+        "layer_sparsity": result.layer_sparsity,
         "timings_s": timings,
         "fits": {k: v <= 0 for k, v in violations.items()},
         "fits_device": {n: r.fits for n, r in device_fit.items()},

@@ -27,10 +27,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(
         f"trial {report['trial']}: test accuracy INT8 {acc['onnx_int8']:.4f} (search reported "
         f"{acc['trial_reported_test']:.4f}); latency FP32 {lat['measured_onnx_fp32']:.4f} ms measured vs "
-        f"{lat['lut_predicted']:.4f} ms predicted "
-        f"({lat['lut_predicted_overhead_corrected']:.4f} corrected); files in {args.out}",
+        f"{lat['lut_predicted']:.4f} ms predicted; files in {args.out}",
         file=sys.stderr,
     )
+    if report["reproduced_trial"] is False:
+        print("warning: the rebuilt model does not reproduce the trial (another jointnas version?)", file=sys.stderr)
     for check in report["requirements"]:
         verdict = "PASS" if check["passed"] else "FAIL"
         print(

@@ -23,7 +23,7 @@ from jointnas.spaces import SpaceConfig, UserInputError
 
 from .requirements import RequirementsConfig
 
-SAMPLER_NAMES = ("tpe", "nsga2", "random", "grid", "gp")
+SAMPLER_NAMES = ("tpe", "nsga2", "random", "grid", "gp", "dnas", "hardcore")
 
 # Keys that may change between runs of one study without making it a different study.
 RUNTIME_KEYS = ("study.storage", "study.artifact_dir", "budget")

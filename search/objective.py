@@ -47,9 +47,23 @@ class Objective:
         candidate = sample_candidate(trial, cfg.space, self.task.input_shape, self.task.num_classes)
         seed = cfg.study.seed + trial.number
         trial.set_user_attr("seed", seed)
+        pipeline, initial_model = cfg.pipeline, None
+        prepare = getattr(trial.study.sampler, "prepare_evaluation", None)
+        if prepare is not None:  # supernet samplers: infeasible budgets, inherited weights
+            reason, initial_model, pipeline = prepare(trial, candidate, cfg.pipeline)
+            if reason:
+                trial.set_user_attr("fail_reason", reason)
+                raise TrialFailed(reason)
         try:
             ev = evaluate_candidate(
-                candidate, self.task, cfg.pipeline, self.table, cfg.objectives, cfg.constraints, seed=seed
+                candidate,
+                self.task,
+                pipeline,
+                self.table,
+                cfg.objectives,
+                cfg.constraints,
+                seed=seed,
+                initial_model=initial_model,
             )
         except TrainingDivergedError as exc:
             trial.set_user_attr("fail_reason", f"diverged: {exc}")

@@ -138,6 +138,9 @@ def run_study(
         warmup=config.device.warmup,
         repeats=config.device.repeats,
     )
+    set_context = getattr(study.sampler, "set_context", None)
+    if callable(set_context):  # supernet samplers (dnas, hardcore) train on the task's splits with this table
+        set_context(task=task, table=table)
     if n_complete(study) >= config.budget.n_trials:
         return study
     objective = Objective(config, task, table)

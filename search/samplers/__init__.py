@@ -9,6 +9,9 @@ import optuna
 
 from jointnas.spaces import SpaceConfig, UserInputError, grid_search_space
 
+from ._dnas import DNASSampler
+from ._hardcore import HardCoReNASSampler
+
 
 def _construct(cls: type, name: str, options: dict[str, Any], **fixed: Any) -> optuna.samplers.BaseSampler:
     params = inspect.signature(cls).parameters
@@ -30,7 +33,7 @@ def make_sampler(
     seed: int,
     space: SpaceConfig,
 ) -> optuna.samplers.BaseSampler:
-    """Build the sampler ``name`` (tpe, nsga2, random, grid, gp) with ``options``.
+    """Build the sampler ``name`` (tpe, nsga2, random, grid, gp, dnas) with ``options``.
 
     Constraints reach the samplers that use them (TPE, NSGA-II, GP) through the values the objective
     records with ``trial.set_constraint`` (Optuna >= 5 deprecates ``constraints_func``), so feasible
@@ -47,7 +50,13 @@ def make_sampler(
     if name == "grid":
         grid = grid_search_space(space)
         return _construct(optuna.samplers.GridSampler, name, options, search_space=grid, seed=seed)
-    raise UserInputError(f"unknown sampler {name!r}; choose one of tpe, nsga2, random, grid, gp")
+    if name == "dnas":
+        # Task data and the latency table reach it later through `DNASSampler.set_context`.
+        return _construct(DNASSampler, name, options, space=space, seed=seed, task=None, table=None)
+    if name == "hardcore":
+        # Likewise through `HardCoReNASSampler.set_context`.
+        return _construct(HardCoReNASSampler, name, options, space=space, seed=seed, task=None, table=None)
+    raise UserInputError(f"unknown sampler {name!r}; choose one of tpe, nsga2, random, grid, gp, dnas, hardcore")
 
 
-__all__ = ["make_sampler"]
+__all__ = ["DNASSampler", "HardCoReNASSampler", "make_sampler"]

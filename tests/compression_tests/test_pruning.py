@@ -41,7 +41,7 @@ def _trained_bn(model: torch.nn.Module, shape=(1, 8, 8)) -> torch.nn.Module:
 
 
 def test_cnn_groups_follow_residual_adds_to_stem_and_classifier():
-    groups = {g.name: g for g in channel_groups(build_model(CNN), CNN)}
+    groups = {g.name: g for g in channel_groups(build_model(CNN), CNN, scope="all")}
     assert set(groups) == {"blocks.0.hidden", "blocks.1.hidden", "blocks.2.hidden", "stem+0.out", "blocks.1+2.out"}
     stem = groups["stem+0.out"]
     assert stem.size == 8 and stem.producers == ["stem", "blocks.0.project"]
@@ -50,7 +50,7 @@ def test_cnn_groups_follow_residual_adds_to_stem_and_classifier():
     assert last.producers == ["blocks.1.project", "blocks.2.project"]
     assert last.consumers == ["blocks.2.expand.conv", "classifier"]
     assert groups["blocks.1.hidden"].depthwise == ["blocks.1.dw"]
-    assert {g.name for g in channel_groups(build_model(CNN), CNN, scope="hidden")} == {
+    assert {g.name for g in channel_groups(build_model(CNN), CNN)} == {  # default scope: hidden
         "blocks.0.hidden",
         "blocks.1.hidden",
         "blocks.2.hidden",
@@ -61,8 +61,8 @@ def test_cnn_groups_follow_residual_adds_to_stem_and_classifier():
 def test_prune_removes_exactly_the_requested_channels(criterion):
     c = _with(CNN, prune_ratio=0.25)
     dense = _trained_bn(build_model(c))
-    plan = plan_channel_pruning(dense, c, criterion, torch.Generator().manual_seed(0))
-    pruned = prune_channels(copy.deepcopy(dense), c, criterion, torch.Generator().manual_seed(0))
+    plan = plan_channel_pruning(dense, c, criterion, torch.Generator().manual_seed(0), scope="all")
+    pruned = prune_channels(copy.deepcopy(dense), c, criterion, torch.Generator().manual_seed(0), scope="all")
     keep = {g.name: idx for g, idx in plan}
     for g, idx in plan:
         assert len(idx) == channels_to_keep(g.size, 0.25) == g.size - round(0.25 * g.size)
@@ -110,8 +110,8 @@ def test_pruned_model_equals_masked_model(candidate, criterion):
         pytest.skip("the MLP has no BatchNorm")
     c = _with(candidate, prune_ratio=0.5)
     dense = _trained_bn(build_model(c))
-    plan = plan_channel_pruning(dense, c, criterion, torch.Generator().manual_seed(0))
-    pruned = prune_channels(copy.deepcopy(dense), c, criterion, torch.Generator().manual_seed(0))
+    plan = plan_channel_pruning(dense, c, criterion, torch.Generator().manual_seed(0), scope="all")
+    pruned = prune_channels(copy.deepcopy(dense), c, criterion, torch.Generator().manual_seed(0), scope="all")
     x = torch.randn(8, 1, 8, 8)
     torch.testing.assert_close(pruned(x), _mask_model(dense, plan)(x), atol=1e-5, rtol=1e-5)
     full = sum(p.numel() for p in dense.parameters())

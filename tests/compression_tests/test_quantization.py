@@ -110,7 +110,7 @@ def test_sixteen_bit_quantized_model_matches_float_model(method):
 
 def test_bn_folding_preserves_outputs_after_pruning():
     c = _with(CNN, prune_ratio=0.5)
-    model = prune_channels(_trained_bn(build_model(c)), c).eval()
+    model = prune_channels(_trained_bn(build_model(c)), c, scope="all").eval()
     x = torch.randn(4, 1, 8, 8)
     before = model(x)
     fold_batchnorm(model)

@@ -8,7 +8,7 @@ from jointnas.spaces import UserInputError
 
 
 def test_packaged_profiles_carry_the_board_figures():
-    assert profile_names() == ["arduino-uno", "esp32", "ort-cpu", "rpi4", "stm32f746"]
+    assert profile_names() == ["arduino-uno", "esp32", "ort-cpu", "ort-cpu-nchwc", "rpi4", "stm32f746"]
     uno = load_profile("arduino-uno")
     assert (uno.flash_bytes, uno.sram_bytes, uno.clock_mhz, uno.fpu, uno.native_bits) == (32768, 2048, 16, False, (8,))
     stm = load_profile("stm32f746")

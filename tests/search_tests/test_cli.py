@@ -134,6 +134,7 @@ def test_same_seed_gives_same_first_trials(tmp_path, capsys):
 
 def test_ctrl_c_marks_running_trial_and_exits_130(tmp_path):
     import signal
+    import sqlite3
     import time
 
     cfg = write_config(tmp_path, TINY_CONFIG.replace("train_epochs = 2", "train_epochs = 400"))
@@ -146,11 +147,12 @@ def test_ctrl_c_marks_running_trial_and_exits_130(tmp_path):
     while time.time() < deadline and not running:  # wait until a trial is RUNNING
         time.sleep(0.5)
         if db.exists():
+            # Read-only peek: opening an Optuna storage here would race the worker creating the schema.
             try:
-                study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
-                running = any(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)
-            except KeyError:
-                pass
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                    running = conn.execute("SELECT 1 FROM trials WHERE state = 'RUNNING'").fetchone() is not None
+            except sqlite3.OperationalError:
+                pass  # schema not created yet
     assert running
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)

@@ -48,10 +48,17 @@ def test_export_reproduces_the_trial_and_writes_files(tiny_study, capsys):
     acc = report["accuracy"]
     # Same config and seed: the rebuilt model is the trial's model.
     assert acc["torch"] == pytest.approx(acc["trial_reported_test"], abs=1e-9)
+    assert report["reproduced_trial"] is True
     assert abs(acc["onnx_fp32"] - acc["torch"]) <= 0.01
     assert report["sizes"]["model_onnx_bytes"] == (out / "model.onnx").stat().st_size
     assert report["sizes"]["flash_estimate_bytes"] == report["sizes"]["trial_reported_flash_bytes"]
-    assert report["latency_ms"]["lut_predicted"] > 0 and report["latency_ms"]["measured_onnx_int8"] > 0
+    lat = report["latency_ms"]
+    assert lat["lut_predicted"] > 0 and lat["measured_onnx_int8"] > 0 and lat["measured_lut_model"] > 0
+    assert lat["lut_model_vs_lut"] == pytest.approx(lat["measured_lut_model"] / lat["lut_predicted"] - 1)
+    # Packed C arrays: their byte count is the Flash estimate of the search.
+    c_array = report["sizes"]["c_array"]
+    assert c_array["written"] and {"model.h", "model.c"} <= set(c_array["files"])
+    assert (out / "model.h").is_file() and c_array["array_bytes"] == report["sizes"]["flash_estimate_bytes"]
     # Requirements are checked on the deployed INT8 file against the uncompressed baseline.
     checks = {c["name"]: c for c in report["requirements"]}
     assert set(checks) == {"max_accuracy_drop", "min_speedup", "min_size_reduction"}

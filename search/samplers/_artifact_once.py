@@ -1,0 +1,134 @@
+"""Train-once-per-study weights: a study-attribute lock plus an Optuna artifact, shared by every worker.
+
+The first worker to take the lock trains and uploads a ``state_dict`` as an artifact of the study and
+records its id in a study user attr; every other worker (thread, process or machine on the same
+storage and artifact store) waits for that attr and downloads the weights. Optuna storages offer no
+compare-and-swap on attributes, so the lock is *write, settle, re-read*: a worker writes its token only
+when no live lock exists, waits ``settle_s`` and owns the lock if its token is still there (two workers
+whose writes land within ``settle_s`` of each other both re-read the later token, so exactly one
+trains). A lock older than ``lock_timeout_s`` without an artifact (a crashed trainer) is taken over.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+
+from jointnas.spaces import UserInputError
+
+
+def storage_location(study: optuna.Study) -> Path | None:
+    """The file behind a study's storage (SQLite database or journal file), if it is a local file."""
+    storage: Any = study._storage
+    storage = getattr(storage, "_backend", storage)
+    url = getattr(storage, "url", None)
+    if isinstance(url, str) and url.startswith("sqlite:///") and ":memory:" not in url:
+        return Path(url[len("sqlite:///") :])
+    backend = getattr(storage, "_backend", None)
+    path = getattr(backend, "_file_path", None)
+    return Path(path) if path else None
+
+
+def default_artifact_store(study: optuna.Study, artifact_store: Any = None) -> Any:
+    """``artifact_store`` (an ArtifactStore or a directory), else ``artifacts/`` next to the storage file.
+
+    An in-memory study gets a private temporary directory; a server storage (PostgreSQL, MySQL, Redis)
+    needs an explicit store that every worker can reach.
+    """
+    if artifact_store is not None and not isinstance(artifact_store, (str, os.PathLike)):
+        return artifact_store
+    if artifact_store is not None:
+        path = Path(artifact_store)
+    else:
+        location = storage_location(study)
+        if location is not None:
+            path = location.parent / "artifacts"
+        elif isinstance(getattr(study._storage, "_backend", study._storage), optuna.storages.InMemoryStorage):
+            path = Path(tempfile.mkdtemp(prefix="jointnas-artifacts-"))
+        else:
+            raise UserInputError(
+                "a supernet sampler on a server storage needs a shared artifact directory; set "
+                '[sampler] options = { artifact_store = "/shared/dir" }'
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(path)
+
+
+def _read_attr(study: optuna.Study, name: str) -> Any:
+    return study._storage.get_study_user_attrs(study._study_id).get(name)
+
+
+def train_once(
+    study: optuna.Study,
+    attr: str,
+    key: str,
+    train: Callable[[], tuple[dict[str, torch.Tensor], dict[str, Any]]],
+    artifact_store: Any,
+    *,
+    settle_s: float = 1.0,
+    poll_s: float = 0.5,
+    wait_timeout_s: float = 3600.0,
+    lock_timeout_s: float = 7200.0,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Return the study's weights for ``key``, training them here only if no worker did or does.
+
+    Args:
+        study: the study whose user attrs hold the lock (``attr + ":lock"``) and record (``attr``).
+        attr: user-attr name of the record ``{"key", "artifact_id", **info}``.
+        key: identifies what is trained (a hash of the settings); a record for another key is retrained.
+        train: ``() -> (state_dict, info)``; ``info`` (JSON) is stored in the record.
+        artifact_store: where the weights file goes (see `default_artifact_store`).
+        settle_s: seconds between writing the lock token and re-reading it.
+        poll_s: seconds between checks while another worker trains.
+        wait_timeout_s: give up waiting after this many seconds (``TimeoutError``).
+        lock_timeout_s: a lock older than this without a record is considered abandoned.
+
+    Returns:
+        ``(state_dict, record)``; ``record["trained_here"]`` says whether this call trained.
+    """
+    lock_attr = f"{attr}:lock"
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + wait_timeout_s
+    while True:
+        record = _read_attr(study, attr)
+        if record and record.get("key") == key:
+            return _download(artifact_store, record), dict(record, trained_here=False)
+        lock = _read_attr(study, lock_attr)
+        live = lock and lock.get("key") == key and time.time() - float(lock.get("time", 0)) < lock_timeout_s
+        if not live:
+            study.set_user_attr(lock_attr, {"token": token, "key": key, "time": time.time()})
+            time.sleep(settle_s)
+            lock = _read_attr(study, lock_attr)
+            if lock and lock.get("token") == token:
+                break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {wait_timeout_s:.0f} s for another worker to train {attr!r}")
+        time.sleep(poll_s)
+    state, info = train()
+    # Another worker may have finished first after a takeover: keep one set of weights per study.
+    record = _read_attr(study, attr)
+    if record and record.get("key") == key:
+        return _download(artifact_store, record), dict(record, trained_here=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{attr.replace(':', '-')}.pt"
+        torch.save(state, path)
+        artifact_id = upload_artifact(artifact_store=artifact_store, file_path=str(path), study_or_trial=study)
+    record = {"key": key, "artifact_id": artifact_id, **info}
+    study.set_user_attr(attr, record)
+    return state, dict(record, trained_here=True)
+
+
+def _download(artifact_store: Any, record: dict[str, Any]) -> dict[str, torch.Tensor]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "weights.pt"
+        download_artifact(artifact_store=artifact_store, file_path=str(path), artifact_id=record["artifact_id"])
+        return torch.load(path, weights_only=True)

@@ -1,0 +1,414 @@
+"""`DNASSampler`: differentiable supernet search over architecture and per-stage precision, as an Optuna sampler."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.samplers import BaseSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from jointnas.compression.dnas import DNASConfig, Penalty, train_dnas
+from jointnas.devices import LatencyTable
+from jointnas.spaces import SpaceConfig, UserInputError, sample_candidate
+from jointnas.spaces.supernet import CostModel, Supernet
+
+from ._supernet_costs import flash_costs, latency_costs, sram_costs
+
+ATTR_PREFIX = "dnas"
+
+
+class _Recorder:
+    """A `Suggester` that answers from ``params`` and records each parameter's distribution."""
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params = params
+        self.dists: dict[str, BaseDistribution] = {}
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1) -> int:
+        self.dists[name] = IntDistribution(low, high, step=step)
+        return int(self.params.get(name, high))
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float:
+        self.dists[name] = FloatDistribution(low, high, step=step)
+        return float(self.params.get(name, high if name.endswith("_rank") else low))
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        self.dists[name] = CategoricalDistribution(list(choices))
+        return self.params.get(name, max(choices))
+
+
+def _anchors(lambdas: Sequence[Any], lambda_sram: float) -> list[dict[str, float]]:
+    out = []
+    for item in lambdas:
+        if isinstance(item, int | float):
+            lat, flash = float(item), float(item)
+        else:
+            try:
+                lat, flash = (float(v) for v in item)
+            except (TypeError, ValueError):
+                raise UserInputError(
+                    f"dnas lambdas entry {item!r} must be a number or a [lambda_latency, lambda_flash] pair"
+                ) from None
+        if lat < 0 or flash < 0:
+            raise UserInputError(f"dnas lambdas entry {item!r} must not be negative")
+        out.append({"latency_ms": lat, "flash_bytes": flash, "sram_bytes": float(lambda_sram)})
+    if not out:
+        raise UserInputError("dnas lambdas is empty; give at least one trade-off weight, e.g. [0.0, 0.3, 1.0]")
+    return out
+
+
+def _default_store_dir(study: Study) -> Path:
+    """A folder next to the study's storage file (SQLite or journal); a temporary one for in-memory studies."""
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)
+    url = getattr(backend, "url", None)
+    if isinstance(url, str) and url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :]).parent / f"{study.study_name}-artifacts"
+    file_backend = getattr(backend, "_backend", None)
+    path = getattr(file_backend, "_file_path", None)
+    if isinstance(path, str):
+        return Path(path).parent / f"{study.study_name}-artifacts"
+    if isinstance(backend, optuna.storages.InMemoryStorage):
+        return Path(tempfile.mkdtemp(prefix="jointnas-dnas-"))
+    raise UserInputError(
+        "the dnas sampler cannot place its artifact store next to this storage; set the sampler option "
+        "artifact_store = 'PATH' to a folder every worker can reach"
+    )
+
+
+class DNASSampler(BaseSampler):
+    """Differentiable NAS (FBNet / EdMIPS style) over kernel, expansion, depth and per-stage bit-widths.
+
+    On first use the sampler trains a weight-sharing `Supernet` of ``space`` with alternating
+    optimization (weights on the training split, architecture logits α on the validation split) and the
+    loss ``CE + λ_lat·E[latency]/latency_max + λ_flash·E[Flash]/flash_max (+ λ_sram·E[SRAM])``, with
+    latency from the device LUT. One α is trained per entry of ``lambdas`` ("anchors", sharing the
+    weights), so one training spans the trade-off. The trained supernet is stored in the study's
+    artifact store; other workers load it instead of training (a study user-attr lock elects one
+    trainer). Trial ``n`` gets anchor ``n mod len(lambdas)``: in the first pass its most probable
+    architecture, later a sample from softmax(α / ``explore_temperature``). Parameters outside the
+    supernet (pruning, rank, head bits) come from ``fallback``.
+
+    Example:
+        >>> import optuna
+        >>> from jointnas.devices import LatencyTable
+        >>> from jointnas.objectives import TaskConfig, load_task
+        >>> from jointnas.spaces import SpaceConfig, sample_candidate
+        >>> space = SpaceConfig(stages=[8], strides=[1], stem_channels=[8], expansion=[2], depth=(1, 1))
+        >>> task = load_task(TaskConfig())
+        >>> sampler = DNASSampler(space, task=task, table=LatencyTable(None, repeats=3), epochs=1,
+        ...                       warmup_epochs=0, lambdas=[0.0, 1.0], seed=0)
+        >>> study = optuna.create_study(sampler=sampler)
+        >>> def objective(trial):
+        ...     c = sample_candidate(trial, space, task.input_shape, task.num_classes)
+        ...     return c.stages[0].kernel
+        >>> study.optimize(objective, n_trials=2)
+        >>> sorted(study.trials[0].user_attrs["dnas:lambda"])
+        ['flash_bytes', 'latency_ms', 'sram_bytes']
+
+    Args:
+        space: the study's space (``cnn`` family).
+        task: the data (train / validation splits are used; never test). In a jointnas study the
+            runner supplies it through `set_context`.
+        table: the device latency model, a `LatencyTable` or the cycle model (default: an in-memory ORT
+            table, measured on demand). In a jointnas study the runner supplies the study's.
+        lambdas: one trade-off per anchor: a number (λ for latency and Flash) or ``[λ_lat, λ_flash]``.
+        lambda_sram: λ of the peak-SRAM penalty (soft max over layers), for every anchor.
+        epochs, warmup_epochs, batch_size, lr, arch_lr, tau_start, tau_end, grad_clip, weight_sampling, init_bias:
+            supernet training knobs (`jointnas.compression.dnas.DNASConfig`).
+        width_mult, stem_channels: the supernet's fixed width multiplier and stem (default the largest).
+        head_bits: stem/classifier weight bits assumed by the Flash penalty.
+        explore_temperature: temperature of later passes' samples from softmax(α).
+        fallback: ``"random"``, ``"tpe"`` or a sampler for parameters outside the supernet.
+        artifact_store: a folder path or an Optuna ``ArtifactStore`` (default: a folder next to the
+            SQLite / journal storage file).
+        lock_timeout_s: a trainer's lock older than this without a stored supernet is taken over.
+        seed: seed of the supernet training, the samples and the fallback.
+    """
+
+    def __init__(
+        self,
+        space: SpaceConfig | Mapping[str, Any],
+        *,
+        task: Any = None,
+        table: Any = None,
+        lambdas: Sequence[Any] = (0.0, 0.1, 0.3, 1.0, 3.0),
+        lambda_sram: float = 0.0,
+        epochs: int = 8,
+        warmup_epochs: int = 2,
+        batch_size: int = 64,
+        lr: float = 1e-2,
+        arch_lr: float = 1e-1,
+        tau_start: float = 5.0,
+        tau_end: float = 0.5,
+        grad_clip: float = 5.0,
+        weight_sampling: str = "path",
+        init_bias: Mapping[str, float] | None = None,
+        width_mult: float | None = None,
+        stem_channels: int | None = None,
+        head_bits: int | None = None,
+        explore_temperature: float = 1.0,
+        fallback: str | BaseSampler = "random",
+        artifact_store: str | os.PathLike[str] | Any | None = None,
+        lock_timeout_s: float = 3600.0,
+        seed: int | None = None,
+    ) -> None:
+        self.space = space if isinstance(space, SpaceConfig) else SpaceConfig.model_validate(space)
+        if self.space.family != "cnn":
+            raise UserInputError(f"the dnas sampler needs [space] family = 'cnn', not {self.space.family!r}")
+        self.anchors = _anchors(lambdas, lambda_sram)
+        if epochs < 1 or not 0 <= warmup_epochs < epochs:
+            raise UserInputError(
+                f"dnas needs epochs >= 1 and 0 <= warmup_epochs < epochs (got {epochs}, {warmup_epochs})"
+            )
+        if weight_sampling not in ("path", "mixed"):
+            raise UserInputError(f"dnas weight_sampling {weight_sampling!r} is unknown; choose 'path' or 'mixed'")
+        if not (tau_start > 0 and tau_end > 0 and explore_temperature > 0):
+            raise UserInputError("dnas temperatures tau_start, tau_end, explore_temperature must be positive")
+        kwargs = {} if init_bias is None else {"init_bias": dict(init_bias)}
+        self.train_config = DNASConfig(
+            epochs=epochs,
+            warmup_epochs=warmup_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            arch_lr=arch_lr,
+            tau_start=tau_start,
+            tau_end=tau_end,
+            grad_clip=grad_clip,
+            weight_sampling=weight_sampling,
+            **kwargs,
+        )
+        self.width_mult = width_mult
+        self.stem_channels = stem_channels
+        self.head_bits = max(self.space.compression.head_bits) if head_bits is None else head_bits
+        self.explore_temperature = explore_temperature
+        self.seed = 0 if seed is None else int(seed)
+        if isinstance(fallback, BaseSampler):
+            self.fallback = fallback
+        elif fallback == "random":
+            self.fallback = optuna.samplers.RandomSampler(seed=seed)
+        elif fallback == "tpe":
+            self.fallback = optuna.samplers.TPESampler(seed=seed)
+        else:
+            raise UserInputError(f"dnas fallback {fallback!r} is unknown; choose 'random' or 'tpe'")
+        self.artifact_store = artifact_store
+        self.lock_timeout_s = lock_timeout_s
+        self.task = task
+        self.table = table
+        self._lock = threading.Lock()
+        self._net: Supernet | None = None
+        self._logits: list[dict[str, torch.Tensor]] | None = None
+        self._space_cache: dict[str, BaseDistribution] | None = None
+
+    # ---- context ---------------------------------------------------------------------------------
+    def set_context(self, *, task: Any, table: Any = None) -> None:
+        """Give the sampler the study's task data and latency table (the jointnas runner calls this)."""
+        self.task = task
+        if table is not None:
+            self.table = table
+
+    def _supernet(self) -> Supernet:
+        if self._net is None:
+            if self.task is None:
+                raise UserInputError(
+                    "the dnas sampler has no task data; pass task=load_task(...) or run it through a jointnas study"
+                )
+            with torch.random.fork_rng():
+                torch.manual_seed(self.seed)
+                self._net = Supernet(
+                    self.space,
+                    tuple(self.task.input_shape),
+                    int(self.task.num_classes),
+                    width_mult=self.width_mult,
+                    stem_channels=self.stem_channels,
+                )
+        return self._net
+
+    def fingerprint(self) -> str:
+        """Identifies a supernet training (space, data shape, knobs, seed): one artifact per value."""
+        net = self._supernet()
+        data = {
+            "space": self.space.model_dump(mode="json"),
+            "input_shape": list(net.input_shape),
+            "num_classes": net.num_classes,
+            "n_train": int(len(self.task.x_train)),
+            "n_val": int(len(self.task.x_val)),
+            "anchors": self.anchors,
+            "train": {k: v for k, v in vars(self.train_config).items()},
+            "width_mult": net.width_mult,
+            "stem_channels": net.stem_channels,
+            "head_bits": self.head_bits,
+            "seed": self.seed,
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    # ---- Optuna sampler API ------------------------------------------------------------------------
+    def reseed_rng(self) -> None:
+        self.fallback.reseed_rng()
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        if self._space_cache is None:
+            net = self._supernet()
+            params = net.params_of(net.largest_choice())
+            rec = _Recorder(params)
+            sample_candidate(rec, self.space, net.input_shape, net.num_classes)
+            self._space_cache = {k: rec.dists[k] for k in params}
+        return dict(self._space_cache)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        net = self._supernet()
+        logits = self._ensure_trained(study)
+        k = trial.number % len(self.anchors)
+        rnd = trial.number // len(self.anchors)
+        if rnd == 0:
+            choice = net.choice_from_probs({n: torch.softmax(v, 0) for n, v in logits[k].items()})
+        else:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + trial.number)
+            picked = {}
+            for n, v in logits[k].items():
+                p = torch.softmax(v / self.explore_temperature, 0)
+                picked[n] = net.decision(n).options[int(torch.multinomial(p, 1, generator=gen))]
+            choice = net._full(picked)
+        params = net.params_of(choice)
+        storage = study._storage
+        storage.set_trial_user_attr(trial._trial_id, f"{ATTR_PREFIX}:lambda", self.anchors[k])
+        storage.set_trial_user_attr(trial._trial_id, f"{ATTR_PREFIX}:anchor", k)
+        storage.set_trial_user_attr(trial._trial_id, f"{ATTR_PREFIX}:pass", rnd)
+        return {name: params[name] for name in search_space if name in params}
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self.fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self.fallback.before_trial(study, trial)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self.fallback.after_trial(study, trial, state, values)
+
+    # ---- training, sharing ----------------------------------------------------------------------
+    def derived_choice(self, anchor: int) -> dict[str, Any]:
+        """The most probable architecture of anchor ``anchor`` (after training or loading)."""
+        assert self._logits is not None, "train or load the supernet first"
+        net = self._supernet()
+        return net.choice_from_probs({n: torch.softmax(v, 0) for n, v in self._logits[anchor].items()})
+
+    def _store(self, study: Study):
+        if self.artifact_store is not None and not isinstance(self.artifact_store, str | os.PathLike):
+            return self.artifact_store
+        path = Path(self.artifact_store) if self.artifact_store is not None else _default_store_dir(study)
+        path.mkdir(parents=True, exist_ok=True)
+        self.artifact_store = str(path)  # a temporary default stays the same for later calls
+        return FileSystemArtifactStore(str(path))
+
+    def _ensure_trained(self, study: Study) -> list[dict[str, torch.Tensor]]:
+        with self._lock:
+            if self._logits is None:
+                self._logits = self._train_or_load(study)
+            return self._logits
+
+    def _train_or_load(self, study: Study) -> list[dict[str, torch.Tensor]]:
+        key = f"{ATTR_PREFIX}:{self.fingerprint()}"
+        store = self._store(study)
+        me = uuid.uuid4().hex
+        claimed = False
+        while True:
+            attrs = study.user_attrs
+            artifact = attrs.get(f"{key}:artifact")
+            if artifact is not None:
+                return self._load(store, artifact)
+            claims = {k: v for k, v in attrs.items() if k.startswith(f"{key}:lock:")}
+            now = time.time()
+            live = {k: v for k, v in claims.items() if now - float(v) < self.lock_timeout_s}
+            if not live or (claimed and f"{key}:lock:{me}" not in live):
+                study.set_user_attr(f"{key}:lock:{me}", now)  # claim, then let other claims land
+                claimed = True
+                time.sleep(0.5)
+                continue
+            winner = min(live, key=lambda k: (float(live[k]), k))
+            if winner == f"{key}:lock:{me}":
+                return self._train_and_upload(study, store, key)
+            time.sleep(0.5)
+
+    def _load(self, store, artifact_id: str) -> list[dict[str, torch.Tensor]]:
+        net = self._supernet()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "supernet.pt")
+            download_artifact(artifact_store=store, file_path=path, artifact_id=artifact_id)
+            data = torch.load(path, weights_only=True)
+        net.load_state_dict(data["supernet"])
+        net.eval()
+        return [{k: v.clone() for k, v in lg.items()} for lg in data["logits"]]
+
+    def _penalties(self, net: Supernet) -> tuple[CostModel, list[Penalty], dict[str, float]]:
+        layers = net.choice_layers(head_bits=self.head_bits)
+        layer_model = CostModel(layers, net.decisions)
+        blocks = net.choice_blocks(head_bits=self.head_bits)
+        block_model = CostModel(blocks, net.decisions)
+        if self.table is None:
+            self.table = LatencyTable(None)
+        lat, constant = latency_costs(self.table, blocks)
+        lat = lat.float()
+        flash = flash_costs(net, self.head_bits)
+        sram = sram_costs(net, self.head_bits)
+        largest = net.largest_choice()
+        scales = {
+            "latency_ms": max(block_model.of_choice(lat, largest) + constant, 1e-9),
+            "flash_bytes": max(layer_model.of_choice(flash, largest), 1.0),
+            "sram_bytes": max(float(layer_model.per_slot(sram, layer_model.one_hot(largest)).max()), 1.0),
+        }
+        penalties = [
+            Penalty("latency_ms", lat, scales["latency_ms"], cost_model=block_model),
+            Penalty("flash_bytes", flash, scales["flash_bytes"]),
+            Penalty("sram_bytes", sram, scales["sram_bytes"], reduce="max"),
+        ]
+        return layer_model, penalties, scales
+
+    def _train_and_upload(self, study: Study, store, key: str) -> list[dict[str, torch.Tensor]]:
+        net = self._supernet()
+        task = self.task
+        cost_model, penalties, scales = self._penalties(net)
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            result = train_dnas(
+                net,
+                task.x_train,
+                task.y_train,
+                task.x_val,
+                task.y_val,
+                cost_model,
+                penalties,
+                self.anchors,
+                self.train_config,
+                seed=self.seed,
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "supernet.pt")
+            torch.save({"supernet": net.state_dict(), "logits": result.logits}, path)
+            artifact_id = upload_artifact(artifact_store=store, file_path=path, study_or_trial=study)
+        study.set_user_attr(f"{ATTR_PREFIX}:train_s", round(result.train_s, 3))
+        study.set_user_attr(f"{ATTR_PREFIX}:alpha_entropy", [round(v, 5) for v in result.alpha_entropy])
+        study.set_user_attr(f"{ATTR_PREFIX}:val_loss", [round(v, 5) for v in result.val_loss])
+        study.set_user_attr(f"{ATTR_PREFIX}:anchors", self.anchors)
+        study.set_user_attr(f"{ATTR_PREFIX}:cost_scales", scales)
+        study.set_user_attr(f"{key}:artifact", artifact_id)  # last: waiting workers load once they see it
+        return result.logits

@@ -1,0 +1,420 @@
+"""`HardCoReNASSampler`: one-shot supernet + hard latency budgets (Nayman et al., ICML 2021) for Optuna.
+
+Per study, a weight-sharing supernet over the space's block choices (kernel × expansion), depths and
+widths is trained once with uniform path sampling (sandwich: plus the largest and smallest path) and
+stored as a study artifact that every worker reuses. An additive proxy of the supernet's validation
+loss is fitted on sampled sub-networks with inherited weights. Each trial then gets a latency budget
+``T`` from a schedule over the device's latency range; block-coordinate Frank-Wolfe over per-stage
+choice/depth probabilities minimizes the proxy subject to ``E[latency] ≤ T`` (LUT-priced), and the
+argmax sub-network is repaired until its LUT latency is ≤ ``T`` exactly. Compression knobs come from
+an inner sampler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from jointnas.devices import LatencyTable
+from jointnas.objectives import TaskData
+from jointnas.spaces import Candidate, SpaceConfig, UserInputError
+
+from ._artifact_once import default_artifact_store, train_once
+from ._hardcore_fw import ScoreModel, SearchResult, search_macros
+from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
+
+ATTR_SUPERNET = "hardcore:supernet"
+ATTR_BUDGET = "hardcore:budget_ms"
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+class HardCoReNASSampler(BaseSampler):
+    """HardCoReNAS as an Optuna sampler: each trial is the best sub-network under a hard LUT budget.
+
+    Architecture parameters (``stem_channels``, ``n_stages``, ``s{i}_width``, ``s{i}_kernel``,
+    ``s{i}_expansion``, ``s{i}_depth``, as `jointnas.spaces.sample_candidate` suggests them) come from
+    `sample_relative`; every other parameter (compression knobs) from ``inner_sampler``.
+
+    Example:
+        >>> import optuna
+        >>> from jointnas.devices import LatencyTable
+        >>> from jointnas.objectives import TaskConfig, load_task
+        >>> from jointnas.spaces import SpaceConfig, sample_candidate
+        >>> space = SpaceConfig(stages=[8], strides=[1], kernel=[3], expansion=[2], stem_channels=[8])
+        >>> task = load_task(TaskConfig())
+        >>> sampler = HardCoReNASSampler(space, task=task, table=LatencyTable(None, repeats=3),
+        ...                              supernet_epochs=1, score_samples=4, seed=0)
+        >>> study = optuna.create_study(sampler=sampler)
+        >>> def objective(trial):
+        ...     c = sample_candidate(trial, space, task.input_shape, task.num_classes)
+        ...     return c.stages[0].depth
+        >>> study.optimize(objective, n_trials=2)
+        >>> all(ATTR_BUDGET in t.user_attrs for t in study.trials)
+        True
+
+    Args:
+        space: the ``[space]`` (CNN family). ``None``: read from the study's stored jointnas config.
+        task: the data (train split trains the supernet, validation split fits the proxy). ``None``:
+            loaded from the study's ``[task]``, or given by `set_context`.
+        table: the device `LatencyTable` that prices sub-networks (share the objective's so priced and
+            recorded latencies agree exactly). ``None``: given by `set_context`, else an in-memory table.
+        seed: seeds the supernet, the proxy sample, the search and the inner sampler.
+        budget_ms: a fixed latency budget (ms) for every trial, or ``[low, high]`` for the schedule.
+            ``None``: the space's LUT latency range, capped by the study's ``[constraints] latency_ms``.
+        schedule: ``"golden"`` spreads trial ``k``'s budget over the range by the golden-ratio sequence
+            (any prefix covers it evenly); ``"sweep"`` walks it low → high in ``n_budgets`` steps.
+        n_budgets: steps of the ``"sweep"`` schedule.
+        width_mult: the macro's stage width multiplier (default: the space's largest). As in the paper,
+            the macro-architecture is fixed: every stage present, one width and stem; the search is over
+            per-stage block choice (kernel × expansion) and depth.
+        stem_channels: the macro's stem width (default: the space's largest).
+        scoring: ``"inherited"``: the jointnas objective starts each trial from the supernet's weights
+            and trains ``finetune_epochs`` instead of ``[pipeline] train_epochs`` (then compresses and
+            fine-tunes as usual); ``"full"``: the normal compress-and-finetune objective.
+        finetune_epochs: training epochs of an inherited-weight trial before compression.
+        supernet_epochs: epochs of one-shot supernet training (one path per step).
+        supernet_batch_size: samples per step.
+        supernet_lr: AdamW learning rate of supernet training.
+        sandwich: add the largest and smallest path to each step's uniform path (sandwich rule).
+        score_samples: sub-networks evaluated with inherited weights to fit the proxy.
+        fw_iterations: Frank-Wolfe iterations per macro and budget.
+        artifact_store: directory or Optuna ArtifactStore for the supernet weights; default
+            ``artifacts/`` next to the storage file.
+        inner_sampler: sampler of the parameters outside the architecture (compression knobs):
+            ``"random"`` (default), ``"tpe"`` or any Optuna sampler.
+    """
+
+    def __init__(
+        self,
+        space: SpaceConfig | None = None,
+        *,
+        task: TaskData | None = None,
+        table: LatencyTable | None = None,
+        seed: int | None = None,
+        budget_ms: float | Sequence[float] | None = None,
+        schedule: Literal["golden", "sweep"] = "golden",
+        n_budgets: int = 10,
+        width_mult: float | None = None,
+        stem_channels: int | None = None,
+        scoring: Literal["inherited", "full"] = "inherited",
+        finetune_epochs: int = 2,
+        supernet_epochs: int = 20,
+        supernet_batch_size: int = 64,
+        supernet_lr: float = 5e-3,
+        sandwich: bool = True,
+        score_samples: int = 48,
+        fw_iterations: int = 30,
+        artifact_store: Any = None,
+        inner_sampler: BaseSampler | Literal["random", "tpe"] | None = None,
+    ) -> None:
+        _check("schedule", schedule, ("golden", "sweep"))
+        _check("scoring", scoring, ("inherited", "full"))
+        for name, value, low in (
+            ("n_budgets", n_budgets, 1),
+            ("finetune_epochs", finetune_epochs, 0),
+            ("supernet_epochs", supernet_epochs, 0),
+            ("supernet_batch_size", supernet_batch_size, 1),
+            ("score_samples", score_samples, 1),
+            ("fw_iterations", fw_iterations, 0),
+        ):
+            if not isinstance(value, int) or value < low:
+                raise UserInputError(f"sampler 'hardcore': {name} must be an integer >= {low} (got {value!r})")
+        if budget_ms is not None:
+            bounds = [budget_ms] * 2 if isinstance(budget_ms, (int, float)) else list(budget_ms)
+            if len(bounds) != 2 or not all(isinstance(b, (int, float)) and b > 0 for b in bounds):
+                raise UserInputError(
+                    f"sampler 'hardcore': budget_ms must be a positive number or [low, high] (got {budget_ms!r})"
+                )
+            budget_ms = (float(min(bounds)), float(max(bounds)))
+        if not 0 < supernet_lr <= 10:
+            raise UserInputError(f"sampler 'hardcore': supernet_lr must lie in (0, 10] (got {supernet_lr!r})")
+        if space is not None:
+            SpaceChoices.from_space(space)  # refuses a non-CNN space now, not at the first trial
+        self.space = space
+        self.task = task
+        self.table = table
+        self.seed = 0 if seed is None else int(seed)
+        self.budget_bounds: tuple[float, float] | None = budget_ms
+        self.schedule = schedule
+        self.n_budgets = n_budgets
+        self.width_mult = width_mult
+        self.stem_channels = stem_channels
+        self.scoring = scoring
+        self.finetune_epochs = finetune_epochs
+        self.supernet_epochs = supernet_epochs
+        self.supernet_batch_size = supernet_batch_size
+        self.supernet_lr = float(supernet_lr)
+        self.sandwich = bool(sandwich)
+        self.score_samples = score_samples
+        self.fw_iterations = fw_iterations
+        self.artifact_store = artifact_store
+        self.latency_cap_ms: float | None = None
+        if inner_sampler in (None, "random"):
+            inner_sampler = RandomSampler(seed=seed)
+        elif inner_sampler == "tpe":
+            inner_sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        elif not isinstance(inner_sampler, BaseSampler):
+            raise UserInputError(
+                f"sampler 'hardcore': inner_sampler must be 'random', 'tpe' or a sampler (got {inner_sampler!r})"
+            )
+        self._inner = inner_sampler
+        self._lock = threading.RLock()
+        self._ready = False
+        self.choices: SpaceChoices | None = None
+        self.macro = Macro(0, ())
+        self.models: list[LatencyModel] = []
+        self.scores: ScoreModel | None = None
+        self.supernet: Any = None
+        self.supernet_record: dict[str, Any] = {}
+        self.results: dict[int, SearchResult] = {}
+        self.completed: list[int] = []
+
+    # ----------------------------------------------------------------------------------- context
+    def set_context(
+        self,
+        *,
+        space: SpaceConfig | None = None,
+        task: TaskData | None = None,
+        table: LatencyTable | None = None,
+        latency_cap_ms: float | None = None,
+    ) -> None:
+        """Give the sampler the study's space, data, device table and latency constraint (jointnas runs)."""
+        with self._lock:
+            self.space = space or self.space
+            self.task = task or self.task
+            self.table = table or self.table
+            self.latency_cap_ms = latency_cap_ms if latency_cap_ms is not None else self.latency_cap_ms
+
+    def _from_study(self, study: Study) -> None:
+        """Fill what `set_context` did not give from the jointnas config stored in the study."""
+        config = study.user_attrs.get("jointnas:config")
+        if self.space is None:
+            if config is None:
+                raise UserInputError("HardCoReNASSampler needs a space: pass space=SpaceConfig(...)")
+            self.space = SpaceConfig(**config["space"])
+        if self.task is None:
+            if config is None:
+                raise UserInputError("HardCoReNASSampler needs data: pass task=load_task(TaskConfig(...))")
+            from jointnas.objectives import TaskConfig, load_task
+
+            self.task = load_task(TaskConfig(**config["task"]))
+        if self.table is None:
+            device = (config or {}).get("device", {})
+            self.table = LatencyTable(
+                None,
+                threads=device.get("threads", 1),
+                warmup=device.get("warmup", 10),
+                repeats=device.get("repeats", 15),
+            )
+        if self.latency_cap_ms is None and config is not None:
+            self.latency_cap_ms = (config.get("constraints") or {}).get("latency_ms")
+
+    def _ensure_ready(self, study: Study) -> None:
+        with self._lock:
+            if self._ready:
+                return
+            self._from_study(study)
+            assert self.space is not None and self.task is not None and self.table is not None
+            self.choices = SpaceChoices.from_space(self.space)
+            self.macro = self._macro()
+            self._prepare_supernet(study)
+            self._ready = True
+
+    def _macro(self) -> Macro:
+        assert self.space is not None
+        width = max(self.space.width_mult) if self.width_mult is None else float(self.width_mult)
+        stem = max(self.space.stem_channels) if self.stem_channels is None else int(self.stem_channels)
+        if width not in self.space.width_mult or stem not in self.space.stem_channels:
+            raise UserInputError(
+                f"sampler 'hardcore': width_mult={width} / stem_channels={stem} must be among the space's "
+                f"width_mult {self.space.width_mult} / stem_channels {self.space.stem_channels}"
+            )
+        return Macro(stem, (width,) * len(self.space.stages))
+
+    def _supernet_key(self) -> str:
+        assert self.space is not None and self.task is not None
+        settings = {
+            "space": self.space.model_dump(mode="json"),
+            "input_shape": list(self.task.input_shape),
+            "num_classes": self.task.num_classes,
+            "task": self.task.name,
+            "epochs": self.supernet_epochs,
+            "batch_size": self.supernet_batch_size,
+            "lr": self.supernet_lr,
+            "sandwich": self.sandwich,
+            "seed": self.seed,
+            "macro": [self.macro.stem_channels, self.macro.width_mults[0]],
+        }
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _prepare_supernet(self, study: Study) -> None:
+        from . import _hardcore_supernet as sn
+
+        assert self.choices is not None and self.task is not None and self.table is not None
+        task, choices, macro = self.task, self.choices, self.macro
+
+        def train() -> tuple[dict[str, Any], dict[str, Any]]:
+            net = sn.build_supernet(choices, macro, task.input_shape, task.num_classes, self.seed)
+            info = sn.train_supernet(
+                net,
+                task.x_train,
+                task.y_train,
+                epochs=self.supernet_epochs,
+                batch_size=self.supernet_batch_size,
+                lr=self.supernet_lr,
+                sandwich=self.sandwich,
+                seed=self.seed,
+            )
+            return net.state_dict(), info
+
+        store = default_artifact_store(study, self.artifact_store)
+        state, record = train_once(study, ATTR_SUPERNET, self._supernet_key(), train, store)
+        net = sn.build_supernet(choices, macro, task.input_shape, task.num_classes)
+        net.load_state_dict(state)
+        net.eval()
+        self.supernet, self.supernet_record = net, record
+        self.models = [sn.latency_model(net, choices, macro, self.table)]
+        # The proxy: validation loss of sampled sub-networks with inherited weights, fitted additively.
+        rng = np.random.default_rng([self.seed, 2])
+        archs = [sn.random_arch(choices, macro, rng) for _ in range(self.score_samples)]
+        losses = sn.path_losses(net, choices, archs, task.x_val, task.y_val)
+        self.scores = ScoreModel.fit(choices, archs, losses)
+
+    # ------------------------------------------------------------------------------- budgets
+    def latency_range_ms(self) -> tuple[float, float]:
+        """Smallest and largest LUT latency (ms) of the searched sub-networks."""
+        return min(m.min_ms for m in self.models), max(m.max_ms for m in self.models)
+
+    def budget_for(self, number: int) -> float:
+        """The latency budget (ms) of trial ``number`` under the schedule."""
+        low, high = self.budget_bounds or self.latency_range_ms()
+        if self.budget_bounds is None and self.latency_cap_ms is not None:
+            high = min(high, float(self.latency_cap_ms))
+            low = min(low, high)
+        if self.schedule == "sweep":
+            frac = (number % self.n_budgets) / max(1, self.n_budgets - 1)
+        else:
+            frac = (0.5 + number * _GOLDEN) % 1.0
+        return low + (high - low) * frac
+
+    # ---------------------------------------------------------------------------- sampler API
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        space = self.space or (
+            SpaceConfig(**study.user_attrs["jointnas:config"]["space"])
+            if "jointnas:config" in study.user_attrs
+            else None
+        )
+        if space is None:
+            raise UserInputError("HardCoReNASSampler needs a space: pass space=SpaceConfig(...)")
+        return arch_distributions(space)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        self._ensure_ready(study)
+        assert self.choices is not None and self.scores is not None
+        budget = self.budget_for(trial.number)
+        t0 = time.perf_counter()
+        result = search_macros(
+            self.models, self.scores, budget, iterations=self.fw_iterations, seed=self.seed + trial.number
+        )
+        storage, tid = study._storage, trial._trial_id
+        storage.set_trial_user_attr(tid, ATTR_BUDGET, budget)
+        storage.set_trial_user_attr(tid, "hardcore:search_s", time.perf_counter() - t0)
+        with self._lock:
+            self.results[trial.number] = result
+        if result.arch is None:
+            # Still propose a valid point (the fastest sub-network) so plain Optuna code runs; the jointnas
+            # objective fails the trial with this reason (see `prepare_evaluation`).
+            storage.set_trial_user_attr(tid, "hardcore:infeasible", result.infeasible_reason)
+            fastest = min(self.models, key=lambda m: m.min_ms)
+            arch = Arch(fastest.macro, *fastest.min_arch())
+        else:
+            arch = result.arch
+            storage.set_trial_user_attr(tid, "hardcore:lut_latency_ms", result.latency_ms)
+            storage.set_trial_user_attr(tid, "hardcore:proxy_loss", result.proxy_loss)
+            storage.set_trial_user_attr(tid, "hardcore:expected_ms", result.expected_ms)
+            storage.set_trial_user_attr(tid, "hardcore:repair_moves", result.repair_moves)
+        params = self.choices.arch_params(arch)
+        return {k: v for k, v in params.items() if k in search_space}
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._inner.before_trial(study, trial)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        with self._lock:
+            self.completed.append(trial.number)
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+    # --------------------------------------------------------------------- objective hook
+    def prepare_evaluation(
+        self, trial: optuna.Trial, candidate: Candidate, pipeline: Any
+    ) -> tuple[str | None, Any, Any]:
+        """Hook of the jointnas objective: ``(fail_reason, initial_model, pipeline)`` for ``candidate``.
+
+        An infeasible budget gives its reason (the trial fails with it). With ``scoring="inherited"`` the
+        model starts from the supernet's weights and the pipeline trains ``finetune_epochs`` before
+        compressing; with ``"full"`` the pipeline is unchanged.
+        """
+        with self._lock:
+            result = self.results.get(trial.number)
+        if result is not None and result.infeasible_reason:
+            return result.infeasible_reason, None, pipeline
+        if self.scoring == "full" or self.supernet is None:
+            return None, None, pipeline
+        from . import _hardcore_supernet as sn
+
+        assert self.choices is not None
+        with self._lock:
+            model = sn.inherit(self.supernet, self.choices, candidate)
+        trial.set_user_attr("hardcore:scoring", "inherited")
+        return None, model, pipeline.model_copy(update={"train_epochs": self.finetune_epochs})
+
+
+def _check(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UserInputError(f"sampler 'hardcore': {name} must be one of {', '.join(allowed)} (got {value!r})")
+
+
+def arch_distributions(space: SpaceConfig) -> dict[str, BaseDistribution]:
+    """Distributions of the architecture parameters `sample_candidate` suggests for a CNN ``space``."""
+    out: dict[str, BaseDistribution] = {}
+    if space.family != "cnn":
+        return out
+
+    def cat(name: str, values: list[Any]) -> None:
+        if len(values) > 1:
+            out[name] = CategoricalDistribution(list(values))
+
+    cat("stem_channels", list(space.stem_channels))
+    if space.min_stages < len(space.stages):
+        out["n_stages"] = IntDistribution(space.min_stages, len(space.stages))
+    for i in range(len(space.stages)):
+        cat(f"s{i}_width", list(space.width_mult))
+        if space.depth[0] < space.depth[1]:
+            out[f"s{i}_depth"] = IntDistribution(*space.depth)
+        cat(f"s{i}_kernel", list(space.kernel))
+        cat(f"s{i}_expansion", list(space.expansion))
+    return out

@@ -1,0 +1,205 @@
+"""HardCoReNAS on the shared weight-sharing supernet (`jointnas.spaces.supernet.Supernet`).
+
+One-shot training, the validation-loss proxy of sub-networks with inherited weights, LUT pricing
+from the supernet's per-choice layer descriptions, and inherited-weight models for trials.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jointnas.compression import TrainConfig, train
+from jointnas.spaces import Candidate
+from jointnas.spaces.supernet import Supernet
+
+from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
+from ._supernet_costs import latency_costs
+
+
+def build_supernet(
+    choices: SpaceChoices, macro: Macro, input_shape: tuple[int, ...], num_classes: int, seed: int = 0
+) -> Supernet:
+    """The shared supernet at ``macro``'s width and stem (every stage present), initialised from ``seed``."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return Supernet(
+            choices.space,
+            input_shape,
+            num_classes,
+            width_mult=macro.width_mults[0],
+            stem_channels=macro.stem_channels,
+        )
+
+
+def path_choice(choices: SpaceChoices, arch: Arch) -> dict[str, Any]:
+    """The supernet path of ``arch`` (bit-widths: the supernet's largest, i.e. float when allowed)."""
+    out: dict[str, Any] = (
+        {"n_stages": arch.macro.n_stages} if len(choices.space.stages) > choices.space.min_stages else {}
+    )
+    for i, (c, j) in enumerate(zip(arch.choices, arch.depths, strict=True)):
+        k, e = choices.block_choices[c]
+        out.update({f"s{i}_kernel": k, f"s{i}_expansion": e, f"s{i}_depth": choices.depths[j]})
+    return out
+
+
+def random_arch(choices: SpaceChoices, macro: Macro, rng: np.random.Generator) -> Arch:
+    """A uniformly random sub-network of ``macro``."""
+    n = macro.n_stages
+    return Arch(
+        macro,
+        tuple(int(c) for c in rng.integers(0, len(choices.block_choices), n)),
+        tuple(int(j) for j in rng.integers(0, len(choices.depths), n)),
+    )
+
+
+def latency_model(net: Supernet, choices: SpaceChoices, macro: Macro, table: Any) -> LatencyModel:
+    """`LatencyModel` of ``macro`` priced from ``net.choice_blocks()`` with the device's table.
+
+    Each block option is one table entry (`latency_costs`: exact for a `LatencyTable`, calibration
+    included); bit-widths at their largest option (the float architecture); blocks of another stage
+    count than the macro's (early-exit heads) are left out.
+    """
+    decisions = {d.name: d for d in net.decisions}
+    fixed_index = {n: decisions[n].options.index(v) for n, v in {"n_stages": macro.n_stages}.items() if n in decisions}
+    for d in net.decisions:
+        if d.kind in ("wbits", "abits"):
+            fixed_index[d.name] = len(d.options) - 1
+    blocks = [
+        cb for cb in net.choice_blocks() if all(fixed_index[n] in idx for n, idx in cb.requires if n in fixed_index)
+    ]
+    terms, constant = latency_costs(table, blocks)
+    first_block = np.cumsum([0] + [max(choices.depths)] * len(net.stages))
+    block_ms = [np.zeros((max(choices.depths), len(choices.block_choices))) for _ in range(macro.n_stages)]
+    fixed_ms = float(constant)
+    for cb, term in zip(blocks, terms.tolist(), strict=True):
+        req = dict(cb.requires)
+        stage = next((int(n[1 : n.index("_")]) for n in req if n.endswith("_expansion")), None)
+        if stage is None:  # stem, head
+            fixed_ms += term
+            continue
+        k = decisions[f"s{stage}_kernel"].options[req[f"s{stage}_kernel"][0]]
+        e = decisions[f"s{stage}_expansion"].options[req[f"s{stage}_expansion"][0]]
+        b = int(cb.slot.split(".")[1]) - int(first_block[stage])
+        block_ms[stage][b, choices.block_choices.index((k, e))] = term
+    return LatencyModel(macro, fixed_ms, block_ms, choices.depths)
+
+
+class LatencyPricer:
+    """`LatencyModel` per macro (one supernet per width/stem, built only to list its block options)."""
+
+    def __init__(self, choices: SpaceChoices, input_shape: tuple[int, ...], num_classes: int, table: Any) -> None:
+        self.choices, self.input_shape, self.num_classes, self.table = choices, input_shape, num_classes, table
+        self._models: dict[Macro, LatencyModel] = {}
+
+    def model(self, macro: Macro) -> LatencyModel:
+        if macro not in self._models:
+            net = build_supernet(self.choices, macro, self.input_shape, self.num_classes)
+            self._models[macro] = latency_model(net, self.choices, macro, self.table)
+        return self._models[macro]
+
+    def arch_ms(self, arch: Arch) -> float:
+        return self.model(arch.macro).arch_ms(arch.choices, arch.depths)
+
+
+class _PathSampler(nn.Module):
+    """Runs one supernet path per forward call, so `compression.train` (the one loop) trains it.
+
+    ``sandwich``: calls cycle largest → smallest → uniform → uniform (sandwich rule spread over steps);
+    otherwise every call draws a uniform path (decisions independent and uniform, bit-widths included).
+    """
+
+    def __init__(self, net: Supernet, generator: torch.Generator, sandwich: bool) -> None:
+        super().__init__()
+        self.net, self.generator, self.sandwich, self.calls = net, generator, sandwich, 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        phase = self.calls % 4 if self.sandwich else 2
+        self.calls += 1
+        if phase == 0:
+            choice = self.net.largest_choice()
+        elif phase == 1:
+            choice = self.net.smallest_choice()
+        else:
+            choice = self.net.random_choice(self.generator)
+        return self.net(x, choice)
+
+
+def train_supernet(
+    net: Supernet,
+    x: Tensor,
+    y: Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    sandwich: bool,
+    seed: int,
+) -> dict[str, Any]:
+    """One-shot training of ``net`` in place on the train split; returns ``{"train_s", "final_loss", ...}``."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    wrapper = _PathSampler(net, gen, sandwich)
+    loss = train(wrapper, x, y, TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size), generator=gen)
+    net.eval()
+    return {
+        "train_s": time.perf_counter() - t0,
+        "final_loss": loss,
+        "epochs": epochs,
+        "paths": wrapper.calls,
+        "sampling": "sandwich" if sandwich else "uniform",
+    }
+
+
+@torch.no_grad()
+def path_losses(net: Supernet, choices: SpaceChoices, archs: list[Arch], x: Tensor, y: Tensor) -> list[float]:
+    """Validation cross-entropy of each sub-network with inherited weights.
+
+    BatchNorm uses the batch statistics of ``x`` (momentum 0: the shared running statistics, mixed
+    over every trained path, stay untouched) — the usual BN recalibration of one-shot evaluation.
+    """
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [bn.momentum for bn in bns]
+    was_training = net.training
+    try:
+        for bn in bns:
+            bn.momentum = 0.0
+        net.train()
+        return [float(F.cross_entropy(net(x, path_choice(choices, a)), y)) for a in archs]
+    finally:
+        for bn, m in zip(bns, momenta, strict=True):
+            bn.momentum = m
+        net.train(was_training)
+
+
+@torch.no_grad()
+def path_accuracy(net: Supernet, choices: SpaceChoices, arch: Arch, x: Tensor, y: Tensor) -> float:
+    """Validation accuracy of one sub-network with inherited weights (BN as in `path_losses`)."""
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [bn.momentum for bn in bns]
+    try:
+        for bn in bns:
+            bn.momentum = 0.0
+        net.train()
+        pred = net(x, path_choice(choices, arch)).argmax(dim=1)
+        return float((pred == y).float().mean())
+    finally:
+        for bn, m in zip(bns, momenta, strict=True):
+            bn.momentum = m
+        net.eval()
+
+
+def inherit(net: Supernet, choices: SpaceChoices, candidate: Candidate) -> nn.Module:
+    """``candidate``'s float model initialised from the supernet (its architecture must be a path of it)."""
+    choice: dict[str, Any] = (
+        {"n_stages": len(candidate.stages)} if "n_stages" in {d.name for d in net.decisions} else {}
+    )
+    for i, stage in enumerate(candidate.stages):
+        choice.update({f"s{i}_kernel": stage.kernel, f"s{i}_expansion": stage.expansion, f"s{i}_depth": stage.depth})
+    return net.extract(choice)

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+
+import jointnas.search.samplers._dnas as dnas_module
+from jointnas.compression import fold_batchnorm
+from jointnas.compression.dnas import DNASConfig, init_logits, temperature
+from jointnas.search.cli import main
+from jointnas.search.samplers import DNASSampler, make_sampler
+from jointnas.spaces import SpaceConfig, UserInputError, build_model, trace_layers
+from jointnas.spaces.supernet import Supernet
+
+from ...conftest import TINY_CONFIG, write_config
+from .conftest import SPACE, cheap_objective
+
+
+def _lut_latency(sampler: DNASSampler, choice) -> float:
+    """LUT latency of the deployable model of ``choice``, as the objective measures it."""
+    net = sampler._supernet()
+    cand = net.to_candidate(choice)
+    return sampler.table.predict_ms(trace_layers(fold_batchnorm(build_model(cand).eval()), net.input_shape))
+
+
+def test_raising_lambda_latency_lowers_the_derived_architectures_latency(ctx):
+    lambdas = [0.0, 1.0, 3.0, 10.0, 30.0]
+    sampler = DNASSampler(
+        ctx.space,
+        task=ctx.task,
+        table=ctx.table,
+        lambdas=[[lam, 0.0] for lam in lambdas],
+        epochs=5,
+        warmup_epochs=1,
+        artifact_store=str(ctx.tmp),
+        seed=0,
+    )
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
+    study.optimize(cheap_objective(ctx.space, ctx.task), n_trials=len(lambdas))
+    latency = [_lut_latency(sampler, sampler.derived_choice(k)) for k in range(len(lambdas))]
+    inversions = sum(b > a * (1 + 1e-9) for a, b in zip(latency, latency[1:], strict=False))
+    print("derived LUT latency per lambda:", latency)
+    assert inversions <= 1, latency
+    assert latency[-1] < latency[0], latency
+    # trial k proposed anchor k's derived architecture and recorded its λ
+    for k, t in enumerate(study.trials):
+        assert t.user_attrs["dnas:lambda"]["latency_ms"] == lambdas[k]
+        assert t.user_attrs["dnas:anchor"] == k and t.user_attrs["dnas:pass"] == 0
+        net = sampler._supernet()
+        expected = net.params_of(sampler.derived_choice(k))
+        assert {n: t.params[n] for n in expected} == expected
+    entropy = study.user_attrs["dnas:alpha_entropy"]
+    assert len(entropy) == 5 and entropy[-1] < entropy[0]  # α sharpen once trained
+    assert study.user_attrs["dnas:train_s"] > 0
+
+
+def test_a_second_worker_loads_the_stored_supernet_instead_of_training(ctx, monkeypatch, tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    kwargs = dict(task=ctx.task, table=ctx.table, lambdas=[0.0, 3.0], epochs=2, warmup_epochs=1, seed=1)
+    first = DNASSampler(ctx.space, **kwargs)  # default artifact store: next to the SQLite file
+    study = optuna.create_study(directions=["maximize"] * 3, sampler=first, storage=storage, study_name="w")
+    study.optimize(cheap_objective(ctx.space, ctx.task), n_trials=2)
+    assert (tmp_path / "w-artifacts").is_dir()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the second worker must not train")
+
+    monkeypatch.setattr(dnas_module, "train_dnas", no_training)
+    second = DNASSampler(ctx.space, **kwargs)
+    again = optuna.load_study(study_name="w", storage=storage, sampler=second)
+    again.optimize(cheap_objective(ctx.space, ctx.task), n_trials=2)
+    for k in range(2):
+        assert second.derived_choice(k) == first.derived_choice(k)
+    state_a, state_b = first._supernet().state_dict(), second._supernet().state_dict()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_temperature_anneals_exponentially_and_alpha_starts_biased():
+    cfg = DNASConfig(epochs=5, tau_start=4.0, tau_end=0.25)
+    taus = [temperature(e, cfg) for e in range(5)]
+    assert taus[0] == pytest.approx(4.0) and taus[-1] == pytest.approx(0.25)
+    ratios = [b / a for a, b in zip(taus, taus[1:], strict=False)]
+    assert ratios == pytest.approx([0.5] * 4)
+    net = Supernet(SPACE, (1, 8, 8), 10)
+    logits = init_logits(net, {"wbits=8": 2.0, "s1_kernel=5": 1.0})
+    assert logits["s0_wbits"].tolist() == [0.0, 2.0, 0.0]  # options (4, 8, 32)
+    assert logits["s1_kernel"].tolist() == [0.0, 1.0] and logits["s0_kernel"].tolist() == [0.0, 0.0]
+
+
+def test_make_sampler_builds_dnas_with_checked_options():
+    sampler = make_sampler("dnas", {"lambdas": [0.0, [1.0, 0.5]], "epochs": 3}, seed=2, space=SpaceConfig())
+    assert isinstance(sampler, DNASSampler) and sampler.seed == 2
+    assert sampler.anchors[1] == {"latency_ms": 1.0, "flash_bytes": 0.5, "sram_bytes": 0.0}
+    with pytest.raises(UserInputError, match="sampler 'dnas' has no option 'lambda'"):
+        make_sampler("dnas", {"lambda": 1.0}, seed=0, space=SpaceConfig())
+    with pytest.raises(UserInputError, match="lambdas entry 'x' must be a number"):
+        make_sampler("dnas", {"lambdas": ["x"]}, seed=0, space=SpaceConfig())
+    with pytest.raises(UserInputError, match="family = 'cnn'"):
+        make_sampler("dnas", {}, seed=0, space=SpaceConfig(family="mlp"))
+
+
+def test_dnas_runs_a_jointnas_study_from_the_study_file(tmp_path, capsys):
+    text = TINY_CONFIG.replace(
+        '[sampler]\nname = "random"',
+        '[sampler]\nname = "dnas"\noptions = { lambdas = [0.0, 2.0], epochs = 2, warmup_epochs = 1 }',
+    )
+    cfg = write_config(tmp_path, text)
+    assert main(["run", str(cfg), "--n-trials", "2"]) == 0, capsys.readouterr().err
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tiny.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert [t.user_attrs["dnas:lambda"]["latency_ms"] for t in study.trials] == [0.0, 2.0]
+    assert len(study.user_attrs["dnas:alpha_entropy"]) == 2
+    assert len(optuna.artifacts.get_all_artifact_meta(study)) == 1

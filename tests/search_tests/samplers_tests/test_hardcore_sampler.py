@@ -1,0 +1,195 @@
+"""HardCoReNASSampler: Optuna sampler contract, hard budgets, infeasible budgets, supernet reuse."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+
+import optuna
+import pytest
+
+from jointnas.compression import fold_batchnorm
+from jointnas.devices import LatencyTable
+from jointnas.objectives import TaskConfig, load_task
+from jointnas.search.cli import main
+from jointnas.search.samplers import HardCoReNASSampler, make_sampler
+from jointnas.search.samplers._hardcore import ATTR_BUDGET, ATTR_SUPERNET, arch_distributions
+from jointnas.spaces import SpaceConfig, UserInputError, build_model, sample_candidate, trace_layers
+
+from ...conftest import TINY_CONFIG, write_config
+
+SPACE = SpaceConfig(
+    stages=[8, 16],
+    strides=[1, 2],
+    depth=(1, 2),
+    width_mult=[0.5, 1.0],
+    kernel=[3, 5],
+    expansion=[2, 4],
+    stem_channels=[8],
+)
+FAST = {"supernet_epochs": 1, "score_samples": 8, "fw_iterations": 10}
+
+
+@pytest.fixture(scope="module")
+def task():
+    return load_task(TaskConfig())
+
+
+@pytest.fixture(scope="module")
+def table():
+    return LatencyTable(None, warmup=1, repeats=3)
+
+
+def _study(task, table, seed=0, **options):
+    sampler = HardCoReNASSampler(SPACE, task=task, table=table, seed=seed, **{**FAST, **options})
+    return optuna.create_study(sampler=sampler), sampler
+
+
+def _objective(task, table):
+    def objective(trial: optuna.Trial) -> float:
+        candidate = sample_candidate(trial, SPACE, task.input_shape, task.num_classes)
+        deployable = fold_batchnorm(build_model(candidate).eval())  # the form the objective prices
+        trial.set_user_attr("fp32_ms", table.predict_ms(trace_layers(deployable, task.input_shape)))
+        return float(sum(s.depth for s in candidate.stages))
+
+    return objective
+
+
+def test_proposals_are_valid_fit_their_budget_and_record_it(task, table):
+    study, sampler = _study(task, table)
+    study.optimize(_objective(task, table), n_trials=6)
+    space = arch_distributions(SPACE)
+    for t in study.trials:
+        assert t.state == optuna.trial.TrialState.COMPLETE
+        for name, dist in space.items():
+            assert dist._contains(dist.to_internal_repr(t.params[name])), (name, t.params[name])
+        # The hard guarantee: the built architecture's LUT latency is within the trial's budget.
+        assert t.user_attrs["fp32_ms"] <= t.user_attrs[ATTR_BUDGET] + 1e-12
+        assert t.user_attrs["hardcore:lut_latency_ms"] == pytest.approx(t.user_attrs["fp32_ms"], rel=1e-9)
+    budgets = [t.user_attrs[ATTR_BUDGET] for t in study.trials]
+    low, high = sampler.latency_range_ms()
+    assert all(low <= b <= high for b in budgets) and len(set(budgets)) == 6
+    # Compression knobs come from the inner sampler.
+    assert {"s0_prune", "s0_wbits"} <= set(study.trials[0].params)
+
+
+def test_same_seed_reproduces_the_proposals(task, table):
+    runs = []
+    for _ in range(2):
+        study, _ = _study(task, table, seed=3)
+        study.optimize(_objective(task, table), n_trials=3)
+        runs.append([t.params for t in study.trials])
+    assert runs[0] == runs[1]
+
+
+def test_after_trial_bookkeeping_and_threads(task, table):
+    study, sampler = _study(task, table)
+    study.optimize(_objective(task, table), n_trials=4, n_jobs=2)
+    assert sorted(sampler.completed) == [0, 1, 2, 3]
+    assert sorted(sampler.results) == [0, 1, 2, 3]
+    assert sampler.supernet_record["trained_here"] is True
+    assert ATTR_SUPERNET in study.user_attrs  # the artifact record every worker reuses
+
+
+def test_fixed_budget_below_the_smallest_subnetwork_is_marked_infeasible(task, table):
+    study, sampler = _study(task, table, budget_ms=1e-6)
+    study.optimize(_objective(task, table), n_trials=2)
+    for t in study.trials:
+        reason = t.user_attrs["hardcore:infeasible"]
+        assert "below the smallest sub-network's LUT latency" in reason and "raise the budget" in reason
+
+
+def test_options_are_validated():
+    with pytest.raises(UserInputError, match="scoring must be one of inherited, full"):
+        HardCoReNASSampler(SPACE, scoring="fast")
+    with pytest.raises(UserInputError, match="budget_ms must be a positive number"):
+        HardCoReNASSampler(SPACE, budget_ms=[1, 2, 3])
+    with pytest.raises(UserInputError, match="inner_sampler must be"):
+        HardCoReNASSampler(SPACE, inner_sampler="grid")
+    with pytest.raises(UserInputError, match="sampler 'hardcore' has no option 'population_size'"):
+        make_sampler("hardcore", {"population_size": 3}, seed=0, space=SPACE)
+    with pytest.raises(UserInputError, match='use family = "cnn" or another sampler'):
+        make_sampler("hardcore", {}, seed=0, space=SpaceConfig(family="mlp"))
+    sampler = make_sampler("hardcore", {"scoring": "full", "inner_sampler": "tpe"}, seed=0, space=SPACE)
+    assert isinstance(sampler, HardCoReNASSampler) and sampler.scoring == "full"
+
+
+HARDCORE = TINY_CONFIG.replace(
+    'name = "random"', 'name = "hardcore"\noptions = { supernet_epochs = 1, score_samples = 8, fw_iterations = 10 }'
+)
+
+
+@pytest.mark.parametrize("scoring", ["inherited", pytest.param("full", marks=pytest.mark.slow)])
+def test_cli_study_with_hardcore_sampler(tmp_path, capsys, scoring):
+    text = HARDCORE.replace("fw_iterations = 10", f'fw_iterations = 10, scoring = "{scoring}"')
+    cfg = write_config(tmp_path, text.replace("train_epochs = 2", "train_epochs = 1"))
+    assert main(["run", str(cfg), "--n-trials", "2"]) == 0, capsys.readouterr().err
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tiny.db'}")
+    assert len(study.trials) == 2 and all(t.state.name == "COMPLETE" for t in study.trials)
+    for t in study.trials:
+        assert t.user_attrs["fp32_latency_ms"] <= t.user_attrs[ATTR_BUDGET] + 1e-12
+        assert (t.user_attrs.get("hardcore:scoring") == "inherited") == (scoring == "inherited")
+    assert list((tmp_path / "artifacts").iterdir())  # the supernet, next to the storage
+
+
+def test_cli_infeasible_budgets_fail_with_a_reason_and_the_study_continues(tmp_path, capsys):
+    # Trial 0's budget (1e-6 ms) lies below every sub-network: it fails with the reason, trial 1 runs.
+    text = HARDCORE.replace(
+        "fw_iterations = 10", 'fw_iterations = 10, budget_ms = [1e-6, 1.0], schedule = "sweep", n_budgets = 2'
+    )
+    cfg = write_config(tmp_path, text.replace("train_epochs = 2", "train_epochs = 1"))
+    assert main(["run", str(cfg), "--n-trials", "2"]) == 0, capsys.readouterr().err
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tiny.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    failed = study.trials[0]
+    assert failed.user_attrs[ATTR_BUDGET] == 1e-6
+    assert "below the smallest sub-network's LUT latency" in failed.user_attrs["fail_reason"]
+    assert "#0 fail latency budget 1e-06 ms is below" in capsys.readouterr().err
+
+
+def _worker(url: str, out) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    task = load_task(TaskConfig())
+    sampler = HardCoReNASSampler(SPACE, task=task, table=LatencyTable(None, warmup=1, repeats=3), **FAST)
+    study = optuna.load_study(study_name="shared", storage=url, sampler=sampler)
+    study.optimize(_objective(task, sampler.table), n_trials=2)
+    out.put((sampler.supernet_record["trained_here"], sampler.supernet_record["artifact_id"]))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork start method")
+def test_two_worker_processes_train_the_supernet_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(study_name="shared", storage=url)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(url, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    results = [out.get(timeout=5) for _ in procs]
+    assert sorted(trained for trained, _ in results) == [False, True]
+    assert len({artifact for _, artifact in results}) == 1
+    study = optuna.load_study(study_name="shared", storage=url)
+    assert len(study.trials) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
+
+
+def test_budget_schedules_cover_the_range_and_respect_the_latency_constraint():
+    import numpy as np
+
+    from jointnas.search.samplers._hardcore_latency import LatencyModel, Macro
+
+    model = LatencyModel(Macro(8, (1.0,)), 0.5, [np.array([[1.0, 2.0], [1.0, 2.0]])], (1, 2))  # 1.5 … 4.5 ms
+    sampler = HardCoReNASSampler(SPACE)
+    sampler.models = [model]
+    golden = [sampler.budget_for(k) for k in range(20)]
+    assert all(1.5 <= b <= 4.5 for b in golden)
+    assert min(golden) < 1.8 and max(golden) > 4.2  # any 20-trial prefix covers the range
+    sampler.latency_cap_ms = 2.0  # [constraints] latency_ms caps the schedule
+    assert all(1.5 <= sampler.budget_for(k) <= 2.0 for k in range(20))
+    sweep = HardCoReNASSampler(SPACE, schedule="sweep", n_budgets=4, budget_ms=[1.0, 4.0])
+    sweep.models = [model]
+    assert [sweep.budget_for(k) for k in range(5)] == [1.0, 2.0, 3.0, 4.0, 1.0]
