@@ -237,18 +237,20 @@ def main() -> None:
         )
     results["throughput"] = tp
     results["throughput_goal"] = ">= 1.8x with 2 workers"
+    _write(args.out, results)
 
     ovh = []
     for n in sizes:
         row = storage_overhead(url, n, measured)
         ovh.append(row)
         print(
-            f"storage overhead at {n} trials: mean {row['mean_ms']} ms/trial (p50 {row['p50_ms']}, "
-            f"first {row['first_trial_ms']} ms; filled in {row['fill_s']} s)",
+            f"storage overhead at {n} trials: jointnas run_trials {row['jointnas_run_trials_mean_ms']} ms/trial, "
+            f"plain Optuna optimize {row['optuna_optimize_mean_ms']} ms/trial",
             flush=True,
         )
     results["storage_overhead"] = ovh
     results["storage_overhead_goal_ms"] = 50
+    _write(args.out, results)
 
     kr = kill_and_resume(url, budget, "1.0")
     print(f"kill and resume: lost {kr['lost']}, duplicated {kr['duplicated']}, states {kr['states']}", flush=True)
@@ -260,9 +262,14 @@ def main() -> None:
         "workers are tests/search_tests/_sleep_worker.py (real run_trials, no torch)"
     )
     results["versions"] = {"optuna": optuna.__version__, "python": sys.version.split()[0]}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    _write(args.out, results)
     print(f"wrote {args.out}")
+
+
+def _write(out: str, results: dict[str, object]) -> None:
+    """Write what has been measured so far (a later failure keeps the earlier sections)."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

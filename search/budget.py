@@ -76,6 +76,14 @@ class _Guarded:
         self.surplus = 0
 
     def __call__(self, trial: optuna.Trial) -> Any:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:  # wherever Ctrl-C lands, the FAILed trial says why
+            if "fail_reason" not in trial.user_attrs:
+                trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            raise
+
+    def _run(self, trial: optuna.Trial) -> Any:
         states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING) if self.exact else (TrialState.COMPLETE,)
         claims = sum(1 for t in trial.study.get_trials(deepcopy=False, states=states) if t.number < trial.number)
         if claims >= self.n_trials:

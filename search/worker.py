@@ -98,7 +98,9 @@ def start_workers(
         cmd += ["--lut", str(lut)]
     cmd += extra or []
     env = dict(os.environ, **{STORAGE_ENV: storage_url})
-    return [subprocess.Popen([*cmd, "--worker-index", str(i)], env=env) for i in range(k)]
+    # Own sessions: a terminal's Ctrl-C reaches only this process, which passes it on exactly once
+    # (`wait_workers`), so no worker is interrupted twice while it marks its trial.
+    return [subprocess.Popen([*cmd, "--worker-index", str(i)], env=env, start_new_session=True) for i in range(k)]
 
 
 def wait_workers(procs: list[subprocess.Popen[bytes]]) -> int:

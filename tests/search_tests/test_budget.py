@@ -54,6 +54,15 @@ def test_a_trial_beyond_the_claimed_budget_is_surplus_and_never_runs(tmp_path):
         guarded(second)
     assert calls == [] and second.user_attrs[SURPLUS_ATTR] is True
     assert guarded(first) == 1.0 and calls == [first.number]
+    # Ctrl-C anywhere in a trial (here: in the claim check's read) leaves the reason on the trial.
+    third = study.ask()
+
+    def interrupted(trial):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _Guarded(interrupted, n_trials=5, exact=True, on_success=None)(third)
+    assert third.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
     # Without heartbeats (journal storages) RUNNING trials are no claims: the second one runs.
     loose = _Guarded(lambda t: 2.0, n_trials=1, exact=False, on_success=None)
     assert loose(second) == 2.0

@@ -117,3 +117,39 @@ def test_run_with_two_workers_on_a_journal_file(tmp_path, capsys):
     assert 3 <= states[TrialState.COMPLETE] <= 4 and states[TrialState.RUNNING] == 0
     assert len({t.user_attrs.get("worker") for t in study.trials}) == 2
     assert all("onnx" in t.user_attrs["artifacts"] for t in study.trials if t.state == TrialState.COMPLETE)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_run_with_workers_marks_their_trials_and_exits_130(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    name = unique("int")
+    url = f"journal://{tmp_path / 'study.log'}"
+    slow = make_config(tmp_path, name, url).read_text().replace("train_epochs = 1", "train_epochs = 400")
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text(slow)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jointnas.search.cli", "run", str(cfg), "--workers", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 180
+    running = 0
+    while time.time() < deadline and running < 2:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name=name, storage=open_storage(url))
+            running = sum(t.state == TrialState.RUNNING for t in study.trials)
+        except Exception:  # the study or its journal file may not exist yet
+            pass
+    assert running == 2
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    trials = optuna.load_study(study_name=name, storage=open_storage(url)).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert all(t.user_attrs["fail_reason"] == "interrupted (Ctrl-C)" for t in trials)
