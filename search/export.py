@@ -202,7 +202,11 @@ def export_trial(
         last[0] = time.perf_counter()
         return {}
 
-    torch.set_num_threads(max(1, device.threads))
+    # Retrain with the thread count the trial trained with: CPU kernels reduce in a thread-dependent order,
+    # so another count gives another model (trials from before this attr: keep the process default).
+    threads = int(trial.user_attrs.get("torch_threads", torch.get_num_threads()))
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
     result = run_pipeline(
         candidate, task.x_train, task.y_train, task.x_val, task.y_val, pipeline, seed=seed, on_step=on_step
     )

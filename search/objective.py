@@ -47,6 +47,8 @@ class Objective:
         candidate = sample_candidate(trial, cfg.space, self.task.input_shape, self.task.num_classes)
         seed = cfg.study.seed + trial.number
         trial.set_user_attr("seed", seed)
+        # Training numerics depend on torch's intra-op thread count: record it so export can retrain alike.
+        trial.set_user_attr("torch_threads", torch.get_num_threads())
         pipeline, initial_model = cfg.pipeline, None
         prepare = getattr(trial.study.sampler, "prepare_evaluation", None)
         if prepare is not None:  # supernet samplers: infeasible budgets, inherited weights

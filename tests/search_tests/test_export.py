@@ -97,3 +97,25 @@ def test_export_bad_input_exits_2(tiny_study, capsys, argv, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err, err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_export_retrains_with_the_trials_torch_thread_count(tmp_path, capsys):
+    """CPU training numerics depend on torch's thread count; export uses the one the trial recorded."""
+    import torch
+
+    path = write_config(tmp_path, TINY_CONFIG.replace("n_trials = 2", "n_trials = 1"), "tiny.toml")
+    config = load_config(path)
+    url = f"sqlite:///{tmp_path / 'tiny.db'}"
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        study = run_study(config, create_or_resume(config, url), config_path=path)
+        assert study.trials[0].user_attrs["torch_threads"] == 2
+        torch.set_num_threads(1)  # export runs in a process with another default
+        code = main(["export", "--storage", url, "--study-name", "tiny", "--trial", "0", "--out", str(tmp_path / "o")])
+        assert code == 0, capsys.readouterr().err
+        report = json.loads((tmp_path / "o" / "report.json").read_text())
+        assert report["reproduced_trial"] is True
+        assert report["accuracy"]["torch"] == pytest.approx(report["accuracy"]["trial_reported_test"], abs=1e-9)
+    finally:
+        torch.set_num_threads(before)
