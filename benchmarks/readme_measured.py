@@ -105,7 +105,7 @@ def measured_section() -> str:
         f"\n**Samplers** (`benchmarks/samplers.py` → `samplers.json`, digits, scaled-down budget recorded in the JSON): final hypervolume (mean ± std, mean wall time): {parts}. "
         "DNAS did not reach NSGA-II's final hypervolume in ⅓ of NSGA-II's wall time (its supernet training is a fixed cost that 10 cheap trials do not amortize); HardCoReNAS's fixed widest macro cannot reach the smallest models. See [docs/samplers.md](docs/samplers.md)."
     )
-    wf = {"digits": R("workflows")["tasks"]["digits"], "mnist1d": R("workflows-mnist1d")["tasks"]["mnist1d"]}
+    wf = {"digits": R("workflows")["tasks"]["digits"], "mnist1d": R("workflows")["tasks"]["mnist1d"]}
     lines = []
     for task, w in wf.items():
         tb = {r["workflow"]: r for r in w["table"]}
@@ -118,7 +118,7 @@ def measured_section() -> str:
             + f", winner `{w['winner']['hypervolume']}`"
         )
     out.append(
-        f"\n**Workflows** (`benchmarks/workflows.py` → `workflows.json`, `workflows-mnist1d.json`, {R('workflows')['n_trials_per_workflow']} search trials per workflow; "
+        f"\n**Workflows** (`benchmarks/workflows.py` → `workflows.json`, {R('workflows')['n_trials_per_workflow']} search trials per workflow; "
         "hypervolume and, in brackets, best feasible test accuracy): "
         + "; ".join(lines)
         + ". **Compression-aware search with fine-tuning (`aware-finetune`) won on both tasks** (best hypervolume and best feasible accuracy); "
