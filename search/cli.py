@@ -23,6 +23,7 @@ from jointnas.objectives import load_task
 from jointnas.spaces import UserInputError, check_family_input
 
 from .config import apply_overrides, load_config
+from .progress import terminal_progress
 from .storage import mask_password, open_storage
 from .study import (
     create_or_resume,
@@ -89,19 +90,8 @@ class _Progress:
         self.names = study.metric_names or []
         self.total = total
         self.started = time.perf_counter()
-        self.progress = None
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]trials"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.description}"),
-                console=Console(file=sys.stderr),
-            )
+        self.progress = terminal_progress("trials")
+        if self.progress is not None:
             self.task = self.progress.add_task("", total=total, completed=n_complete(study))
 
     def __enter__(self) -> _Progress:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .config import load_config
 from .lut import build_table, validate_table
+from .progress import terminal_progress
 
 
 class _Bar:
@@ -22,17 +23,8 @@ class _Bar:
         self.last = -1
 
     def __enter__(self) -> _Bar:
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.progress = Progress(
-                TextColumn(f"[bold]{self.label}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=Console(file=sys.stderr),
-            )
+        self.progress = terminal_progress(self.label)
+        if self.progress is not None:
             self.progress.__enter__()
         return self
 

@@ -6,6 +6,28 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+
+def terminal_progress(label: str) -> Progress | None:
+    """A rich bar (label, bar, k/N, elapsed time, current description) on stderr when it is a terminal,
+    else ``None`` so callers print plain lines (logs, CI, tests). Enter it to show it."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=Console(file=sys.stderr),
+    )
 
 
 class StepProgress:
@@ -26,19 +48,10 @@ class StepProgress:
         self.enabled = enabled
         self.done = 0
         self.progress = None
-        if enabled and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.progress = Progress(
-                TextColumn(f"[bold]{label}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.description}"),
-                console=Console(file=sys.stderr),
-            )
-            self.task = self.progress.add_task("", total=total)
+        if enabled:
+            self.progress = terminal_progress(label)
+            if self.progress is not None:
+                self.task = self.progress.add_task("", total=total)
 
     def __enter__(self) -> StepProgress:
         if self.progress is not None:
