@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from jointnas.compression import fold_batchnorm, prune_channels, quantize_model
-from jointnas.devices import device_fingerprint, fit_profiles, fit_report
+from jointnas.devices import REPEATS, ROUNDS, device_fingerprint, fit_profiles, fit_report
 from jointnas.search.config import load_config
 from jointnas.search.lut import build_table, validate_table
 from jointnas.search.study import versions
@@ -79,8 +79,8 @@ def main() -> None:
     config = load_config(ROOT / "studies/quickstart.toml")
     quick = args.quick
     n_archs = 10 if quick else 100
-    opts = {"rounds": 1, "repeats": 20} if quick else {"rounds": 3, "repeats": 40}
-    val_rounds = 1 if quick else 5
+    opts = {"rounds": 1, "repeats": 20} if quick else {"rounds": ROUNDS, "repeats": REPEATS}
+    val_rounds = 1 if quick else ROUNDS
     devices = ["ort-cpu", "ort-cpu-nchwc"] if args.compare and not quick else ["ort-cpu"]
     started = time.perf_counter()
     load_before = _load()
@@ -91,9 +91,7 @@ def main() -> None:
             t0 = time.perf_counter()
             build = build_table(config, device, table, n_calibration=8 if quick else 40, **opts)
             build_s = time.perf_counter() - t0
-            report = validate_table(
-                config, device, table, n_archs=n_archs, rounds=val_rounds, repeats=20 if quick else 100, seed=1
-            )
+            report = validate_table(config, device, table, n_archs=n_archs, rounds=val_rounds, repeats=20, seed=1)
             results[device] = {
                 "build": {**build, "wall_s": build_s, "goal_s": 300, "meets_goal": build_s <= 300},
                 "validate": {k: v for k, v in report.items() if k != "samples"},

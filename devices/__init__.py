@@ -4,6 +4,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .blocks import BlockSpec, OpSpec, block_graph, group_blocks, overhead_spec
 from .latency import (
+    REPEATS,
+    ROUNDS,
     Calibration,
     LatencyTable,
     device_fingerprint,
@@ -57,6 +59,8 @@ class DeviceConfig(BaseModel):
 
 
 __all__ = [
+    "REPEATS",
+    "ROUNDS",
     "BlockSpec",
     "Calibration",
     "OpSpec",

@@ -100,15 +100,34 @@ SAMPLE_NS = 20_000
 """Target duration of one timing sample (ns): short enough that most samples run without being
 preempted on a shared machine, long enough for the timer (the median then ignores preempted ones)."""
 
+ROUNDS = 12
+"""Fewest interleaved passes over the models when building or validating a table, and when export
+measures (see `MIN_SPAN_S`)."""
+
+MIN_SPAN_S = 3.0
+"""Passes go on until they span at least this many seconds (and `ROUNDS` passes); each model keeps its
+fastest pass.
+
+Shared (virtual) machines switch between an uncontended state and a contended one (another tenant on
+the same physical core) in bursts of about 0.1-0.3 s; on this project's 2-vCPU CI machine the
+contended state runs the same session 1.5x slower, most of the time. A pass over a few models takes
+milliseconds, so it falls in one state, and passes packed into a fraction of a second can all fall in
+the contended one: table entries and end-to-end figures then mix both states (±30% errors, measured).
+Spreading each model's passes over seconds makes the fastest pass the uncontended figure."""
+
+REPEATS = 10
+"""Timing samples (about 20 us each) per pass of a table build."""
+
 
 def time_session(session, feed: dict[str, np.ndarray], warmup: int, repeats: int) -> tuple[float, float]:
     """Median latency (ms) of ``session.run`` on ``feed`` and its robust coefficient of variation.
 
-    Each of the ``repeats`` samples times enough back-to-back runs to last about 20 us, so timer
+    ``warmup`` runs are discarded first (0 for a session warmed by an earlier pass). Each of the
+    ``repeats`` samples times enough back-to-back runs to last about 20 us, so timer
     resolution does not dominate microsecond-scale operators, while a sample rarely spans a preemption
     by another process; the median of the samples is robust to the ones that do.
     """
-    for _ in range(max(1, warmup)):
+    for _ in range(max(0, warmup)):  # 0: already warm (a later pass)
         session.run(None, feed)
     t0 = time.perf_counter_ns()
     session.run(None, feed)
@@ -393,17 +412,20 @@ class LatencyTable:
     def measure_blocks(
         self,
         specs: Sequence[BlockSpec],
-        rounds: int = 3,
+        rounds: int = ROUNDS,
         progress: Callable[[int, int], None] | None = None,
         chunk: int = 256,
         repeats: int | None = None,
+        min_span_s: float = MIN_SPAN_S,
     ) -> None:
-        """(Re)measure ``specs`` in ``rounds`` interleaved passes; store each block's fastest pass.
+        """(Re)measure ``specs`` in interleaved passes (at least ``rounds``, spanning at least
+        ``min_span_s`` seconds per chunk); store each block's fastest pass.
 
         Blocks go in chunks: each chunk's sessions are created once, then timed pass after pass, so a
         burst of load from other processes hits one pass of many blocks instead of every pass of a few.
         Each pass is the median of its samples; load from other processes only ever slows a pass, so
-        the fastest pass is the closest to a quiet machine (end-to-end measurements use the same rule).
+        the fastest pass is the closest to a quiet machine (end-to-end measurements use the same rule;
+        see `ROUNDS` for why many short passes).
         The stored CV is the median of the passes' (robust) sample CVs.
         """
         total, done = len(specs) * max(1, rounds), 0
@@ -412,12 +434,16 @@ class LatencyTable:
             sessions = [ort_session(block_graph(s), self.threads, self.disabled) for s in part]
             feeds = [{"x": np.random.default_rng(0).standard_normal((1, *s.in_shape), dtype=np.float32)} for s in part]
             runs: list[list[tuple[float, float]]] = [[] for _ in part]
-            for _ in range(max(1, rounds)):
+            began, r = time.perf_counter(), 0
+            while r < max(1, rounds) or time.perf_counter() - began < min_span_s:
+                warmup = self.warmup if r == 0 else 0
                 for i, (session, feed) in enumerate(zip(sessions, feeds, strict=True)):
-                    runs[i].append(time_session(session, feed, self.warmup, repeats or self.repeats))
-                    done += 1
-                    if progress:
-                        progress(done, total)
+                    runs[i].append(time_session(session, feed, warmup, repeats or self.repeats))
+                    if r < rounds:
+                        done += 1
+                        if progress:
+                            progress(done, total)
+                r += 1
             with self._lock:
                 for spec, xs in zip(part, runs, strict=True):
                     ms = min(m for m, _ in xs)
@@ -479,12 +505,14 @@ def measure_onnx_ms(
     threads: int,
     warmup: int,
     repeats: int,
-    rounds: int = 3,
+    rounds: int = ROUNDS,
     disabled_optimizers: Sequence[str] = (),
+    min_span_s: float = MIN_SPAN_S,
 ) -> list[tuple[float, float]]:
     """End-to-end ORT latency (ms) of whole models and the spread across rounds (coefficient of variation).
 
-    Models are measured in ``rounds`` interleaved passes (model 1, 2, …, n, then again), each pass the
+    Models are measured in interleaved passes (model 1, 2, …, n, then again; at least ``rounds``,
+    spanning at least ``min_span_s`` seconds, see `MIN_SPAN_S`), each pass the
     median of its samples, and each model's fastest pass is kept: a burst of load from other processes
     hits one pass of many models instead of all passes of one, and only ever slows a pass.
     """
@@ -495,9 +523,11 @@ def measure_onnx_ms(
         shape = [d if isinstance(d, int) else 1 for d in inp.shape]
         feeds.append({inp.name: np.random.default_rng(0).standard_normal(shape, dtype=np.float32)})
     samples: list[list[float]] = [[] for _ in sessions]
-    for _ in range(max(1, rounds)):
+    began, r = time.perf_counter(), 0
+    while r < max(1, rounds) or time.perf_counter() - began < min_span_s:
         for i, (s, feed) in enumerate(zip(sessions, feeds, strict=True)):
-            samples[i].append(time_session(s, feed, warmup, repeats)[0])
+            samples[i].append(time_session(s, feed, warmup if r == 0 else 0, repeats)[0])
+        r += 1
     out = []
     for xs in samples:
         out.append((min(xs), statistics.pstdev(xs) / statistics.fmean(xs) if len(xs) > 1 else 0.0))

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jointnas.devices import REPEATS, ROUNDS
+
 from .config import load_config
 from .lut import build_table, validate_table
 from .progress import terminal_progress
@@ -118,8 +120,10 @@ def add_parser(subparsers: Any) -> None:
     build.add_argument("--out", required=True, help="table file to write (JSON)")
     build.add_argument("--threads", type=int, help="ONNX Runtime threads (default: [device] threads)")
     build.add_argument("--n-calibration", type=int, default=40, help="random models measured end to end")
-    build.add_argument("--rounds", type=int, default=3, help="interleaved passes over the models (median)")
-    build.add_argument("--repeats", type=int, default=40, help="timing samples (about 20 us each) per pass")
+    build.add_argument(
+        "--rounds", type=int, default=ROUNDS, help="interleaved passes over the blocks (each keeps its fastest)"
+    )
+    build.add_argument("--repeats", type=int, default=REPEATS, help="timing samples (about 20 us each) per pass")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
     build.set_defaults(func=cmd_build)
@@ -130,8 +134,10 @@ def add_parser(subparsers: Any) -> None:
     val.add_argument("--config", required=True, help="study file (TOML) whose space to sample")
     val.add_argument("--n-archs", type=int, default=100, help="random models to measure")
     val.add_argument("--threads", type=int, help="ONNX Runtime threads (default: [device] threads)")
-    val.add_argument("--rounds", type=int, default=3, help="interleaved passes over the models (median)")
-    val.add_argument("--repeats", type=int, default=100, help="timing samples (about 20 us each) per pass")
+    val.add_argument(
+        "--rounds", type=int, default=ROUNDS, help="interleaved passes over the models (each keeps its fastest)"
+    )
+    val.add_argument("--repeats", type=int, default=2 * REPEATS, help="timing samples (about 20 us each) per pass")
     val.add_argument("--seed", type=int, default=1)
     val.add_argument("--json", action="store_true", help="print the report as JSON")
     val.set_defaults(func=cmd_validate)

@@ -30,6 +30,8 @@ from jointnas.compression import (
 )
 from jointnas.compression.export import export_onnx
 from jointnas.devices import (
+    REPEATS,
+    ROUNDS,
     BlockSpec,
     DeviceProfile,
     LatencyTable,
@@ -257,7 +259,7 @@ def _check_machine(profile: DeviceProfile, what: str) -> None:
 
 
 def measure_candidates(
-    table: LatencyTable, candidates: list[Candidate], config: StudyConfig, rounds: int = 3
+    table: LatencyTable, candidates: list[Candidate], config: StudyConfig, rounds: int = ROUNDS
 ) -> tuple[list[float], list[float], list[int], list[float]]:
     """Raw block sums, calibrated predictions, block counts and end-to-end ORT medians (ms)."""
     raw, cal, nblk, models = [], [], [], []
@@ -282,8 +284,8 @@ def build_table(
     threads: int | None = None,
     n_calibration: int = 40,
     seed: int = 0,
-    rounds: int = 3,
-    repeats: int = 40,
+    rounds: int = ROUNDS,
+    repeats: int = REPEATS,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Measure every block of the study's space on this machine, fit the calibration, save ``out``.
@@ -309,7 +311,7 @@ def build_table(
     table.measure_blocks(blocks, rounds, progress)
     # The session-overhead entry enters every prediction (n - 1 times): time it much longer.
     overheads = [b for b in blocks if b.kind == "overhead"]
-    table.measure_blocks(overheads, rounds=max(9, rounds), repeats=max(200, repeats))
+    table.measure_blocks(overheads, rounds=max(24, 2 * rounds), repeats=max(100, repeats))
     measure_s = time.perf_counter() - t1
     table.save()
     t2 = time.perf_counter()
@@ -350,8 +352,8 @@ def validate_table(
     n_archs: int = 100,
     threads: int | None = None,
     seed: int = 1,
-    rounds: int = 3,
-    repeats: int = 100,
+    rounds: int = ROUNDS,
+    repeats: int = 2 * REPEATS,
 ) -> dict[str, Any]:
     """Compare predictions with end-to-end ORT latency of ``n_archs`` random candidates (raw and calibrated)."""
     profile = load_profile(device)
