@@ -48,11 +48,14 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "hardcore": ("hardcore", {"supernet_epochs": 15, "scoring": "inherited", "finetune_epochs": 1}),
 }
 
-# Task → overrides of studies/quickstart.toml. MNIST-1D runs only where the task is registered.
+# Task → overrides of studies/quickstart.toml: the same space, as 1-D convolutions for the MNIST-1D series.
 TASKS: dict[str, dict[str, Any]] = {
     "digits": {},
-    "mnist1d": {"task.dataset": "mnist1d"},
+    "mnist1d": {"task.dataset": "mnist1d", "space.family": "cnn1d"},
 }
+
+# Samplers that cannot search a task's space (HardCoReNAS enumerates 2-D CNN blocks only).
+UNSUPPORTED: dict[tuple[str, str], str] = {("mnist1d", "hardcore"): "hardcore searches 2-D cnn spaces only"}
 
 
 def hypervolume(points: list[tuple[float, float, float]], ref: np.ndarray) -> float:
@@ -153,6 +156,8 @@ def summarize(runs: list[dict[str, Any]], tasks: list[str], samplers: list[str])
         per: dict[str, Any] = {}
         for s in samplers:
             rs = [r for r in runs if r["task"] == task and r["sampler"] == s]
+            if not rs:  # e.g. a sampler that cannot search this task's space
+                continue
             hv = [r["final_hv"] for r in rs]
             wall = [r["wall_time_s"] for r in rs]
             per[s] = {
@@ -355,15 +360,21 @@ def main() -> None:
         keys = ("n_trials", "train_epochs", "finetune_epochs")
         if any(old["setup"][k] != getattr(args, k) for k in keys):
             raise SystemExit(f"--reuse {args.reuse}: its setup differs in one of {keys}")
-        kept = [r for r in old["runs"] if r["sampler"] not in args.samplers and r["seed"] in args.seeds]
+        kept = [
+            r
+            for r in old["runs"]
+            if (r["sampler"] not in args.samplers or r["task"] not in args.tasks) and r["seed"] in args.seeds
+        ]
         for r in kept:
             r["reused_from_earlier_invocation"] = True
         runs.extend(kept)
-        args.reused = sorted({r["sampler"] for r in kept})
+        args.reused = sorted({f"{r['task']}:{r['sampler']}" for r in kept})
     for task in tasks:
         lut = work / f"lut-{task}.json"
         for seed in args.seeds:
             for sampler in args.samplers:
+                if (task, sampler) in UNSUPPORTED:
+                    continue
                 run = run_one(task, sampler, seed, args, work, lut)
                 print(
                     f"{task} {sampler} seed={seed}: {run['wall_time_s']:.1f} s, {len(run['trials'])} trials", flush=True
@@ -414,6 +425,7 @@ def write(
             "hv_normalisation": "each axis divided by the task's reference point (HV <= 1)",
             "tasks_run": tasks,
             "tasks_skipped": {t: "task not registered in this checkout" for t in skipped},
+            "not_run": {f"{t}:{s}": why for (t, s), why in UNSUPPORTED.items() if t in tasks},
             "runs_done": [
                 {"task": t, "seed": s, "samplers": [r["sampler"] for r in runs if (r["task"], r["seed"]) == (t, s)]}
                 for t, s in done

@@ -1,8 +1,9 @@
-"""Weight-sharing supernet over the CNN family's per-stage choices, for DNAS and one-shot search.
+"""Weight-sharing supernet over the CNN families' per-stage choices, for DNAS and one-shot search.
 
 Interface note (for sampler authors: DNAS, HardCoReNAS)
 --------------------------------------------------------
-``net = Supernet(space, input_shape, num_classes)`` covers a ``cnn`` `SpaceConfig`. Every stage of the
+``net = Supernet(space, input_shape, num_classes)`` covers a ``cnn`` (images, ``(C, H, W)``) or ``cnn1d``
+(series, ``(C, L)``) `SpaceConfig`. Every stage of the
 space is present, at width ``width_mult`` (default: the largest) and stem ``stem_channels`` (default:
 the largest); per stage ``i`` the searchable **decisions** are the Optuna parameter names
 ``s{i}_kernel``, ``s{i}_expansion``, ``s{i}_depth``, ``s{i}_wbits``, ``s{i}_abits`` (a `Candidate`
@@ -11,7 +12,7 @@ classifier after ``n`` stages). ``net.decisions`` lists them with their ``option
 
 * Path API: ``net(x, choice)`` with ``choice = {name: option value}`` (missing names take the largest
   option) runs that sub-network: expanded channels are a slice of shared weights, smaller kernels a
-  centre crop of the shared ``k_max`` depthwise kernel, depth skips optional blocks, bit-widths
+  centre crop of the shared ``k_max`` (×``k_max``) depthwise kernel, depth skips optional blocks, bit-widths
   fake-quantize the same weights (`jointnas.spaces.quant`). For uniform/sandwich one-shot training use
   ``net.random_choice(generator)``, ``net.largest_choice()``, ``net.smallest_choice()``.
 * Mixed-op API: ``net(x, weights=probs)`` with ``probs = {name: Tensor[len(options)]}`` (e.g.
@@ -43,11 +44,14 @@ from torch import Tensor, nn
 
 from jointnas.spaces._errors import UserInputError
 from jointnas.spaces.candidate import Candidate
-from jointnas.spaces.families import build_model
+from jointnas.spaces.families import INPUT_DIMS, build_model
 from jointnas.spaces.layers import ConvBNAct
 from jointnas.spaces.profile import LayerInfo
 from jointnas.spaces.quant import quantize_activation, quantize_weight
 from jointnas.spaces.space import SpaceConfig, grid_search_space, sample_candidate
+
+SUPERNET_FAMILIES = ("cnn", "cnn1d")
+"""`SpaceConfig` families a `Supernet` covers."""
 
 KINDS = ("kernel", "expansion", "depth", "wbits", "abits")
 """Decision kinds of every stage, in order; the decision of stage ``i`` is named ``s{i}_{kind}``."""
@@ -105,10 +109,19 @@ def _out_size(size: int, kernel: int, stride: int) -> int:
     return (size + 2 * (kernel // 2) - kernel) // stride + 1
 
 
+def _out_shape(spatial: tuple[int, ...], kernel: int, stride: int) -> tuple[int, ...]:
+    return tuple(_out_size(d, kernel, stride) for d in spatial)
+
+
 def _crop(weight: Tensor, kernel: int) -> Tensor:
-    """Centre ``kernel``×``kernel`` crop of a (…, k_max, k_max) kernel."""
+    """Centre crop of a (cout, cin, k_max[, k_max]) kernel to ``kernel`` in every spatial dimension."""
     off = (weight.shape[-1] - kernel) // 2
+    if weight.dim() == 3:
+        return weight[..., off : off + kernel]
     return weight[..., off : off + kernel, off : off + kernel]
+
+
+_CONV_FN = {1: F.conv1d, 2: F.conv2d}
 
 
 def _pad_to(weight: Tensor, shape: Sequence[int]) -> Tensor:
@@ -126,7 +139,7 @@ def _conv_init(shape: tuple[int, ...]) -> nn.Parameter:
     return nn.Parameter(w)
 
 
-def _bn(x: Tensor, bn: nn.BatchNorm2d, channels: int, training: bool) -> Tensor:
+def _bn(x: Tensor, bn: nn.modules.batchnorm._BatchNorm, channels: int, training: bool) -> Tensor:
     # Slices of the running statistics are views: training updates the shared buffers in place.
     return F.batch_norm(
         x,
@@ -143,17 +156,27 @@ def _bn(x: Tensor, bn: nn.BatchNorm2d, channels: int, training: bool) -> Tensor:
 class _SuperBlock(nn.Module):
     """An inverted residual block at its largest expansion and kernel; choices slice/crop/quantize it."""
 
-    def __init__(self, cin: int, cout: int, stride: int, kernels: tuple[int, ...], expansions: tuple[int, ...]):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        stride: int,
+        kernels: tuple[int, ...],
+        expansions: tuple[int, ...],
+        dims: int = 2,
+    ):
         super().__init__()
         self.cin, self.cout, self.stride = cin, cout, stride
         self.kernels, self.expansions = kernels, expansions
+        self.conv = _CONV_FN[dims]
         k_max, hidden = max(kernels), cin * max(expansions)
-        self.expand_w = _conv_init((hidden, cin, 1, 1))
-        self.expand_bn = nn.BatchNorm2d(hidden)
-        self.dw_w = _conv_init((hidden, 1, k_max, k_max))
-        self.dw_bn = nn.BatchNorm2d(hidden)
-        self.project_w = _conv_init((cout, hidden, 1, 1))
-        self.project_bn = nn.BatchNorm2d(cout)
+        batchnorm = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
+        self.expand_w = _conv_init((hidden, cin) + (1,) * dims)
+        self.expand_bn = batchnorm(hidden)
+        self.dw_w = _conv_init((hidden, 1) + (k_max,) * dims)
+        self.dw_bn = batchnorm(hidden)
+        self.project_w = _conv_init((cout, hidden) + (1,) * dims)
+        self.project_bn = batchnorm(cout)
         # PACT clipping levels of the expand/dw/project outputs, set from the first batch seen.
         self.clip = nn.ParameterList([nn.Parameter(torch.tensor(1.0)) for _ in range(3)])
         self.register_buffer("clip_ready", torch.tensor(False))
@@ -168,16 +191,16 @@ class _SuperBlock(nn.Module):
 
     def forward_path(self, x: Tensor, expansion: int, kernel: int, wbits: int, abits: int) -> Tensor:
         hidden = self.cin * expansion
-        y = F.conv2d(x, quantize_weight(self.expand_w[:hidden], wbits))
+        y = self.conv(x, quantize_weight(self.expand_w[:hidden], wbits))
         y = F.relu(_bn(y, self.expand_bn, hidden, self.training))
         self._init_clip(0, y)
         y = quantize_activation(y, abits, self.clip[0], signed=False)
         w = quantize_weight(_crop(self.dw_w[:hidden], kernel), wbits)
-        y = F.conv2d(y, w, stride=self.stride, padding=kernel // 2, groups=hidden)
+        y = self.conv(y, w, stride=self.stride, padding=kernel // 2, groups=hidden)
         y = F.relu(_bn(y, self.dw_bn, hidden, self.training))
         self._init_clip(1, y)
         y = quantize_activation(y, abits, self.clip[1], signed=False)
-        y = F.conv2d(y, quantize_weight(self.project_w[:, :hidden], wbits))
+        y = self.conv(y, quantize_weight(self.project_w[:, :hidden], wbits))
         y = _bn(y, self.project_bn, self.cout, self.training)
         self._init_clip(2, y)
         y = quantize_activation(y, abits, self.clip[2], signed=True)
@@ -197,7 +220,7 @@ class _SuperBlock(nn.Module):
             return sum(pa[i] * quantize_activation(y, b, self.clip[index], signed) for i, b in enumerate(abits))
 
         w = sum(pw[i] * quantize_weight(self.expand_w, b) for i, b in enumerate(wbits))
-        y = mix_act(F.relu(_bn(F.conv2d(x, w), self.expand_bn, hidden, self.training)), 0, False)
+        y = mix_act(F.relu(_bn(self.conv(x, w), self.expand_bn, hidden, self.training)), 0, False)
         # Rows (output channels) beyond a smaller expansion meet zero columns in the project weight
         # below, so the depthwise and expand convs can run at full width.
         shape = self.dw_w.shape
@@ -206,7 +229,7 @@ class _SuperBlock(nn.Module):
             for i, k in enumerate(self.kernels)
             for j, b in enumerate(wbits)
         )
-        y = F.conv2d(y, w, stride=self.stride, padding=shape[-1] // 2, groups=hidden)
+        y = self.conv(y, w, stride=self.stride, padding=shape[-1] // 2, groups=hidden)
         y = mix_act(F.relu(_bn(y, self.dw_bn, hidden, self.training)), 1, False)
         shape = self.project_w.shape
         w = sum(
@@ -214,7 +237,7 @@ class _SuperBlock(nn.Module):
             for i, e in enumerate(self.expansions)
             for j, b in enumerate(wbits)
         )
-        y = mix_act(_bn(F.conv2d(y, w), self.project_bn, self.cout, self.training), 2, True)
+        y = mix_act(_bn(self.conv(y, w), self.project_bn, self.cout, self.training), 2, True)
         return x + y if self.use_residual else y
 
 
@@ -238,11 +261,11 @@ class _FixedParams:
 
 
 class Supernet(nn.Module):
-    """Weight-sharing supernet of a ``cnn`` space (see the module docstring for the interface).
+    """Weight-sharing supernet of a ``cnn`` or ``cnn1d`` space (see the module docstring for the interface).
 
     Args:
-        space: the study's space (family ``"cnn"``).
-        input_shape: input shape without batch, ``(C, H, W)``.
+        space: the study's space (family ``"cnn"`` or ``"cnn1d"``).
+        input_shape: input shape without batch, ``(C, H, W)`` (``cnn``) or ``(C, L)`` (``cnn1d``).
         num_classes: classifier outputs.
         width_mult: stage width multiplier (one of ``space.width_mult``; default the largest).
         stem_channels: stem width (one of ``space.stem_channels``; default the largest).
@@ -268,10 +291,15 @@ class Supernet(nn.Module):
         stem_channels: int | None = None,
     ) -> None:
         super().__init__()
-        if space.family != "cnn":
-            raise UserInputError(f"the supernet covers the 'cnn' family, not {space.family!r}; set [space] family")
-        if len(input_shape) != 3:
-            raise UserInputError(f"the cnn supernet needs a (C, H, W) input shape, got {tuple(input_shape)}")
+        if space.family not in SUPERNET_FAMILIES:
+            raise UserInputError(
+                f"the supernet covers the {' and '.join(map(repr, SUPERNET_FAMILIES))} families, not "
+                f"{space.family!r}; set [space] family"
+            )
+        self.dims = INPUT_DIMS[space.family] - 1
+        if len(input_shape) != self.dims + 1:
+            layout = "(C, L)" if self.dims == 1 else "(C, H, W)"
+            raise UserInputError(f"the {space.family} supernet needs a {layout} input shape, got {tuple(input_shape)}")
         width_mult = max(space.width_mult) if width_mult is None else width_mult
         stem_channels = max(space.stem_channels) if stem_channels is None else stem_channels
         if width_mult not in space.width_mult:
@@ -297,7 +325,7 @@ class Supernet(nn.Module):
             Decision(f"s{i}_{kind}", i, kind, options[kind]) for i in range(len(space.stages)) for kind in KINDS
         )
         self._by_name = {d.name: d for d in self.decisions}
-        self.stem = ConvBNAct(input_shape[0], stem_channels, 3)
+        self.stem = ConvBNAct(input_shape[0], stem_channels, 3, dims=self.dims)
         stages: list[nn.ModuleList] = []
         cin = stem_channels
         for i, cout in enumerate(self.widths):
@@ -308,6 +336,7 @@ class Supernet(nn.Module):
                     space.strides[i] if j == 0 else 1,
                     options["kernel"],
                     options["expansion"],
+                    self.dims,
                 )
                 for j in range(space.depth[1])
             ]
@@ -361,7 +390,7 @@ class Supernet(nn.Module):
                 c = {kind: full[f"s{i}_{kind}"] for kind in KINDS}
                 for block in blocks[: c["depth"]]:
                     x = block.forward_path(x, c["expansion"], c["kernel"], c["wbits"], c["abits"])
-            return self.heads[n - 1](torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+            return self.heads[n - 1](_pool(x))
         counts = self._by_name["n_stages"].options
         p_n = self._probs(weights, "n_stages", x)
         out = None
@@ -376,7 +405,7 @@ class Supernet(nn.Module):
                     keep = sum(p["depth"][k] for k, d in enumerate(depths) if d > j)
                     x = keep * block.forward_mixed(x, p, bits) + (1 - keep) * x
             if i + 1 in counts:  # exit after stage i with probability P(n_stages = i + 1)
-                y = p_n[counts.index(i + 1)] * self.heads[i](torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+                y = p_n[counts.index(i + 1)] * self.heads[i](_pool(x))
                 out = y if out is None else out + y
         return out
 
@@ -451,9 +480,10 @@ class Supernet(nn.Module):
         """Every block option (stem, inverted residual, head) any choice produces; latency tables
         price whole blocks. Layer names follow `build_model` (``blocks.<j>`` numbers the blocks of the
         largest network), so the devices code groups them as it groups a traced model."""
-        c0, h, w = self.input_shape
+        c0, *rest = self.input_shape
+        size = tuple(rest)  # spatial dims: (H, W) or (L,)
         stem = self.stem_channels
-        info = _conv_info("stem.conv", (c0, h, w), stem, 3, 1, 1, head_bits, head_bits, 0, True)
+        info = _conv_info("stem.conv", (c0, *size), stem, 3, 1, 1, head_bits, head_bits, 0, True)
         out: list[ChoiceBlock] = [ChoiceBlock("stem", (info,), (), None)]
         counts = self._by_name["n_stages"].options
         prev: LayerInfo = info
@@ -466,8 +496,8 @@ class Supernet(nn.Module):
             for j, sb in enumerate(blocks):
                 present = tuple(x for x, d in enumerate(ds) if d > j)
                 depth_req = stage_req + (((f"s{i}_depth", present),) if len(present) < len(ds) else ())
-                ho, wo = _out_size(h, 1, sb.stride), _out_size(w, 1, sb.stride)
-                res = sb.cin * h * w if sb.use_residual else 0
+                out_size = _out_shape(size, 1, sb.stride)
+                res = sb.cin * math.prod(size) if sb.use_residual else 0
                 tag = f"blocks.{flat}"
                 for ie, e in enumerate(es):
                     hid = sb.cin * e
@@ -482,17 +512,17 @@ class Supernet(nn.Module):
                                     (f"s{i}_abits", (ia,)),
                                 )
                                 layers = (
-                                    _conv_info(f"{tag}.expand.conv", (sb.cin, h, w), hid, 1, 1, 1, wb, ab, res, True),
+                                    _conv_info(f"{tag}.expand.conv", (sb.cin, *size), hid, 1, 1, 1, wb, ab, res, True),
                                     _conv_info(
-                                        f"{tag}.dw.conv", (hid, h, w), hid, k, sb.stride, hid, wb, ab, res, True
+                                        f"{tag}.dw.conv", (hid, *size), hid, k, sb.stride, hid, wb, ab, res, True
                                     ),
                                     _conv_info(
-                                        f"{tag}.project.conv", (hid, ho, wo), sb.cout, 1, 1, 1, wb, ab, res, False
+                                        f"{tag}.project.conv", (hid, *out_size), sb.cout, 1, 1, 1, wb, ab, res, False
                                     ),
                                 )
                                 out.append(ChoiceBlock(tag, layers, req, None))
                                 prev = layers[-1]
-                h, w, flat = ho, wo, flat + 1
+                size, flat = out_size, flat + 1
             if i + 1 in counts:
                 cin, ncls = self.widths[i], self.num_classes
                 info = LayerInfo(
@@ -504,9 +534,14 @@ class Supernet(nn.Module):
         return out
 
 
+def _pool(x: Tensor) -> Tensor:
+    """Global average pool over the spatial dimensions (1-D or 2-D), flattened to (N, C)."""
+    return x.mean(dim=tuple(range(2, x.dim())))
+
+
 def _conv_info(
     name: str,
-    in_shape: tuple[int, int, int],
+    in_shape: tuple[int, ...],
     cout: int,
     kernel: int,
     stride: int,
@@ -516,13 +551,13 @@ def _conv_info(
     residual: int,
     relu: bool,
 ) -> LayerInfo:
-    cin, h, w = in_shape
-    ho, wo = _out_size(h, kernel, stride), _out_size(w, kernel, stride)
-    numel = cout * (cin // groups) * kernel * kernel
+    cin, *spatial = in_shape
+    out_spatial = _out_shape(tuple(spatial), kernel, stride)
+    numel = cout * (cin // groups) * kernel ** len(spatial)
     kind = "dwconv" if groups == cin and groups > 1 else "conv"
     return LayerInfo(
-        name, kind, in_shape, (cout, ho, wo), cin, cout, kernel, stride, groups, numel, numel, cout,
-        numel * ho * wo, wbits, abits, residual, relu,
+        name, kind, tuple(in_shape), (cout, *out_spatial), cin, cout, kernel, stride, groups, numel, numel, cout,
+        numel * math.prod(out_spatial), wbits, abits, residual, relu,
     )  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from jointnas.compression.dnas import DNASConfig, Penalty, train_dnas
 from jointnas.devices import LatencyTable
 from jointnas.spaces import SpaceConfig, UserInputError, sample_candidate
-from jointnas.spaces.supernet import CostModel, Supernet
+from jointnas.spaces.supernet import SUPERNET_FAMILIES, CostModel, Supernet
 
 from ._supernet_costs import flash_costs, latency_costs, sram_costs
 
@@ -121,7 +121,7 @@ class DNASSampler(BaseSampler):
         ['flash_bytes', 'latency_ms', 'sram_bytes']
 
     Args:
-        space: the study's space (``cnn`` family).
+        space: the study's space (``cnn`` or ``cnn1d`` family).
         task: the data (train / validation splits are used; never test). In a jointnas study the
             runner supplies it through `set_context`.
         table: the device latency model, a `LatencyTable` or the cycle model (default: an in-memory ORT
@@ -168,8 +168,10 @@ class DNASSampler(BaseSampler):
         seed: int | None = None,
     ) -> None:
         self.space = space if isinstance(space, SpaceConfig) else SpaceConfig.model_validate(space)
-        if self.space.family != "cnn":
-            raise UserInputError(f"the dnas sampler needs [space] family = 'cnn', not {self.space.family!r}")
+        if self.space.family not in SUPERNET_FAMILIES:
+            raise UserInputError(
+                f"the dnas sampler needs [space] family = 'cnn' or 'cnn1d' (a supernet), not {self.space.family!r}"
+            )
         self.anchors = _anchors(lambdas, lambda_sram)
         if epochs < 1 or not 0 <= warmup_epochs < epochs:
             raise UserInputError(

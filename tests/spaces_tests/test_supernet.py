@@ -19,12 +19,14 @@ SPACE = SpaceConfig(
     compression={"weight_bits": [2, 4, 8, 32], "act_bits": [8, 32], "rank_ratio": (0.5, 1.0)},
 )
 SHAPE = (1, 8, 8)
+SHAPES = {"cnn": SHAPE, "cnn1d": (2, 16)}  # images (C, H, W); series (C, L)
 
 
-@pytest.fixture
-def net() -> Supernet:
+@pytest.fixture(params=["cnn", "cnn1d"])
+def net(request) -> Supernet:
     torch.manual_seed(0)
-    return Supernet(SPACE, SHAPE, 10).eval()
+    space = SPACE.model_copy(update={"family": request.param})
+    return Supernet(space, SHAPES[request.param], 10).eval()
 
 
 def _choices(net: Supernet, n: int) -> list[dict]:
@@ -41,13 +43,14 @@ def test_decisions_are_the_optuna_parameter_names(net):
 
 
 def test_path_forward_equals_extracted_model_and_one_hot_mixed_forward(net):
-    x = torch.randn(3, *SHAPE)
+    x = torch.randn(3, *net.input_shape)
     costs = CostModel(net.choice_layers(), net.decisions)
     for choice in _choices(net, 4):
         float_choice = {**choice, **{d.name: 32 for d in net.decisions if d.kind in ("wbits", "abits")}}
         y = net(x, float_choice)
         assert y.shape == (3, 10)
         model = net.extract(float_choice).eval()
+        assert isinstance(model.stem.conv, torch.nn.Conv1d if net.space.family == "cnn1d" else torch.nn.Conv2d)
         torch.testing.assert_close(model(x), y)
         # the candidate's own model (fresh weights) has exactly the sub-network's parameters
         cand = net.to_candidate(float_choice)
@@ -71,8 +74,10 @@ def test_candidate_is_valid_in_the_space(net):
     assert len(one.stages) == 1 and "s1_kernel" not in net.params_of({**choice, "n_stages": 1})
     with pytest.raises(UserInputError, match="s0_kernel=7 is not one of"):
         net.to_candidate({"s0_kernel": 7})
-    with pytest.raises(UserInputError, match="covers the 'cnn' family"):
+    with pytest.raises(UserInputError, match="covers the 'cnn' and 'cnn1d' families, not 'mlp'"):
         Supernet(SpaceConfig(family="mlp"), (64,), 10)
+    with pytest.raises(UserInputError, match=r"needs a \(C, L\) input shape"):
+        Supernet(SpaceConfig(family="cnn1d"), (1, 8, 8), 10)
 
 
 def test_choice_costs_match_the_latency_table_on_the_built_model(net):
@@ -87,7 +92,7 @@ def test_choice_costs_match_the_latency_table_on_the_built_model(net):
     for choice in _choices(net, 3):
         cand = net.to_candidate(choice, {"head_bits": 8})
         deployed = quantize_model(build_model(cand), cand)
-        traced = trace_layers(deployed, SHAPE)
+        traced = trace_layers(deployed, net.input_shape)
         present = layer_model.presence(layer_model.one_hot(choice))
         assert sorted(layer_key(cl.layer) for cl, p in zip(layers, present, strict=True) if p > 0.5) == sorted(
             layer_key(t) for t in traced
@@ -131,7 +136,7 @@ def test_mixed_forward_is_differentiable_in_the_weights(net):
     g = torch.Generator().manual_seed(0)
     logits = {d.name: torch.zeros(len(d.options), requires_grad=True) for d in net.decisions if d.searchable}
     probs = {k: gumbel_softmax(v, 1.0, g) for k, v in logits.items()}
-    loss = net(torch.randn(8, *SHAPE), weights=probs).logsumexp(1).mean()
+    loss = net(torch.randn(8, *net.input_shape), weights=probs).logsumexp(1).mean()
     loss.backward()
     assert all(v.grad is not None and torch.isfinite(v.grad).all() for v in logits.values())
     assert any(float(v.grad.abs().sum()) > 0 for v in logits.values())

@@ -111,3 +111,32 @@ def test_dnas_runs_a_jointnas_study_from_the_study_file(tmp_path, capsys):
     assert [t.user_attrs["dnas:lambda"]["latency_ms"] for t in study.trials] == [0.0, 2.0]
     assert len(study.user_attrs["dnas:alpha_entropy"]) == 2
     assert len(optuna.artifacts.get_all_artifact_meta(study)) == 1
+
+
+def test_dnas_searches_a_cnn1d_space_on_mnist1d(ctx):
+    """The supernet covers 1-D series: MNIST-1D (40 points) through a ``cnn1d`` space, Conv1d all the way."""
+    import dataclasses
+
+    from jointnas.objectives import TaskConfig, load_task
+
+    full = load_task(TaskConfig(dataset="mnist1d", val_fraction=0.2))
+    task = dataclasses.replace(
+        full, x_train=full.x_train[:256], y_train=full.y_train[:256], x_val=full.x_val[:128], y_val=full.y_val[:128]
+    )
+    space = ctx.space.model_copy(update={"family": "cnn1d"})
+    lambdas = [0.0, 30.0]
+    sampler = DNASSampler(
+        space, task=task, table=ctx.table, lambdas=[[lam, 0.0] for lam in lambdas], epochs=3, warmup_epochs=1, seed=0
+    )
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
+    study.optimize(cheap_objective(space, task), n_trials=len(lambdas))
+    assert sampler._supernet().input_shape == (1, 40)
+    latency = [_lut_latency(sampler, sampler.derived_choice(k)) for k in range(len(lambdas))]
+    assert latency[1] < latency[0], latency  # the latency penalty picks a faster series model
+    for k, t in enumerate(study.trials):
+        expected = sampler._supernet().params_of(sampler.derived_choice(k))
+        assert {n: t.params[n] for n in expected} == expected
+    model = build_model(sampler._supernet().to_candidate(sampler.derived_choice(0)))
+    assert isinstance(model.stem.conv, torch.nn.Conv1d)
+    keys = [spec.key for spec in ctx.table.blocks(trace_layers(fold_batchnorm(model.eval()), (1, 40)))]
+    assert keys[0].split("|")[1] == "in=1x40", keys  # priced as 1-D blocks: (C, L) input shapes
