@@ -6,8 +6,9 @@ Writes benchmarks/results/distributed.json. Usage:
 
 * ``throughput``: trials/min with 1 and 2 worker processes on one study (global budget), for a
   sleeping trial (compute elsewhere: measures coordination through the storage) and a CPU-bound trial
-  (one core spun per trial: bounded by the free cores of this shared machine). Rate = COMPLETE trials
-  / (last completion - first start) from the storage's own timestamps, so process start-up is excluded.
+  (one core spun per trial: bounded by the free cores of this shared machine). Workers load, then
+  start their first trial together (``JOINTNAS_START_AT``); rate = COMPLETE trials / (last completion
+  - first start) from the storage's own timestamps, so process start-up is excluded.
 * ``storage_overhead``: wall ms per trial of `run_trials` with a no-op objective (random sampler, one
   worker, heartbeats on) in a study that already holds 1k / 10k COMPLETE trials.
 * ``kill_and_resume``: 3 workers, one SIGKILLed mid-trial, a fresh worker started; lost and
@@ -50,9 +51,9 @@ def _driver_url(storage) -> str:
     return storage.url  # open_storage resolved the driver (postgresql+psycopg2://...)
 
 
-def _spawn(url: str, study: str, n: int, trial: str, *hb: int) -> subprocess.Popen[str]:
+def _spawn(url: str, study: str, n: int, trial: str, *hb: int, start_at: float = 0.0) -> subprocess.Popen[str]:
     cmd = [sys.executable, str(WORKER), url, study, str(n), trial, *map(str, hb)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", JOINTNAS_START_AT=str(start_at))
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -67,7 +68,8 @@ def throughput(url: str, workers: int, n_trials: int, trial: str) -> dict[str, f
     storage = open_storage(url, heartbeat_s=None)
     name = _name(f"tp{workers}")
     optuna.create_study(study_name=name, storage=storage)
-    _finish([_spawn(_driver_url(storage), name, n_trials, trial, 5) for _ in range(workers)])
+    start_at = time.time() + 5.0  # after every worker has loaded (about a second each)
+    _finish([_spawn(_driver_url(storage), name, n_trials, trial, 5, start_at=start_at) for _ in range(workers)])
     trials = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.COMPLETE,))
     span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
     optuna.delete_study(study_name=name, storage=storage)

@@ -33,7 +33,7 @@ import torch
 from optuna._hypervolume import compute_hypervolume
 from optuna.trial import FrozenTrial, TrialState
 
-from jointnas.objectives.tasks import _TASKS
+from jointnas.objectives.tasks import dataset_names
 from jointnas.search.config import apply_overrides, load_config
 from jointnas.search.study import create_or_resume, run_study, versions
 
@@ -351,7 +351,7 @@ def main() -> None:
         print(json.dumps({k: v for k, v in result["hardcore_rank_correlation"].items() if k != "subnets"}, indent=1))
         print(f"written to {args.out}")
         return
-    tasks = [t for t in args.tasks if TASKS[t].get("task.dataset", t) in _TASKS]
+    tasks = [t for t in args.tasks if TASKS[t].get("task.dataset", t) in dataset_names()]
     skipped = sorted(set(args.tasks) - set(tasks))
     work = Path(tempfile.mkdtemp(prefix="jointnas-samplers-"))
     runs: list[dict[str, Any]] = []

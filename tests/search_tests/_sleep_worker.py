@@ -4,12 +4,15 @@ sleeping objective, without importing torch (so a process starts in about a seco
     python tests/search_tests/_sleep_worker.py URL STUDY N_TRIALS TRIAL_S[cpu] [HEARTBEAT_S GRACE_S]
 
 URL is an SQLAlchemy URL (RDB storage with heartbeats) or ``journal:///PATH`` (journal file).
-Prints one line ``done COMPLETE`` on success.
+With ``JOINTNAS_START_AT`` (a `time.time()` value) in the environment the worker, once loaded, waits
+until then before its first trial, so benchmarked workers start together. Prints one line
+``done COMPLETE`` on success.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 import warnings
@@ -68,6 +71,8 @@ def main(argv: list[str]) -> int:
     grace_s = int(argv[5]) if len(argv) > 5 else None
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.load_study(study_name=study_name, storage=storage(url, heartbeat_s, grace_s))
+    start_at = float(os.environ.get("JOINTNAS_START_AT", "0"))
+    time.sleep(max(0.0, start_at - time.time()))
     complete = load_budget().run_trials(study, sleep_objective(trial_s, cpu), n_trials, max_trials=10 * n_trials)
     print(f"done {complete}", flush=True)
     return 0

@@ -147,3 +147,29 @@ def test_two_processes_on_a_journal_file_share_the_budget(tmp_path):
     assert states[TrialState.RUNNING] == 0
     assert len({t.number for t in trials}) == len(trials)
     assert len({t.user_attrs[WORKER_ATTR] for t in trials}) == 2  # both processes ran trials
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_budget_counts_match_the_trials_on_sql_and_journal_storages(tmp_path, kind):
+    """RDB storages count with one SQL aggregate, journal storages from the cache: same answer."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from jointnas.search.budget import budget_counts
+
+    if kind == "sqlite":
+        storage = open_storage(f"sqlite:///{tmp_path / 'c.db'}")
+    else:
+        storage = JournalStorage(JournalFileBackend(str(tmp_path / "c.log")))
+    study = optuna.create_study(storage=storage)
+    states = ["COMPLETE", "FAIL", "COMPLETE", "PRUNED", "RUNNING", "COMPLETE", "WAITING"]
+    for s in states:
+        if s == "WAITING":
+            study.enqueue_trial({"x": 0.5})
+            continue
+        trial = study.ask()
+        if s != "RUNNING":
+            study.tell(trial, 0.0 if s == "COMPLETE" else None, state=TrialState[s])
+    counts = budget_counts(study)
+    assert {k: v for k, v in counts.items() if v} == dict(collections.Counter(states))
+    below = budget_counts(study, below=3)  # trials 0, 1, 2
+    assert {k: v for k, v in below.items() if v} == {"COMPLETE": 2, "FAIL": 1}
