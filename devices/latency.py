@@ -455,15 +455,19 @@ class LatencyTable:
         return self.predict_raw_ms([layer])
 
     def _raw(self, specs: Sequence[BlockSpec]) -> float:
-        # Every block was timed as a session of its own: count one session's fixed cost, not n.
-        total = sum(self.lookup_block(spec) for spec in specs)
-        if len(specs) > 1:
-            total -= (len(specs) - 1) * self.lookup_block(overhead_spec(specs[0].in_shape))
-        return total
+        # Every block was timed as a session of its own: count one session's fixed cost, not n. A block
+        # costs what it adds to that fixed cost, never less than nothing (a block timed within noise of
+        # an empty session would otherwise make a bigger model predict faster).
+        entries = [self.lookup_block(spec) for spec in specs]
+        if len(entries) < 2:
+            return sum(entries)
+        overhead = self.lookup_block(overhead_spec(specs[0].in_shape))
+        return overhead + sum(max(0.0, ms - overhead) for ms in entries)
 
     def predict_raw_ms(self, layers: Sequence[LayerInfo]) -> float:
-        """The uncalibrated prediction (ms): the sum of the model's block entries, less the fixed cost of
-        a session run (an ``Identity`` graph, measured like a block) for all blocks but one."""
+        """The uncalibrated prediction (ms): the fixed cost of a session run (an ``Identity`` graph,
+        measured like a block) plus what each block's entry adds to it (never below 0); that is, the sum
+        of the block entries less the fixed cost for all blocks but one."""
         return self._raw(self.blocks(layers))
 
     def predict_ms(self, layers: Sequence[LayerInfo]) -> float:

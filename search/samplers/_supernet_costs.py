@@ -37,7 +37,8 @@ def latency_costs(model: Any, blocks: list[ChoiceBlock]) -> tuple[Tensor, float]
         a, b, c = (cal.a, cal.b, cal.c) if cal is not None else (1.0, 0.0, 0.0)
         first = _block_layers(blocks[0])
         overhead = model.lookup_block(overhead_spec(model.blocks(first)[0].in_shape))
-        terms = [a * (model.lookup_block(model.blocks(_block_layers(cb))[-1]) - overhead) + b for cb in blocks]
+        # As `LatencyTable.predict_raw_ms`: a block adds its time beyond a session's fixed cost, at least 0.
+        terms = [a * max(0.0, model.lookup_block(model.blocks(_block_layers(cb))[-1]) - overhead) + b for cb in blocks]
         model.save()
         return torch.tensor(terms, dtype=torch.float64), a * overhead + c
     return torch.tensor([model.predict_ms(list(cb.layers)) for cb in blocks], dtype=torch.float64), 0.0

@@ -58,3 +58,14 @@ def test_sram_counts_live_residual_input():
     assert expand.residual_numel == 512
     dw = next(layer for layer in layers if layer.name == "blocks.0.dw.conv")
     assert estimate_sram_bytes(layers) == 4 * (dw.in_numel + dw.out_numel + 512)
+
+
+def test_a_block_timed_below_the_session_overhead_adds_nothing_instead_of_subtracting():
+    from jointnas.devices.latency import Entry
+
+    table = LatencyTable(None, measure_missing=False)
+    table.entries["dense|in=64|l64>32r|res=0|pool=0|b=w32a32"] = Entry(0.010, 0.0)
+    table.entries["head|in=32|l32>10|res=0|pool=0|b=w32a32"] = Entry(0.003, 0.0)  # noise: below the overhead
+    table.entries["overhead|in=64||res=0|pool=0|b=w32a32"] = Entry(0.004, 0.0)
+    # overhead + (dense - overhead) + max(0, head - overhead) = dense; plain sum less overhead gave 0.009
+    assert table.predict_raw_ms(_layers()) == pytest.approx(0.010)
