@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from jointnas.spaces import UserInputError
 
 from ._modules import set_submodule
-from .quantization import QuantConv1d, QuantConv2d, QuantLinear, fold_batchnorm
+from .quantization import QuantConv1d, QuantConv2d, QuantLinear, fold_batchnorm, same_geometry
 
 OPSET = 17
 """ONNX opset of every exported model."""
@@ -55,18 +55,7 @@ def deployable_model(model: nn.Module) -> nn.Module:
 def _bake(layer: QuantConv1d | QuantConv2d | QuantLinear) -> nn.Module:
     with torch.no_grad():
         weight = layer.quantized_weight().detach().clone()
-    if isinstance(layer, QuantConv1d | QuantConv2d):
-        plain: nn.Module = (nn.Conv1d if isinstance(layer, QuantConv1d) else nn.Conv2d)(
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel_size,
-            layer.stride,
-            layer.padding,
-            groups=layer.groups,
-            bias=layer.bias is not None,
-        )
-    else:
-        plain = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    plain = same_geometry(layer, nn.Conv1d, nn.Conv2d, nn.Linear)
     plain.weight.data.copy_(weight)
     if layer.bias is not None:
         plain.bias.data.copy_(layer.bias.detach())

@@ -262,9 +262,15 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
-def _to_quant(layer: nn.Module, weight_bits: int, act_bits: int, method: str = "maxabs") -> nn.Module:
+def same_geometry(layer: nn.Module, conv1d: type, conv2d: type, linear: type) -> nn.Module | None:
+    """A fresh layer of class ``conv1d``/``conv2d``/``linear`` (whichever ``layer`` is) with its geometry.
+
+    Shapes, stride, padding, groups and bias presence are ``layer``'s; weights are new (copy them).
+    ``None`` when ``layer`` is neither a convolution nor a linear layer. Quantizing (`QuantConv2d` …)
+    and baking for export (back to ``nn.Conv2d`` …) both rebuild layers this way.
+    """
     if isinstance(layer, nn.Conv1d | nn.Conv2d):
-        q = (QuantConv1d if isinstance(layer, nn.Conv1d) else QuantConv2d)(
+        return (conv1d if isinstance(layer, nn.Conv1d) else conv2d)(
             layer.in_channels,
             layer.out_channels,
             layer.kernel_size,
@@ -273,9 +279,14 @@ def _to_quant(layer: nn.Module, weight_bits: int, act_bits: int, method: str = "
             groups=layer.groups,
             bias=layer.bias is not None,
         )
-    elif isinstance(layer, nn.Linear):
-        q = QuantLinear(layer.in_features, layer.out_features, bias=layer.bias is not None)
-    else:
+    if isinstance(layer, nn.Linear):
+        return linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    return None
+
+
+def _to_quant(layer: nn.Module, weight_bits: int, act_bits: int, method: str = "maxabs") -> nn.Module:
+    q = same_geometry(layer, QuantConv1d, QuantConv2d, QuantLinear)
+    if q is None:
         return layer
     q.load_state_dict(layer.state_dict())
     q._setup_quant(weight_bits, act_bits, method)
