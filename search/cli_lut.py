@@ -12,10 +12,10 @@ from jointnas.devices import REPEATS, ROUNDS
 
 from .config import load_config
 from .lut import build_table, validate_table
-from .progress import terminal_progress
+from .progress import LiveDisplay, terminal_progress
 
 
-class _Bar:
+class _Bar(LiveDisplay):
     """A rich progress bar on a terminal, a line every 10% otherwise."""
 
     def __init__(self, label: str) -> None:
@@ -26,13 +26,7 @@ class _Bar:
 
     def __enter__(self) -> _Bar:
         self.progress = terminal_progress(self.label)
-        if self.progress is not None:
-            self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
+        return super().__enter__()
 
     def __call__(self, done: int, total: int) -> None:
         if self.progress is not None:

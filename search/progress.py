@@ -30,7 +30,22 @@ def terminal_progress(label: str) -> Progress | None:
     )
 
 
-class StepProgress:
+class LiveDisplay:
+    """Shows ``self.progress`` (a `terminal_progress` bar, or ``None`` off a terminal) while entered."""
+
+    progress: Progress | None = None
+
+    def __enter__(self):
+        if self.progress is not None:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+class StepProgress(LiveDisplay):
     """Progress over a known number of named steps.
 
     On a terminal a rich bar (step k/N, elapsed time, current step); elsewhere (logs, CI, tests) one
@@ -52,15 +67,6 @@ class StepProgress:
             self.progress = terminal_progress(label)
             if self.progress is not None:
                 self.task = self.progress.add_task("", total=total)
-
-    def __enter__(self) -> StepProgress:
-        if self.progress is not None:
-            self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
 
     def add(self, n: int) -> None:
         """Grow the total by ``n`` steps (when the step count is known only later)."""
