@@ -269,30 +269,16 @@ def summarize(runs: list[WorkflowRun]) -> dict[str, Any]:
             }
         )
     curves = {r.name: best_accuracy_curve(r.search) for r in runs}
-    fronts = {
-        r.name: [
-            {
-                "trial": t.number,
-                **dict(zip(metrics, t.values, strict=True)),
-                "test_accuracy": t.user_attrs.get("test_accuracy"),
-            }
-            for t in front(r.final)
-            if _feasible(t)
-        ]
-        for r in runs
-    }
-    models = {
-        r.name: [
-            {
-                "trial": t.number,
-                **dict(zip(metrics, t.values, strict=True)),
-                "test_accuracy": t.user_attrs.get("test_accuracy"),
-            }
-            for t in _complete(r.final)
-            if _feasible(t)
-        ]
-        for r in runs
-    }
+
+    def point(t: FrozenTrial) -> dict[str, Any]:
+        return {
+            "trial": t.number,
+            **dict(zip(metrics, t.values, strict=True)),
+            "test_accuracy": t.user_attrs.get("test_accuracy"),
+        }
+
+    fronts = {r.name: [point(t) for t in front(r.final) if _feasible(t)] for r in runs}
+    models = {r.name: [point(t) for t in _complete(r.final) if _feasible(t)] for r in runs}
     ranked = [row for row in table if row["hypervolume"] is not None]
     winner_hv = max(ranked, key=lambda row: row["hypervolume"])["workflow"] if ranked else None
     with_acc = [row for row in table if row["best_feasible_val_accuracy"] is not None]

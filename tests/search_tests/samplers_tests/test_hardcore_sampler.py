@@ -17,16 +17,9 @@ from jointnas.search.samplers._hardcore import ATTR_BUDGET, ATTR_SUPERNET, arch_
 from jointnas.spaces import SpaceConfig, UserInputError, build_model, sample_candidate, trace_layers
 
 from ...conftest import TINY_CONFIG, write_config
+from .conftest import SPACE as SHARED_SPACE
 
-SPACE = SpaceConfig(
-    stages=[8, 16],
-    strides=[1, 2],
-    depth=(1, 2),
-    width_mult=[0.5, 1.0],
-    kernel=[3, 5],
-    expansion=[2, 4],
-    stem_channels=[8],
-)
+SPACE = SHARED_SPACE.model_copy(update={"compression": SpaceConfig().compression})  # architecture only
 FAST = {"supernet_epochs": 1, "score_samples": 8, "fw_iterations": 10}
 
 
