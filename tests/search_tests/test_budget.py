@@ -173,3 +173,23 @@ def test_budget_counts_match_the_trials_on_sql_and_journal_storages(tmp_path, ki
     assert {k: v for k, v in counts.items() if v} == dict(collections.Counter(states))
     below = budget_counts(study, below=3)  # trials 0, 1, 2
     assert {k: v for k, v in below.items() if v} == {"COMPLETE": 2, "FAIL": 1}
+
+
+def test_a_workers_incremental_counter_follows_new_trials_and_state_changes(tmp_path):
+    from jointnas.search.budget import TrialStates, budget_counts, state_counter
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'i.db'}"))
+    counter = state_counter(study)
+    assert isinstance(counter, TrialStates) and counter.counts()["COMPLETE"] == 0
+    first, second = study.ask(), study.ask()
+    study.tell(second, 1.0)
+    counts = counter.counts()
+    assert (counts["RUNNING"], counts["COMPLETE"]) == (1, 1)
+    study.tell(first, 2.0)  # a row read before, not final then: read again
+    study.tell(study.ask(), state=TrialState.FAIL)
+    study.ask()
+    counts = counter.counts()
+    assert (counts["COMPLETE"], counts["FAIL"], counts["RUNNING"]) == (2, 1, 1)
+    assert counts == budget_counts(study)  # a fresh counter agrees
+    assert counter.counts(below=1) == {**{s.name: 0 for s in TrialState}, "COMPLETE": 1}
+    assert counter.counts(below=3)["FAIL"] == 1 and counter.counts(below=3)["RUNNING"] == 0
