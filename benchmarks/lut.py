@@ -143,9 +143,9 @@ def main() -> None:
         "load_avg_after": _load(),
         "command": "python benchmarks/lut.py" + (" --quick" if quick else "") + (" --compare" if args.compare else ""),
         "notes": (
-            "measured while other jobs shared the 2-core machine (see load averages); every timing is the "
-            "median of short samples, and blocks / models are timed in interleaved passes with the median "
-            "kept, so a burst of load hits single passes"
+            "see load averages for other jobs; every pass is the median of short samples, and blocks / models are "
+            "timed in at least devices.ROUNDS interleaved passes spread over at least devices.MIN_SPAN_S seconds, "
+            "each keeping its fastest pass (the VM's uncontended state)"
         ),
         "fingerprint": device_fingerprint(),
         "versions": versions(),
