@@ -18,7 +18,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,6 +117,15 @@ Spreading each model's passes over seconds makes the fastest pass the uncontende
 
 REPEATS = 10
 """Timing samples (about 20 us each) per pass of a table build."""
+
+
+def passes(rounds: int, min_span_s: float) -> Iterator[int]:
+    """Pass numbers 0, 1, … for interleaved timing: at least ``rounds`` (and 1), and as many more as it
+    takes to span ``min_span_s`` seconds since the first (see `MIN_SPAN_S`)."""
+    began, r = time.perf_counter(), 0
+    while r < max(1, rounds) or time.perf_counter() - began < min_span_s:
+        yield r
+        r += 1
 
 
 def time_session(session, feed: dict[str, np.ndarray], warmup: int, repeats: int) -> tuple[float, float]:
@@ -434,8 +443,7 @@ class LatencyTable:
             sessions = [ort_session(block_graph(s), self.threads, self.disabled) for s in part]
             feeds = [{"x": np.random.default_rng(0).standard_normal((1, *s.in_shape), dtype=np.float32)} for s in part]
             runs: list[list[tuple[float, float]]] = [[] for _ in part]
-            began, r = time.perf_counter(), 0
-            while r < max(1, rounds) or time.perf_counter() - began < min_span_s:
+            for r in passes(rounds, min_span_s):
                 warmup = self.warmup if r == 0 else 0
                 for i, (session, feed) in enumerate(zip(sessions, feeds, strict=True)):
                     runs[i].append(time_session(session, feed, warmup, repeats or self.repeats))
@@ -443,7 +451,6 @@ class LatencyTable:
                         done += 1
                         if progress:
                             progress(done, total)
-                r += 1
             with self._lock:
                 for spec, xs in zip(part, runs, strict=True):
                     ms = min(m for m, _ in xs)
@@ -527,11 +534,9 @@ def measure_onnx_ms(
         shape = [d if isinstance(d, int) else 1 for d in inp.shape]
         feeds.append({inp.name: np.random.default_rng(0).standard_normal(shape, dtype=np.float32)})
     samples: list[list[float]] = [[] for _ in sessions]
-    began, r = time.perf_counter(), 0
-    while r < max(1, rounds) or time.perf_counter() - began < min_span_s:
+    for r in passes(rounds, min_span_s):
         for i, (s, feed) in enumerate(zip(sessions, feeds, strict=True)):
             samples[i].append(time_session(s, feed, warmup if r == 0 else 0, repeats)[0])
-        r += 1
     out = []
     for xs in samples:
         out.append((min(xs), statistics.pstdev(xs) / statistics.fmean(xs) if len(xs) > 1 else 0.0))

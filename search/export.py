@@ -257,7 +257,7 @@ def export_trial(
         calibration = getattr(table, "calibration", None)
     with step("measure ONNX Runtime latency"):
         files = {"onnx_fp32": fp32_path, "onnx_int8": int8_path, "baseline_onnx_fp32": base_path}
-        # Interleaved passes over all files (medians), as the latency table's own validation measures.
+        # Interleaved passes over all files, each file's fastest kept, as the latency table is timed.
         timings = measure_onnx_ms(
             [p.read_bytes() for p in files.values()],
             device.threads,
