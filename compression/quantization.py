@@ -228,14 +228,19 @@ class PACT(nn.Module):
         if not self.training:
             # Deployment form: the clip as constants, no STE bookkeeping, so the ONNX graph is
             # Clip → Div → Round → Mul (float32 arithmetic, as in training up to the last bit).
-            hi = float(self.alpha.detach().abs()) + 1e-6
+            lo, hi = self.clip_range()
             scale = hi / levels
-            return torch.round(torch.clamp(x, -hi if self.signed else 0.0, hi) / scale) * scale
+            return torch.round(torch.clamp(x, lo, hi) / scale) * scale
         alpha = self.alpha.abs() + 1e-6
         lo = -alpha if self.signed else torch.zeros_like(alpha)
         y = torch.minimum(torch.maximum(x, lo), alpha)
         scale = alpha / levels
         return _ste(y, torch.round(y / scale) * scale)
+
+    def clip_range(self) -> tuple[float, float]:
+        """The learned clipping interval as constants: ``(-α, α)`` signed, ``(0, α)`` unsigned."""
+        hi = float(self.alpha.detach().abs()) + 1e-6
+        return (-hi if self.signed else 0.0), hi
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, signed={self.signed}"

@@ -117,8 +117,7 @@ def float_deployable(model: nn.Module) -> nn.Module:
         for child_name, child in list(module.named_children()):
             if not isinstance(child, PACT):
                 continue
-            hi = float(child.alpha.detach().abs()) + 1e-6  # as PACT's own deployment form
-            lo = -hi if child.signed else 0.0
+            lo, hi = child.clip_range()
             if child_name == "out_quant" and not child.signed and isinstance(getattr(module, "act", None), tnn.ReLU):
                 module.act = tnn.Identity()  # clip(relu(x), 0, α) == clip(x, 0, α)
             setattr(module, child_name, tnn.Hardtanh(lo, hi))
