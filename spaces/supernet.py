@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from jointnas.spaces._errors import UserInputError
 from jointnas.spaces.candidate import Candidate
-from jointnas.spaces.families import INPUT_DIMS, build_model
+from jointnas.spaces.families import INPUT_DIMS, build_model, check_family_input
 from jointnas.spaces.layers import ConvBNAct
 from jointnas.spaces.profile import LayerInfo
 from jointnas.spaces.quant import quantize_activation, quantize_weight
@@ -116,9 +116,7 @@ def _out_shape(spatial: tuple[int, ...], kernel: int, stride: int) -> tuple[int,
 def _crop(weight: Tensor, kernel: int) -> Tensor:
     """Centre crop of a (cout, cin, k_max[, k_max]) kernel to ``kernel`` in every spatial dimension."""
     off = (weight.shape[-1] - kernel) // 2
-    if weight.dim() == 3:
-        return weight[..., off : off + kernel]
-    return weight[..., off : off + kernel, off : off + kernel]
+    return weight[(..., *[slice(off, off + kernel)] * (weight.dim() - 2))]
 
 
 _CONV_FN = {1: F.conv1d, 2: F.conv2d}
@@ -296,10 +294,8 @@ class Supernet(nn.Module):
                 f"the supernet covers the {' and '.join(map(repr, SUPERNET_FAMILIES))} families, not "
                 f"{space.family!r}; set [space] family"
             )
-        self.dims = INPUT_DIMS[space.family] - 1
-        if len(input_shape) != self.dims + 1:
-            layout = "(C, L)" if self.dims == 1 else "(C, H, W)"
-            raise UserInputError(f"the {space.family} supernet needs a {layout} input shape, got {tuple(input_shape)}")
+        check_family_input(space.family, tuple(input_shape))
+        self.dims = INPUT_DIMS[space.family] - 1  # spatial dimensions
         width_mult = max(space.width_mult) if width_mult is None else width_mult
         stem_channels = max(space.stem_channels) if stem_channels is None else stem_channels
         if width_mult not in space.width_mult:

@@ -76,7 +76,7 @@ def test_candidate_is_valid_in_the_space(net):
         net.to_candidate({"s0_kernel": 7})
     with pytest.raises(UserInputError, match="covers the 'cnn' and 'cnn1d' families, not 'mlp'"):
         Supernet(SpaceConfig(family="mlp"), (64,), 10)
-    with pytest.raises(UserInputError, match=r"needs a \(C, L\) input shape"):
+    with pytest.raises(UserInputError, match=r"family 'cnn1d' needs inputs shaped \(channels, length\)"):
         Supernet(SpaceConfig(family="cnn1d"), (1, 8, 8), 10)
 
 
