@@ -219,7 +219,7 @@ def run_trials(
     guarded = _Guarded(objective, n_trials, exact, on_success)
     counter = guarded.counter = state_counter(study)
     started = time.monotonic()
-    ran = [0]
+    ran = 0
     if max_trials is None:
         max_trials = max(0, n_trials - counter.counts()["COMPLETE"])
 
@@ -232,7 +232,7 @@ def run_trials(
                 return complete
             if timeout is not None and time.monotonic() - started >= timeout:
                 return complete
-            if ran[0] - guarded.surplus >= max_trials:
+            if ran - guarded.surplus >= max_trials:
                 return complete
             if not (exact and complete + counts["RUNNING"] >= n_trials):
                 return None
@@ -244,17 +244,19 @@ def run_trials(
                 optuna.storages.fail_stale_trials(study)
 
     def gate(study: optuna.Study, trial: FrozenTrial) -> None:
-        ran[0] += 1
-        if stop_with() is not None:
+        nonlocal ran, done
+        ran += 1
+        done = stop_with()
+        if done is not None:
             study.stop()
 
     done = stop_with()
-    if done is not None:
-        return done
-    # One optimize loop for all of this worker's trials (the gate callback waits or stops between
-    # trials): Optuna's per-call set-up and session teardown are paid once, not per trial.
-    study.optimize(guarded, catch=catch, callbacks=[*callbacks, gate])
-    return counter.counts()["COMPLETE"]
+    if done is None:
+        # One optimize loop for all of this worker's trials (the gate callback waits or stops between
+        # trials): Optuna's per-call set-up and session teardown are paid once, not per trial. The
+        # gate's last look is the count this worker stopped with.
+        study.optimize(guarded, catch=catch, callbacks=[*callbacks, gate])
+    return done
 
 
 __all__ = [
