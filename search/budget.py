@@ -172,6 +172,8 @@ class _Guarded:
             raise
 
     def _run(self, trial: optuna.Trial) -> Any:
+        # Every trial names its worker, surplus ones too: a PRUNED surplus trial says who created it.
+        trial.set_user_attr(WORKER_ATTR, WORKER_ID)
         states = ("COMPLETE", "RUNNING", "WAITING") if self.exact else ("COMPLETE",)
         if self.counter is None:
             self.counter = state_counter(trial.study)
@@ -181,7 +183,6 @@ class _Guarded:
             trial.set_user_attr(SURPLUS_ATTR, True)
             self.surplus += 1
             raise optuna.TrialPruned(f"budget of {self.n_trials} COMPLETE trials already claimed")
-        trial.set_user_attr(WORKER_ATTR, WORKER_ID)
         values = self.objective(trial)
         if self.on_success is not None:
             self.on_success(trial, values)

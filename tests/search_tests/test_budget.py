@@ -31,9 +31,13 @@ SLEEP_WORKER = Path(__file__).with_name("_sleep_worker.py")
 PG_DRIVER_URL = PG_URL.replace("postgresql://", "postgresql+psycopg2://")
 
 
-def _sleep_worker(url: str, study: str, n: int, trial_s: float, *hb: int) -> subprocess.Popen[str]:
+def _sleep_worker(
+    url: str, study: str, n: int, trial_s: float, *hb: int, start_at: float | None = None
+) -> subprocess.Popen[str]:
+    """A `_sleep_worker.py` process; ``start_at`` (a `time.time()` value): its first trial waits until then."""
     cmd = [sys.executable, str(SLEEP_WORKER), url, study, str(n), str(trial_s), *map(str, hb)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "JOINTNAS_START_AT": str(start_at)} if start_at is not None else None
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _x(trial: optuna.Trial) -> float:
@@ -53,6 +57,7 @@ def test_a_trial_beyond_the_claimed_budget_is_surplus_and_never_runs(tmp_path):
     with pytest.raises(optuna.TrialPruned):
         guarded(second)
     assert calls == [] and second.user_attrs[SURPLUS_ATTR] is True
+    assert second.user_attrs[WORKER_ATTR].endswith(f":{os.getpid()}")  # a surplus trial names its worker too
     assert guarded(first) == 1.0 and calls == [first.number]
     # Ctrl-C anywhere in a trial (here: in the claim check's read) leaves the reason on the trial.
     third = study.ask()
@@ -136,17 +141,24 @@ def test_two_processes_on_a_journal_file_share_the_budget(tmp_path):
     url, name, budget = f"journal://{tmp_path / 'study.log'}", unique("journal"), 6
     storage = open_storage(url)
     optuna.create_study(study_name=name, storage=storage)
-    procs = [_sleep_worker(url, name, budget, 0.3) for _ in range(2)]
+    # Both start their first trial at the same moment (a loaded machine may take seconds to import optuna).
+    start_at = time.time() + 10
+    procs = [_sleep_worker(url, name, budget, 0.3, start_at=start_at) for _ in range(2)]
     for p in procs:
-        out, err = p.communicate(timeout=60)
+        out, err = p.communicate(timeout=90)
         assert p.returncode == 0, err
     trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
     states = collections.Counter(t.state for t in trials)
     # No heartbeats on journal storages: at most one extra trial per concurrently finishing worker.
     assert budget <= states[TrialState.COMPLETE] <= budget + 1
     assert states[TrialState.RUNNING] == 0
+    # Any other trial is surplus: pruned before it ran, and it names the worker that created it.
+    surplus = [t for t in trials if t.state != TrialState.COMPLETE]
+    assert all(t.state == TrialState.PRUNED and t.user_attrs[SURPLUS_ATTR] for t in surplus)
+    assert {p.pid for p in procs} == {int(t.user_attrs[WORKER_ATTR].rsplit(":", 1)[1]) for t in trials}
     assert len({t.number for t in trials}) == len(trials)
-    assert len({t.user_attrs[WORKER_ATTR] for t in trials}) == 2  # both processes ran trials
+    completed_by = {t.user_attrs[WORKER_ATTR] for t in trials if t.state == TrialState.COMPLETE}
+    assert len(completed_by) == 2  # both processes ran trials
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
