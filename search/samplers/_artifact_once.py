@@ -25,39 +25,49 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_
 
 from jointnas.spaces import UserInputError
 
+from ..artifacts import ATTR_ARTIFACT_DIR
+
 
 def storage_location(study: optuna.Study) -> Path | None:
     """The file behind a study's storage (SQLite database or journal file), if it is a local file."""
-    storage: Any = study._storage
-    storage = getattr(storage, "_backend", storage)
-    url = getattr(storage, "url", None)
-    if isinstance(url, str) and url.startswith("sqlite:///") and ":memory:" not in url:
-        return Path(url[len("sqlite:///") :])
-    backend = getattr(storage, "_backend", None)
-    path = getattr(backend, "_file_path", None)
-    return Path(path) if path else None
+    layer: Any = study._storage  # Optuna wraps RDB storages in a cache, journals around a file backend
+    while layer is not None:
+        url = getattr(layer, "url", None)
+        if isinstance(url, str) and url.startswith("sqlite:///") and ":memory:" not in url:
+            return Path(url[len("sqlite:///") :])
+        path = getattr(layer, "_file_path", None)
+        if path:
+            return Path(path)
+        layer = getattr(layer, "_backend", None)
+    return None
 
 
 def default_artifact_store(study: optuna.Study, artifact_store: Any = None) -> Any:
-    """``artifact_store`` (an ArtifactStore or a directory), else ``artifacts/`` next to the storage file.
+    """The store for a study's trained supernet: where `jointnas run` keeps the trial artifacts.
 
-    An in-memory study gets a private temporary directory; a server storage (PostgreSQL, MySQL, Redis)
-    needs an explicit store that every worker can reach.
+    ``artifact_store`` (an ArtifactStore or a directory) if given; else the directory the study records
+    (``jointnas:artifact_dir``, written by ``jointnas run``), so supernet and trial models share one
+    store every worker already reaches; else ``<study>-artifacts`` next to the SQLite or journal file
+    (the same default as ``jointnas run``). An in-memory study gets a private temporary directory; a
+    server storage (PostgreSQL, MySQL, Redis) outside ``jointnas run`` needs an explicit store.
     """
     if artifact_store is not None and not isinstance(artifact_store, (str, os.PathLike)):
         return artifact_store
+    recorded = _read_attr(study, ATTR_ARTIFACT_DIR)
     if artifact_store is not None:
         path = Path(artifact_store)
+    elif recorded:
+        path = Path(recorded)
     else:
         location = storage_location(study)
         if location is not None:
-            path = location.parent / "artifacts"
+            path = location.parent / f"{study.study_name}-artifacts"
         elif isinstance(getattr(study._storage, "_backend", study._storage), optuna.storages.InMemoryStorage):
             path = Path(tempfile.mkdtemp(prefix="jointnas-artifacts-"))
         else:
             raise UserInputError(
-                "a supernet sampler on a server storage needs a shared artifact directory; set "
-                '[sampler] options = { artifact_store = "/shared/dir" }'
+                "a supernet sampler on a server storage needs a shared artifact directory; run it through "
+                'jointnas run --artifact-dir DIR, or set [sampler] options = { artifact_store = "/shared/dir" }'
             )
     path.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(path)
@@ -71,21 +81,22 @@ def train_once(
     study: optuna.Study,
     attr: str,
     key: str,
-    train: Callable[[], tuple[dict[str, torch.Tensor], dict[str, Any]]],
+    train: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
     artifact_store: Any,
     *,
     settle_s: float = 1.0,
     poll_s: float = 0.5,
     wait_timeout_s: float = 3600.0,
     lock_timeout_s: float = 7200.0,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return the study's weights for ``key``, training them here only if no worker did or does.
 
     Args:
         study: the study whose user attrs hold the lock (``attr + ":lock"``) and record (``attr``).
         attr: user-attr name of the record ``{"key", "artifact_id", **info}``.
         key: identifies what is trained (a hash of the settings); a record for another key is retrained.
-        train: ``() -> (state_dict, info)``; ``info`` (JSON) is stored in the record.
+        train: ``() -> (state, info)``: ``state`` a dict of tensors (nested dicts and lists allowed, what
+            ``torch.load(weights_only=True)`` reads back); ``info`` (JSON) is stored in the record.
         artifact_store: where the weights file goes (see `default_artifact_store`).
         settle_s: seconds between writing the lock token and re-reading it.
         poll_s: seconds between checks while another worker trains.

@@ -5,17 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
-import time
-import uuid
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
-from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.samplers import BaseSampler
 from optuna.study import Study
@@ -26,9 +21,12 @@ from jointnas.devices import LatencyTable
 from jointnas.spaces import SpaceConfig, UserInputError, sample_candidate
 from jointnas.spaces.supernet import SUPERNET_FAMILIES, CostModel, Supernet
 
+from ._artifact_once import default_artifact_store, train_once
 from ._supernet_costs import flash_costs, latency_costs, sram_costs
 
 ATTR_PREFIX = "dnas"
+#: Study user attr recording the trained supernet: ``{"key": fingerprint, "artifact_id", "train_s"}``.
+ATTR_SUPERNET = f"{ATTR_PREFIX}:supernet"
 
 
 class _Recorder:
@@ -69,25 +67,6 @@ def _anchors(lambdas: Sequence[Any], lambda_sram: float) -> list[dict[str, float
     if not out:
         raise UserInputError("dnas lambdas is empty; give at least one trade-off weight, e.g. [0.0, 0.3, 1.0]")
     return out
-
-
-def _default_store_dir(study: Study) -> Path:
-    """A folder next to the study's storage file (SQLite or journal); a temporary one for in-memory studies."""
-    storage = study._storage
-    backend = getattr(storage, "_backend", storage)
-    url = getattr(backend, "url", None)
-    if isinstance(url, str) and url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///") :]).parent / f"{study.study_name}-artifacts"
-    file_backend = getattr(backend, "_backend", None)
-    path = getattr(file_backend, "_file_path", None)
-    if isinstance(path, str):
-        return Path(path).parent / f"{study.study_name}-artifacts"
-    if isinstance(backend, optuna.storages.InMemoryStorage):
-        return Path(tempfile.mkdtemp(prefix="jointnas-dnas-"))
-    raise UserInputError(
-        "the dnas sampler cannot place its artifact store next to this storage; set the sampler option "
-        "artifact_store = 'PATH' to a folder every worker can reach"
-    )
 
 
 class DNASSampler(BaseSampler):
@@ -134,8 +113,8 @@ class DNASSampler(BaseSampler):
         head_bits: stem/classifier weight bits assumed by the Flash penalty.
         explore_temperature: temperature of later passes' samples from softmax(α).
         fallback: ``"random"``, ``"tpe"`` or a sampler for parameters outside the supernet.
-        artifact_store: a folder path or an Optuna ``ArtifactStore`` (default: a folder next to the
-            SQLite / journal storage file).
+        artifact_store: a folder path or an Optuna ``ArtifactStore`` (default: the study's artifact
+            directory, see `default_artifact_store`).
         lock_timeout_s: a trainer's lock older than this without a stored supernet is taken over.
         seed: seed of the supernet training, the samples and the fallback.
     """
@@ -314,14 +293,6 @@ class DNASSampler(BaseSampler):
         net = self._supernet()
         return net.choice_from_probs({n: torch.softmax(v, 0) for n, v in self._logits[anchor].items()})
 
-    def _store(self, study: Study):
-        if self.artifact_store is not None and not isinstance(self.artifact_store, str | os.PathLike):
-            return self.artifact_store
-        path = Path(self.artifact_store) if self.artifact_store is not None else _default_store_dir(study)
-        path.mkdir(parents=True, exist_ok=True)
-        self.artifact_store = str(path)  # a temporary default stays the same for later calls
-        return FileSystemArtifactStore(str(path))
-
     def _ensure_trained(self, study: Study) -> list[dict[str, torch.Tensor]]:
         with self._lock:
             if self._logits is None:
@@ -329,37 +300,21 @@ class DNASSampler(BaseSampler):
             return self._logits
 
     def _train_or_load(self, study: Study) -> list[dict[str, torch.Tensor]]:
-        key = f"{ATTR_PREFIX}:{self.fingerprint()}"
-        store = self._store(study)
-        me = uuid.uuid4().hex
-        claimed = False
-        while True:
-            attrs = study.user_attrs
-            artifact = attrs.get(f"{key}:artifact")
-            if artifact is not None:
-                return self._load(store, artifact)
-            claims = {k: v for k, v in attrs.items() if k.startswith(f"{key}:lock:")}
-            now = time.time()
-            live = {k: v for k, v in claims.items() if now - float(v) < self.lock_timeout_s}
-            if not live or (claimed and f"{key}:lock:{me}" not in live):
-                study.set_user_attr(f"{key}:lock:{me}", now)  # claim, then let other claims land
-                claimed = True
-                time.sleep(0.5)
-                continue
-            winner = min(live, key=lambda k: (float(live[k]), k))
-            if winner == f"{key}:lock:{me}":
-                return self._train_and_upload(study, store, key)
-            time.sleep(0.5)
-
-    def _load(self, store, artifact_id: str) -> list[dict[str, torch.Tensor]]:
+        """Train the supernet here, or load the one another worker of ``study`` trained (`train_once`)."""
+        store = default_artifact_store(study, self.artifact_store)
+        self.artifact_store = store  # a temporary default stays the same for later calls
+        state, _ = train_once(
+            study,
+            ATTR_SUPERNET,
+            self.fingerprint(),
+            lambda: self._train(study),
+            store,
+            lock_timeout_s=self.lock_timeout_s,
+        )
         net = self._supernet()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "supernet.pt")
-            download_artifact(artifact_store=store, file_path=path, artifact_id=artifact_id)
-            data = torch.load(path, weights_only=True)
-        net.load_state_dict(data["supernet"])
+        net.load_state_dict(state["supernet"])
         net.eval()
-        return [{k: v.clone() for k, v in lg.items()} for lg in data["logits"]]
+        return [{k: v.clone() for k, v in lg.items()} for lg in state["logits"]]
 
     def _penalties(self, net: Supernet) -> tuple[CostModel, list[Penalty], dict[str, float]]:
         layers = net.choice_layers(head_bits=self.head_bits)
@@ -385,7 +340,8 @@ class DNASSampler(BaseSampler):
         ]
         return layer_model, penalties, scales
 
-    def _train_and_upload(self, study: Study, store, key: str) -> list[dict[str, torch.Tensor]]:
+    def _train(self, study: Study) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Train the supernet and α of every anchor; record the training in the study's user attrs."""
         net = self._supernet()
         task = self.task
         cost_model, penalties, scales = self._penalties(net)
@@ -403,14 +359,9 @@ class DNASSampler(BaseSampler):
                 self.train_config,
                 seed=self.seed,
             )
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "supernet.pt")
-            torch.save({"supernet": net.state_dict(), "logits": result.logits}, path)
-            artifact_id = upload_artifact(artifact_store=store, file_path=path, study_or_trial=study)
         study.set_user_attr(f"{ATTR_PREFIX}:train_s", round(result.train_s, 3))
         study.set_user_attr(f"{ATTR_PREFIX}:alpha_entropy", [round(v, 5) for v in result.alpha_entropy])
         study.set_user_attr(f"{ATTR_PREFIX}:val_loss", [round(v, 5) for v in result.val_loss])
         study.set_user_attr(f"{ATTR_PREFIX}:anchors", self.anchors)
         study.set_user_attr(f"{ATTR_PREFIX}:cost_scales", scales)
-        study.set_user_attr(f"{key}:artifact", artifact_id)  # last: waiting workers load once they see it
-        return result.logits
+        return {"supernet": net.state_dict(), "logits": result.logits}, {"train_s": round(result.train_s, 3)}

@@ -90,8 +90,8 @@ class HardCoReNASSampler(BaseSampler):
         sandwich: add the largest and smallest path to each step's uniform path (sandwich rule).
         score_samples: sub-networks evaluated with inherited weights to fit the proxy.
         fw_iterations: Frank-Wolfe iterations per macro and budget.
-        artifact_store: directory or Optuna ArtifactStore for the supernet weights; default
-            ``artifacts/`` next to the storage file.
+        artifact_store: directory or Optuna ArtifactStore for the supernet weights; default the
+            study's artifact directory (see `default_artifact_store`).
         inner_sampler: sampler of the parameters outside the architecture (compression knobs):
             ``"random"`` (default), ``"tpe"`` or any Optuna sampler.
     """

@@ -109,6 +109,15 @@ class SearchResult:
     repair_moves: int = 0
     infeasible_reason: str | None = None
 
+    @classmethod
+    def infeasible(cls, budget_ms: float, floor_ms: float) -> SearchResult:
+        """No sub-network fits ``budget_ms``: the fastest one takes ``floor_ms``."""
+        reason = (
+            f"latency budget {budget_ms:.4g} ms is below the smallest sub-network's LUT latency {floor_ms:.4g} ms "
+            "(infeasible); raise the budget or the latency constraint"
+        )
+        return cls(budget_ms, None, None, None, infeasible_reason=reason)
+
 
 def _lmo(grad: list[np.ndarray], cost: list[np.ndarray], capacity: float) -> list[np.ndarray] | None:
     """argmin_v Σ grad·v over per-stage simplices with Σ cost·v ≤ capacity (None if the LP fails)."""
@@ -246,16 +255,7 @@ def search_budget(
 ) -> SearchResult:
     """Frank-Wolfe, argmax extraction and repair for one macro and budget (ms)."""
     if budget_ms < latency.min_ms:
-        return SearchResult(
-            budget_ms,
-            None,
-            None,
-            None,
-            infeasible_reason=(
-                f"latency budget {budget_ms:.4g} ms is below the smallest sub-network's LUT latency "
-                f"{latency.min_ms:.4g} ms; raise the budget"
-            ),
-        )
+        return SearchResult.infeasible(budget_ms, latency.min_ms)
     theta = [scores.stage_terms[s] for s in range(latency.n_stages)]
     alpha, beta = frank_wolfe(latency, theta, budget_ms, iterations=iterations, rng=rng, grad_noise=grad_noise)
     expected = latency.expected_ms(alpha, beta)
@@ -289,14 +289,4 @@ def search_macros(
             best = result
     if best is not None:
         return best
-    floor = min(m.min_ms for m in models)
-    return SearchResult(
-        budget_ms,
-        None,
-        None,
-        None,
-        infeasible_reason=(
-            f"latency budget {budget_ms:.4g} ms is below the smallest sub-network's LUT latency {floor:.4g} ms "
-            "(infeasible); raise the budget or the latency constraint"
-        ),
-    )
+    return SearchResult.infeasible(budget_ms, min(m.min_ms for m in models))

@@ -110,7 +110,10 @@ def test_dnas_runs_a_jointnas_study_from_the_study_file(tmp_path, capsys):
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert [t.user_attrs["dnas:lambda"]["latency_ms"] for t in study.trials] == [0.0, 2.0]
     assert len(study.user_attrs["dnas:alpha_entropy"]) == 2
+    # One supernet, in the study's artifact store beside the trials' models.
     assert len(optuna.artifacts.get_all_artifact_meta(study)) == 1
+    supernet = study.user_attrs["dnas:supernet"]["artifact_id"]
+    assert (tmp_path / "tiny-artifacts" / supernet).is_file()
 
 
 def test_dnas_searches_a_cnn1d_space_on_mnist1d(ctx):

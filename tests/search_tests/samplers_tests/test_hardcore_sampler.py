@@ -122,7 +122,9 @@ def test_cli_study_with_hardcore_sampler(tmp_path, capsys, scoring):
     for t in study.trials:
         assert t.user_attrs["fp32_latency_ms"] <= t.user_attrs[ATTR_BUDGET] + 1e-12
         assert (t.user_attrs.get("hardcore:scoring") == "inherited") == (scoring == "inherited")
-    assert list((tmp_path / "artifacts").iterdir())  # the supernet, next to the storage
+    # The supernet lies in the study's artifact store, beside the trials' models.
+    supernet = study.user_attrs["hardcore:supernet"]["artifact_id"]
+    assert (tmp_path / "tiny-artifacts" / supernet).is_file()
 
 
 def test_cli_infeasible_budgets_fail_with_a_reason_and_the_study_continues(tmp_path, capsys):

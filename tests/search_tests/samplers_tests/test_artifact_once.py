@@ -1,0 +1,82 @@
+"""Train-once weights shared by a study's workers: where they are stored, and who trains them."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import optuna
+import pytest
+import torch
+
+from jointnas.search.artifacts import ATTR_ARTIFACT_DIR
+from jointnas.search.samplers._artifact_once import default_artifact_store, train_once
+from jointnas.search.storage import open_storage
+from jointnas.spaces import UserInputError
+
+from .._distributed import PG_URL, service_or_skip, unique
+
+
+def _store_dir(store) -> str:
+    return str(store._base_path)
+
+
+def test_the_store_is_the_one_given_else_the_studys_artifact_directory_else_beside_the_file(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    assert _store_dir(default_artifact_store(study)) == str(tmp_path / "s-artifacts")  # jointnas run's default
+    given = tmp_path / "given"
+    assert _store_dir(default_artifact_store(study, given)) == str(given) and given.is_dir()
+    # A directory recorded by `jointnas run` (its --artifact-dir): supernet and trial models share it.
+    study.set_user_attr(ATTR_ARTIFACT_DIR, str(tmp_path / "shared"))
+    assert _store_dir(default_artifact_store(study)) == str(tmp_path / "shared")
+    assert _store_dir(default_artifact_store(study, given)) == str(given)  # an explicit option still wins
+
+    journal = optuna.create_study(storage=open_storage(f"journal://{tmp_path / 'j.log'}"), study_name="j")
+    assert _store_dir(default_artifact_store(journal)) == str(tmp_path / "j-artifacts")
+    assert (tmp_path / "j-artifacts").is_dir()
+
+
+def test_a_server_storage_without_a_recorded_directory_asks_for_one():
+    service_or_skip(PG_URL)
+    name = unique("store")
+    study = optuna.create_study(storage=open_storage(PG_URL), study_name=name)
+    try:
+        with pytest.raises(UserInputError, match="--artifact-dir DIR"):
+            default_artifact_store(study)
+    finally:
+        optuna.delete_study(study_name=name, storage=open_storage(PG_URL))
+
+
+def test_racing_workers_train_once_and_all_get_the_same_weights(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'r.db'}"
+    optuna.create_study(storage=storage, study_name="r")
+    store = default_artifact_store(optuna.load_study(study_name="r", storage=storage), tmp_path / "store")
+    calls, results = [], []
+
+    def train():
+        calls.append(threading.get_ident())
+        time.sleep(0.3)
+        return {"w": torch.arange(4.0), "logits": [{"a": torch.ones(2)}]}, {"train_s": 0.3}
+
+    def worker():
+        study = optuna.load_study(study_name="r", storage=storage)  # each worker its own study object
+        results.append(train_once(study, "x:supernet", "k1", train, store, settle_s=0.3, poll_s=0.05))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(r[1]["trained_here"] for r in results) == [False, False, True]
+    for state, record in results:
+        assert torch.equal(state["w"], torch.arange(4.0)) and torch.equal(state["logits"][0]["a"], torch.ones(2))
+        assert record["key"] == "k1" and record["train_s"] == 0.3
+    study = optuna.load_study(study_name="r", storage=storage)
+    assert len(optuna.artifacts.get_all_artifact_meta(study)) == 1
+
+    # Other settings (another key) train again; a stale lock (its trainer died) is taken over.
+    study.set_user_attr("x:supernet:lock", {"token": "dead", "key": "k2", "time": time.time() - 10})
+    state, record = train_once(study, "x:supernet", "k2", train, store, settle_s=0.0, lock_timeout_s=5)
+    assert record["trained_here"] and record["key"] == "k2" and len(calls) == 2
+    assert study.user_attrs["x:supernet"]["key"] == "k2"
