@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -107,12 +108,15 @@ def run_one(task: str, sampler: str, seed: int, args: argparse.Namespace, work: 
             }
         )
 
+    load_before = os.getloadavg()[0]
     run_study(config, study, config_path=config_path, callbacks=[record])
     out: dict[str, Any] = {
         "task": task,
         "sampler": sampler,
         "seed": seed,
         "wall_time_s": round(time.perf_counter() - started, 2),
+        # 1-minute load average before and after: above ~2 other jobs shared the 2 cores.
+        "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "trials": events,
     }
     if sampler == "dnas":
@@ -318,7 +322,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 seed, 4 trials, 1 epoch: a smoke test")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--n-trials", type=int, default=10)
+    parser.add_argument("--n-trials", type=int, default=30, help="per study (the quickstart study's budget)")
     parser.add_argument("--train-epochs", type=int, default=3)
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
@@ -433,9 +437,9 @@ def write(
         },
         "summary": summarize(runs, tasks, sorted({r["sampler"] for r in runs}, key=list(SAMPLERS).index)),
         "runs": runs,
-        "notes": "measured while other jobs shared the 2-core machine; wall times include each sampler's own "
-        "work (DNAS: supernet training in the first trial); one latency table per task shared by all runs "
-        "(the first run measures the layers it meets)",
+        "notes": "wall times include each sampler's own work (DNAS: supernet training in the first trial); "
+        "one latency table per task shared by all runs (the first run measures the layers it meets); "
+        "load_avg_1m of a run tells whether other jobs shared the machine",
         "versions": versions(),
     }
     result["notes"] += (
