@@ -24,6 +24,7 @@ from jointnas.objectives import load_task
 from jointnas.spaces import UserInputError, check_family_input
 
 from .config import apply_overrides, load_config
+from .interrupts import redeliver_dropped_interrupts
 from .progress import LiveDisplay, terminal_progress
 from .storage import mask_password, open_storage
 from .study import (
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    redeliver_dropped_interrupts()  # a Ctrl-C landing in a finalizer still stops the run
     # Optuna logs failed trials with tracebacks; our progress line reports each failure's reason instead.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.getLogger("optuna").setLevel(logging.ERROR)
