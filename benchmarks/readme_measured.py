@@ -143,12 +143,20 @@ def measured_section() -> str:
             )
             + f", winner `{w['winner']['hypervolume']}`"
         )
+    won = {w["winner"][key] for w in wf.values() for key in ("hypervolume", "best_feasible_val_accuracy")}
+    if len(won) == 1:
+        verdict = f"**`{next(iter(won))}` won on both tasks** (best hypervolume and best feasible accuracy)"
+    else:
+        verdict = "Winners by hypervolume / by best feasible accuracy: " + "; ".join(
+            f"{task} `{w['winner']['hypervolume']}` / `{w['winner']['best_feasible_val_accuracy']}`"
+            for task, w in wf.items()
+        )
     out.append(
         f"\n**Workflows** (`benchmarks/workflows.py` → `workflows.json`, {R('workflows')['n_trials_per_workflow']} search trials per workflow; "
         "hypervolume and, in brackets, best feasible test accuracy): "
         + "; ".join(lines)
-        + ". **Compression-aware search with fine-tuning (`aware-finetune`) won on both tasks** (best hypervolume and best feasible accuracy); "
-        "compressing a NAS-found FP32 front without fine-tuning (`post`) and compression-aware search without post-compression training (`aware`) both lose accuracy. "
+        + f". {verdict} (`post`: NAS, then compress without fine-tuning; `aware`: compression-aware search without post-compression training; "
+        "`aware-finetune`: with it). "
         "Definitions in [docs/workflows.md](docs/workflows.md).\n\n![workflow comparison on digits](benchmarks/results/workflows-digits.png)\n![workflow comparison on MNIST-1D](benchmarks/results/workflows-mnist1d.png)"
     )
     e = R("export")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -77,12 +78,12 @@ def task_configs(quick: bool, n_trials: int) -> dict[str, StudyConfig | str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke test: 3 trials, 2+1 epochs, digits only")
-    parser.add_argument("--n-trials", type=int, default=None, help="search trials per workflow (default 8)")
+    parser.add_argument("--n-trials", type=int, default=None, help="search trials per workflow (default 20)")
     parser.add_argument("--tasks", default="digits,mnist1d")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/workflows[-quick].json)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    n_trials = args.n_trials or (3 if args.quick else 8)
+    n_trials = args.n_trials or (3 if args.quick else 20)
     tasks = [t for t in args.tasks.split(",") if t]
     if args.quick:
         tasks = tasks[:1]
@@ -97,7 +98,8 @@ def main() -> None:
             "aware": "joint architecture + compression search, no fine-tuning after compression",
             "aware-finetune": "joint search with the full pipeline (fine-tune / QAT after each compression step)",
         },
-        "notes": "measured while other jobs shared the 2-core machine; accuracies are validation accuracy "
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),  # above ~2: other jobs shared the 2 cores
+        "notes": "accuracies are validation accuracy "
         "(search objective) unless named test; hypervolume over (accuracy, latency_ms, flash_bytes) of "
         "feasible models, normalized, reference point fixed per task (accuracy 0, 1.1 x worst cost)",
         "tasks": {},

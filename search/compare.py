@@ -143,6 +143,7 @@ def write_png(summary: dict[str, Any], path: Path, title: str = "") -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     costs = _cost_metrics(summary)
     fig, axes = plt.subplots(1, 1 + len(costs), figsize=(5 * (1 + len(costs)), 4), squeeze=False)
@@ -182,6 +183,10 @@ def write_png(summary: dict[str, Any], path: Path, title: str = "") -> Path:
         ax.set_title(f"Fronts: accuracy vs {cost}")
         if cost in ("flash_bytes", "sram_bytes"):
             ax.set_xscale("log")
+            # Plain byte counts at 1, 2 and 5 per decade: matplotlib's minor labels (2×10³, 3×10³, ...) overlap.
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     if title:
