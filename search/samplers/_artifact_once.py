@@ -25,7 +25,7 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_
 
 from jointnas.spaces import UserInputError
 
-from ..artifacts import ATTR_ARTIFACT_DIR
+from ..artifacts import ATTR_ARTIFACT_DIR, default_artifact_dir
 
 
 def storage_location(study: optuna.Study) -> Path | None:
@@ -53,15 +53,14 @@ def default_artifact_store(study: optuna.Study, artifact_store: Any = None) -> A
     """
     if artifact_store is not None and not isinstance(artifact_store, (str, os.PathLike)):
         return artifact_store
-    recorded = _read_attr(study, ATTR_ARTIFACT_DIR)
     if artifact_store is not None:
         path = Path(artifact_store)
-    elif recorded:
+    elif recorded := _read_attr(study, ATTR_ARTIFACT_DIR):
         path = Path(recorded)
     else:
         location = storage_location(study)
         if location is not None:
-            path = location.parent / f"{study.study_name}-artifacts"
+            path = default_artifact_dir(study.study_name, location, None)
         elif isinstance(getattr(study._storage, "_backend", study._storage), optuna.storages.InMemoryStorage):
             path = Path(tempfile.mkdtemp(prefix="jointnas-artifacts-"))
         else:

@@ -302,7 +302,6 @@ class DNASSampler(BaseSampler):
     def _train_or_load(self, study: Study) -> list[dict[str, torch.Tensor]]:
         """Train the supernet here, or load the one another worker of ``study`` trained (`train_once`)."""
         store = default_artifact_store(study, self.artifact_store)
-        self.artifact_store = store  # a temporary default stays the same for later calls
         state, _ = train_once(
             study,
             ATTR_SUPERNET,
