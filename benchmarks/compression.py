@@ -40,9 +40,9 @@ from jointnas.compression import (  # noqa: E402
     TrainConfig,
     accuracy,
     deployable_model,
-    export_c_array,
     export_onnx,
     factorize_low_rank,
+    generate_c_library,
     gradual_prune,
     onnx_logits,
     prune_channels,
@@ -156,7 +156,10 @@ def run_family(family: str, cand: Candidate, task, args, workdir: Path) -> dict:
     for name, what, model in method_models(family, base, cand, task, ft, args.quick):
         layers = trace_layers(model, cand.input_shape)
         flash = estimate_flash_bytes(layers)
-        c_bytes = export_c_array(model, workdir / f"{family}_{name}").total_bytes
+        calibration = task.x_train[:512]
+        c_bytes = generate_c_library(
+            model, cand.input_shape, workdir / f"{family}_{name}", calibration=calibration
+        ).weight_bytes
         path = export_onnx(model, task.x_train[:1], workdir / f"{family}_{name}.onnx")
         onnx_paths[name] = path
         rows[name] = {
@@ -187,9 +190,11 @@ def run_family(family: str, cand: Candidate, task, args, workdir: Path) -> dict:
         "params": rows["fp32"]["params"],
         "nonzero_params": rows["fp32"]["nonzero_params"],
         "macs": rows["fp32"]["macs"],
-        # Flash of the same model as an 8-bit packed C array (per-channel max-abs codes).
+        # Flash of the same model as an 8-bit C library (per-channel max-abs codes).
         "flash_bytes": estimate_flash_bytes(trace_layers(ptq8, cand.input_shape)),
-        "c_array_bytes": export_c_array(ptq8, workdir / f"{family}_int8").total_bytes,
+        "c_array_bytes": generate_c_library(
+            ptq8, cand.input_shape, workdir / f"{family}_int8", calibration=task.x_train[:512]
+        ).weight_bytes,
         "onnx_bytes": int8.stat().st_size,
     }
 

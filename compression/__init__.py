@@ -1,5 +1,6 @@
 """Compression: structured and unstructured pruning, low-rank SVD, mixed-precision QAT, INT8 PTQ,
-distillation, the one training loop, the one ONNX export path and packed C arrays (docs/compression.md)."""
+distillation, the one training loop, the one ONNX export path and the generated C inference library
+(docs/compression.md, docs/cgen.md)."""
 
 from collections.abc import Callable
 
@@ -7,7 +8,7 @@ from torch import nn
 
 from jointnas.spaces import Candidate
 
-from .c_export import CArrayExport, CArrayLayer, export_c_array, packed_layer_bytes, read_c_array_weights
+from .cgen import CLibrary, generate_c_library
 from .export import deployable_model, export_onnx, onnx_logits, onnx_parity, quantize_onnx_int8
 from .lowrank import (
     factorize_conv,
@@ -63,8 +64,7 @@ model. Unstructured pruning (`gradual_prune`) is configured by ``[pipeline]`` ra
 runs as the pipeline's ``sparsify`` step."""
 
 __all__ = [
-    "CArrayExport",
-    "CArrayLayer",
+    "CLibrary",
     "CRITERIA",
     "ChannelGroup",
     "METHODS",
@@ -87,7 +87,6 @@ __all__ = [
     "deployable_model",
     "deployed_costs",
     "distillation_loss",
-    "export_c_array",
     "export_onnx",
     "factorize_conv",
     "factorize_conv1x1",
@@ -95,13 +94,13 @@ __all__ = [
     "factorize_linear",
     "factorize_low_rank",
     "fold_batchnorm",
+    "generate_c_library",
     "gradual_prune",
     "integer_weights",
     "layer_rank",
     "layer_sparsity",
     "onnx_logits",
     "onnx_parity",
-    "packed_layer_bytes",
     "plan_channel_pruning",
     "prune_channels",
     "prune_group",
@@ -110,7 +109,6 @@ __all__ = [
     "quantize_onnx_int8",
     "quantize_weight",
     "rank_for",
-    "read_c_array_weights",
     "rank_for_energy",
     "run_pipeline",
     "scheduled_sparsity",

@@ -43,7 +43,7 @@ def deployable_model(model: nn.Module) -> nn.Module:
     Quantized layers become plain ``Conv2d``/``Linear`` whose float weights are exactly the
     de-quantized values the fake-quant forward uses, so outputs are unchanged; they keep
     ``weight_bits``/``act_bits`` and their integer codes (``packed_codes``, a `WeightCodes`) for
-    `export_c_array`. Applying it twice changes nothing.
+    the C library (`generate_c_library`). Applying it twice changes nothing.
     """
     model = fold_batchnorm(copy.deepcopy(model).eval())
     for name, module in list(model.named_modules()):

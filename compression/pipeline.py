@@ -12,9 +12,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from jointnas.spaces import Candidate, build_model, trace_layers
+from jointnas.spaces import Candidate, build_model, layer_flash_bytes, trace_layers
 
-from .c_export import packed_layer_bytes
 from .export import deployable_model
 from .lowrank import RANK_MODES, factorize_low_rank
 from .plan import validate_plan
@@ -93,8 +92,8 @@ class StepReport:
     """What one pipeline step left behind, measured on the model's deployment form.
 
     ``val_accuracy`` on the validation split; ``params`` = conv/linear weights + biases (BatchNorm
-    folded); ``macs`` per sample; ``flash_bytes`` = the packed C array's size (`export_c_array`,
-    equal to `jointnas.devices.estimate_flash_bytes`); ``seconds`` the step's wall time.
+    folded); ``macs`` per sample; ``flash_bytes`` = the weight bytes of the generated C library
+    (`generate_c_library`, equal to `jointnas.devices.estimate_flash_bytes`); ``seconds`` the step's wall time.
     """
 
     step: str
@@ -130,12 +129,12 @@ class PipelineResult:
 
 
 def deployed_costs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """Params (weights + biases), MACs per sample and packed Flash bytes of ``model``'s deployment form."""
+    """Params (weights + biases), MACs per sample and Flash bytes (`layer_flash_bytes`) of the deployment form."""
     layers = trace_layers(deployable_model(model), input_shape)
     return {
         "params": sum(layer.weight_numel + layer.bias_numel for layer in layers),
         "macs": sum(layer.macs for layer in layers),
-        "flash_bytes": sum(packed_layer_bytes(layer) for layer in layers),
+        "flash_bytes": sum(layer_flash_bytes(layer) for layer in layers),
     }
 
 
@@ -224,5 +223,5 @@ def run_pipeline(
         record(step, model, time.perf_counter() - t0)
     layer_sparsity = pruner.fold(model) if pruner is not None else {}
     # Deployment form (BN folded, quantized weights baked with their integer codes): what is measured,
-    # exported to ONNX and packed into C arrays.
+    # exported to ONNX and generated as the C library.
     return PipelineResult(deployable_model(model), teacher, reports, timings, layer_sparsity)

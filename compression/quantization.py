@@ -130,7 +130,7 @@ class WeightCodes:
 
 @torch.no_grad()
 def integer_weights(weight: Tensor, bits: int, method: str = "maxabs", step: Tensor | None = None) -> WeightCodes:
-    """Integer codes and per-channel scales of ``weight`` at ``bits`` (for export and C arrays).
+    """Integer codes and per-channel scales of ``weight`` at ``bits`` (for export and the C library).
 
     ``integer_weights(w, b, m).dequantize()`` equals ``quantize_weight(w, b, m)`` up to float rounding.
     """

@@ -2,6 +2,8 @@
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from jointnas.spaces import layer_flash_bytes
+
 from .blocks import BlockSpec, OpSpec, block_graph, group_blocks, overhead_spec
 from .latency import (
     REPEATS,
@@ -27,7 +29,7 @@ from .mcu import (
     mcu_latency_ms,
     peak_sram_bytes,
 )
-from .memory import estimate_flash_bytes, estimate_sram_bytes, layer_flash_bytes
+from .memory import estimate_flash_bytes, estimate_sram_bytes
 from .metrics import prediction_metrics
 from .profile import DeviceProfile, is_profile_path, load_profile, mcu_profiles, profile_names
 

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from jointnas.spaces import LayerInfo
+from jointnas.spaces import LayerInfo, layer_flash_bytes
 
-from .memory import estimate_flash_bytes, layer_flash_bytes
+from .memory import estimate_flash_bytes
 from .profile import DeviceProfile, load_profile, mcu_profiles
 
 

@@ -21,11 +21,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from jointnas.spaces import UserInputError
+from jointnas.spaces import InputNormalization, UserInputError
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 """Per-channel mean and standard deviation of the CIFAR-10 training set (pixels scaled to [0, 1])."""
+NORMALIZATION = InputNormalization(tuple(255.0 * m for m in MEAN), tuple(255.0 * s for s in STD))
+"""`normalize` in raw pixel units (0-255), per channel."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),

@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
-from jointnas.spaces import UserInputError
+from jointnas.spaces import InputNormalization, UserInputError
 
 from . import cifar10, mnist1d, tinychat
 
@@ -81,6 +81,10 @@ class TaskData:
     y_test: Tensor
     augment: Callable[[Tensor, torch.Generator | None], Tensor] | None = None
     """Per-batch training transform (``transform`` of `jointnas.compression.train`), or ``None``."""
+    normalization: InputNormalization = InputNormalization()
+    """How the splits were standardized from the raw samples (raw units): deployments apply it themselves."""
+    encoder: dict[str, Any] | None = None
+    """How raw text becomes the input features (tinychat), as plain data for deployments; ``None`` otherwise."""
 
 
 _TASKS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, tuple[int, ...]]]] = {}
@@ -122,7 +126,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     from sklearn.datasets import load_digits
 
     data = load_digits()
-    x = (data.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
+    x = data.data.astype(np.float32).reshape(-1, 1, 8, 8)  # raw pixel values 0-16
     return x, data.target.astype(np.int64), (1, 8, 8)
 
 
@@ -188,6 +192,7 @@ def _load_cifar10(config: TaskConfig) -> TaskData:
         _t(cifar10.normalize(x_test)),
         _t(y_test),
         cifar10.random_crop_flip if config.augment else None,
+        cifar10.NORMALIZATION,
     )
 
 
@@ -210,6 +215,7 @@ def _load_tinychat(config: TaskConfig) -> TaskData:
         _t(y_va),
         _t(x_te),
         _t(y_te),
+        encoder=tinychat.ENCODER,
     )
 
 
@@ -310,4 +316,5 @@ def load_task(config: TaskConfig) -> TaskData:
         _t(y[va]),
         _t(x[te]),
         _t(y[te]),
+        normalization=InputNormalization((mean,), (std,)),
     )

@@ -39,6 +39,24 @@ QUERY_BUCKETS = 128
 CONTEXT_BUCKETS = 128
 NUM_FEATURES = QUERY_BUCKETS + CONTEXT_BUCKETS
 CONTEXT_DECAY = 0.5
+MIN_CONTEXT_WEIGHT = 1e-3
+"""Context trigrams weighted below this are left out."""
+QUERY_SALT = b"q"
+CONTEXT_SALT = b"c"
+ENCODER = {
+    "kind": "trigram_crc32",
+    "alphabet": ALPHABET,
+    "end": END,
+    "query_buckets": QUERY_BUCKETS,
+    "context_buckets": CONTEXT_BUCKETS,
+    "query_salt": QUERY_SALT.decode(),
+    "context_salt": CONTEXT_SALT.decode(),
+    "context_decay": CONTEXT_DECAY,
+    "min_context_weight": MIN_CONTEXT_WEIGHT,
+    "reply_case": "upper",
+}
+"""This encoder as plain data (`TaskData.encoder`): the C generator renders its chat template from it.
+Replies are written upper-case, as the training replies are (they are lower-cased for training)."""
 _INDEX = {ch: i for i, ch in enumerate(ALPHABET)}
 
 
@@ -60,7 +78,7 @@ def encode_query(query: str) -> np.ndarray:
     out = np.zeros(QUERY_BUCKETS, dtype=np.float32)
     grams = [padded[i : i + 3] for i in range(len(padded) - 2)]
     for g in grams:
-        out[trigram_bucket(g, QUERY_BUCKETS, b"q")] += 1.0
+        out[trigram_bucket(g, QUERY_BUCKETS, QUERY_SALT)] += 1.0
     return out / max(1, len(grams))
 
 
@@ -71,9 +89,9 @@ def encode_context(prefix: str) -> np.ndarray:
     n = len(padded) - 2
     for i in range(n):
         weight = CONTEXT_DECAY ** (n - 1 - i)
-        if weight < 1e-3:
+        if weight < MIN_CONTEXT_WEIGHT:
             continue
-        out[trigram_bucket(padded[i : i + 3], CONTEXT_BUCKETS, b"c")] += weight
+        out[trigram_bucket(padded[i : i + 3], CONTEXT_BUCKETS, CONTEXT_SALT)] += weight
     return out
 
 

@@ -8,8 +8,8 @@ trial's model. The pipeline's teacher (the trained, uncompressed model) is the F
 Files written to ``out``: ``model.onnx`` (FP32, deployable form: see `float_deployable`),
 ``model.int8.onnx`` (ONNX Runtime static QDQ INT8 of it, calibrated on training inputs),
 ``baseline.onnx`` (the uncompressed model),
-``model.h``/``model.c`` (packed weights for microcontrollers, when the compression package offers a
-C-array export), ``report.json`` and ``report.md``.
+``c/`` (the C inference library for microcontrollers, `jointnas.compression.generate_c_library`, with an
+Arduino sketch in ``c/arduino/model/``), ``report.json`` and ``report.md``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from jointnas.compression import (
     accuracy,
     export_onnx,
     fold_batchnorm,
+    generate_c_library,
     onnx_logits,
     quantize_onnx_int8,
     run_pipeline,
@@ -47,12 +48,14 @@ from .study import ATTR_CONFIG, device_profile_ref, load_study
 if TYPE_CHECKING:
     from torch import nn
 
+    from jointnas.objectives import TaskData
+
     from .progress import StepProgress
 
 DISTILL_ALPHA = 0.5
 """Weight of the distillation term when ``--distill`` is given and the study's config sets none."""
 CALIBRATION_SAMPLES = 512
-"""Training inputs used to calibrate INT8 activation ranges."""
+"""Training inputs used to calibrate INT8 activation ranges (ONNX, C library)."""
 
 
 def study_config(study: optuna.Study) -> StudyConfig:
@@ -128,25 +131,29 @@ def _onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
     return float((onnx_logits(path, x).argmax(1) == y).mean())
 
 
-def _c_array(model: nn.Module, out: Path) -> dict[str, Any]:
-    """Packed C arrays (``model.h``/``model.c``/``model.bin``) when the compression package provides them.
-
-    Their byte count is the Flash figure the search estimated; the report shows both.
-    """
-    try:
-        from jointnas.compression import export_c_array  # type: ignore[attr-defined]
-    except ImportError:
-        return {"written": False, "reason": "this build's compression package has no C-array export"}
-    result = export_c_array(model, out / "model")
-    files = [
-        Path(p)
-        for p in (getattr(result, "header", None), getattr(result, "source", None), getattr(result, "blob", None))
-        if p
-    ]
+def _c_library(model: nn.Module, task: TaskData, out: Path) -> dict[str, Any]:
+    """The C inference library in ``out / "c"`` (`generate_c_library`); its weight bytes are the Flash estimate."""
+    encoder = task.encoder
+    labels = None if encoder is None else [*encoder["alphabet"].replace(" ", "_"), "<end>"]
+    lib = generate_c_library(
+        model,
+        task.input_shape,
+        out / "c",
+        normalization=task.normalization,
+        class_labels=labels,
+        name="model",
+        calibration=task.x_train[:CALIBRATION_SAMPLES],
+        encoder=encoder,
+    )
+    files = [lib.header, *lib.sources, lib.sketch]
     return {
         "written": True,
-        "files": [p.name for p in files if p.exists()],
-        "array_bytes": int(getattr(result, "total_bytes", 0)) or None,
+        "files": [str(p.relative_to(out)) for p in files],
+        "array_bytes": lib.weight_bytes,
+        "arena_bytes": lib.arena_bytes,
+        "input_type": lib.input_type,
+        "integer_layers": sum(layer.mode == "int" for layer in lib.layers),
+        "layers": len(lib.layers),
     }
 
 
@@ -231,8 +238,8 @@ def export_trial(
             fp32_path, out / "model.int8.onnx", calibration=task.x_train[:CALIBRATION_SAMPLES]
         )
         base_path = export_onnx(baseline, example, out / "baseline.onnx")
-    with step("C array"):
-        c_array = _c_array(model, out)
+    with step("C library"):
+        c_array = _c_library(model, task, out)
     with step("accuracy (torch, ONNX FP32, ONNX INT8)"):
         acc = {
             "torch": accuracy(model, task.x_test, task.y_test),
@@ -389,15 +396,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---|---:|",
         f"| Flash estimate (packed weights, scales, biases) | {size['flash_estimate_bytes']} |",
         f"| SRAM estimate (peak live activations) | {size['sram_estimate_bytes']} |",
-        f"| C arrays (packed weights, scales, biases) | {size['c_array'].get('array_bytes') or '-'} |",
+        f"| C library weights (packed weights, scales, biases) | {size['c_array'].get('array_bytes') or '-'} |",
+        f"| C library activation arena (RAM) | {size['c_array'].get('arena_bytes') or '-'} |",
         f"| model.onnx | {size['model_onnx_bytes']} |",
         f"| model.int8.onnx | {size['model_int8_onnx_bytes']} |",
         f"| baseline.onnx | {size['baseline_onnx_bytes']} |",
     ]
     for name in size["c_array"].get("files", []):
         lines.append(f"| {name} | {size[f'{name}_bytes']} |")
-    if not size["c_array"]["written"]:
-        lines += ["", f"C array not written: {size['c_array']['reason']}."]
     lines += ["", f"## Requirements ({report['deployed']['artifact']} vs baseline.onnx)", ""]
     if not report["requirements"]:
         lines.append("No `[requirements]` in the study config.")

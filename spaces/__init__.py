@@ -3,7 +3,8 @@
 from jointnas.spaces._errors import UserInputError
 from jointnas.spaces.candidate import ACTIVATION_BITS, WEIGHT_BITS, Candidate, Stage
 from jointnas.spaces.families import build_model, check_family_input, family_names, register_family, stage_of_block
-from jointnas.spaces.profile import LayerInfo, count_params, trace_layers
+from jointnas.spaces.normalization import InputNormalization
+from jointnas.spaces.profile import LayerInfo, count_params, layer_flash_bytes, trace_layers, weight_storage_bytes
 from jointnas.spaces.space import (
     CompressionKnobs,
     SpaceConfig,
@@ -17,6 +18,7 @@ __all__ = [
     "WEIGHT_BITS",
     "Candidate",
     "CompressionKnobs",
+    "InputNormalization",
     "LayerInfo",
     "SpaceConfig",
     "Stage",
@@ -27,8 +29,10 @@ __all__ = [
     "count_params",
     "family_names",
     "grid_search_space",
+    "layer_flash_bytes",
     "register_family",
     "sample_candidate",
     "stage_of_block",
     "trace_layers",
+    "weight_storage_bytes",
 ]

@@ -1,7 +1,12 @@
-"""Trace a model's weight layers: shapes, MACs, weights, bits — the input of every cost estimator."""
+"""Trace a model's weight layers: shapes, MACs, weights, bits — the input of every cost estimator.
+
+Also the one Flash byte rule (`weight_storage_bytes`, `layer_flash_bytes`): what the generated C library
+(`jointnas.compression.cgen`) stores for a traced layer, byte for byte; the devices' estimators sum it.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +48,45 @@ class LayerInfo:
     @property
     def out_numel(self) -> int:
         return _numel(self.out_shape)
+
+
+SCALE_BYTES = 4
+"""Bytes per output channel of a layer with integer weight codes: the int32 requantization multiplier
+(integer kernels) or the float32 de-quantization scale (kernels with a float output or float input)."""
+BIAS_BYTES = 4
+"""Bytes per bias: int32 in the accumulator's units (integer kernels) or float32 (float outputs)."""
+
+
+def weight_storage_bytes(numel: int, nonzero: int, bits: int) -> tuple[int, bool]:
+    """Bytes of one layer's packed weights in the smaller of two formats, and whether it is the sparse one.
+
+    * dense: every weight at ``bits`` (float32 when 32), packed LSB-first, padded to a whole byte;
+    * sparse (bitmap): one bit per weight marking the nonzero ones (padded to a byte), then the nonzero
+      weights packed at ``bits`` (padded to a byte).
+
+    Sparse is used only when strictly smaller (sparsity above ``1 − 1/bits`` before padding).
+
+    Example:
+        >>> weight_storage_bytes(1000, 500, 8)  # bitmap 125 + 500 nonzero bytes
+        (625, True)
+        >>> weight_storage_bytes(1000, 900, 8)
+        (1000, False)
+    """
+    dense = math.ceil(numel * bits / 8)
+    sparse = math.ceil(numel / 8) + math.ceil(nonzero * bits / 8)
+    return (sparse, True) if sparse < dense else (dense, False)
+
+
+def layer_flash_bytes(layer: LayerInfo) -> int:
+    """Flash bytes the C library stores for ``layer``: packed weights + per-channel scales + biases.
+
+    Scales (`SCALE_BYTES` per output channel) exist when the weights are integer codes
+    (``weight_bits`` < 32); biases take `BIAS_BYTES` each. Layer geometry (the kernels' descriptors) is
+    code, not counted here.
+    """
+    weights, _ = weight_storage_bytes(layer.weight_numel, layer.weight_nonzero, layer.weight_bits)
+    scales = layer.out_channels * SCALE_BYTES if layer.weight_bits < 32 else 0
+    return weights + scales + layer.bias_numel * BIAS_BYTES
 
 
 def _numel(shape: tuple[int, ...]) -> int:

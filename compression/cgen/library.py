@@ -1,0 +1,295 @@
+"""`generate_c_library`: a trained, compressed model → a dependency-free C99 inference library."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from jointnas.spaces import InputNormalization, UserInputError, layer_flash_bytes, trace_layers
+
+from ..export import deployable_model
+from . import render
+from .arena import ArenaPlan, Buffer, Step, plan_arena
+from .calls import Call, build_calls, fit_accumulators
+from .graph import Graph, calibrate, lower
+from .numerics import CTYPES, Numerics, Options, QType, decide
+from .packing import pack_layer
+
+ENCODERS = {"trigram_crc32": "chat_trigram_crc32.c.in"}
+"""Text encoders with a C template, by ``encoder["kind"]`` (`jointnas.objectives.tinychat.ENCODER`)."""
+
+
+@dataclass(frozen=True)
+class CLayer:
+    """One kernel call of the library: its op, kernel, arithmetic and the weight bytes it stores."""
+
+    name: str
+    kernel: str
+    mode: str
+    in_type: str
+    out_type: str
+    weight_bits: int | None
+    sparse: bool
+    weight_bytes: int
+
+
+@dataclass(frozen=True)
+class CLibrary:
+    """What `generate_c_library` wrote: the ``c/`` folder, its files and the library's figures.
+
+    ``weight_bytes`` (program memory: packed weights, scales, biases) equals
+    `jointnas.devices.estimate_flash_bytes` of the model; ``arena_bytes`` is the one activation buffer.
+    ``input_type`` / ``input_scale`` say how the normalized input enters the first layer.
+    """
+
+    directory: Path
+    header: Path
+    sources: tuple[Path, ...]
+    sketch: Path
+    input_size: int
+    num_classes: int
+    arena_bytes: int
+    weight_bytes: int
+    input_type: str
+    input_scale: float
+    layers: tuple[CLayer, ...]
+    has_reply: bool
+
+
+def _symbol_name(name: str) -> str:
+    return re.sub(r"\W", "_", name).strip("_") or "model"
+
+
+def _arena(graph: Graph, calls: list[Call], qtypes: dict[int, QType]) -> ArenaPlan:
+    storage = {v.id: v.storage for v in graph.values}
+    sizes: dict[int, tuple[int, int]] = {}
+    for v in graph.values:
+        q = qtypes[v.id]
+        nbytes, align = sizes.get(v.storage, (0, 1))
+        sizes[v.storage] = (max(nbytes, v.numel * q.nbytes), max(align, q.nbytes))
+    buffers = [Buffer(s, n, a) for s, (n, a) in sizes.items()]
+    steps = [
+        Step(
+            tuple(storage[v] for v in c.inputs),
+            storage[c.output],
+            tuple(storage[v] for v in c.inplace),
+            c.stage_bytes,
+            qtypes[c.output].nbytes,
+        )
+        for c in calls
+    ]
+    return plan_arena(buffers, steps, graph.ops[0].output)
+
+
+def _check_flash(deploy: nn.Module, input_shape: tuple[int, ...], calls: list[Call]) -> int:
+    """The library's weight bytes, checked against the Flash rule (`jointnas.spaces.layer_flash_bytes`)."""
+    stored = sum(c.weight_bytes for c in calls)
+    rule = sum(layer_flash_bytes(layer) for layer in trace_layers(deploy, input_shape))
+    if stored != rule:
+        raise RuntimeError(f"the C library stores {stored} weight bytes but the Flash rule counts {rule}")
+    return stored
+
+
+def _model_source(
+    graph: Graph, num: Numerics, calls: list[Call], plan: ArenaPlan, normalization: InputNormalization
+) -> dict[str, str]:
+    qtypes = {v.id: num.qtype(graph, v.id) for v in graph.values}
+    at = {v.id: plan.offsets[v.storage] for v in graph.values}
+    shape = graph.values[graph.ops[0].output].shape
+    mean, std = normalization.per_feature(shape)
+    norm_arrays, expr = render.normalization_source(mean, std, shape[1] * shape[2])
+    forward = []
+    for i, call in enumerate(calls):
+        forward.append(render.layer_comment(call, qtypes, num.modes.get(call.name, "float")))
+        forward.append(render.invocation(call, at, plan.stages.get(i)))
+        forward.append(render.trace(i, call, at, qtypes[call.output], graph.values[call.output].numel))
+    input_value = graph.ops[0].output
+    return {
+        "descriptors": "\n\n".join(render.descriptor(c) for c in calls) + "\n",
+        "normalization": norm_arrays,
+        "input_offset": str(at[input_value]),
+        "input_store": render.input_store_source(expr, qtypes[input_value], at[input_value]),
+        "forward": "\n".join(forward),
+        "logits_offset": str(at[graph.output]),
+        "arena_bytes": str(plan.total_bytes),
+        "arena_size": str(max(1, plan.total_bytes)),
+    }
+
+
+def _kernels_source(calls: list[Call]) -> tuple[str, str]:
+    kernels = list({c.kernel.name: c.kernel for c in calls if c.kernel is not None}.values())
+    need = {kind: int(any(c.kind == kind for c in calls)) for kind in ("add", "pool", "act")}
+    features = "\n".join(f"#define JN_NEED_{kind.upper()} {flag}" for kind, flag in need.items())
+    source = render.template("jointnas_kernels.c").substitute(
+        features=features, variants="".join(render.kernel_source(k) for k in kernels)
+    )
+    prototypes = "\n".join(render.kernel_prototype(k) for k in kernels)
+    return render.template("jointnas_runtime.h").substitute(prototypes=prototypes), source
+
+
+def _weights_sources(calls: list[Call], title: str, weight_bytes: int) -> tuple[str, str]:
+    arrays = [a for c in calls for a in c.arrays]
+    header = (
+        f"/* {title}: packed weights, scales and biases in program memory ({weight_bytes} bytes). */\n"
+        '#ifndef JOINTNAS_WEIGHTS_H\n#define JOINTNAS_WEIGHTS_H\n\n#include "jointnas_runtime.h"\n\n'
+        + "\n".join(render.array_declaration(a) for a in arrays)
+        + "\n\n#endif /* JOINTNAS_WEIGHTS_H */\n"
+    )
+    source = (
+        f"/* {title}: packed weights, scales and biases ({weight_bytes} bytes; layout in docs/cgen.md). */\n"
+        '#include "jointnas_weights.h"\n\n' + "\n\n".join(render.array_definition(a) for a in arrays) + "\n"
+    )
+    return header, source
+
+
+def _chat_source(encoder: Mapping[str, Any], title: str, input_qtype: QType, input_size: int) -> str:
+    kind = encoder.get("kind")
+    if kind not in ENCODERS:
+        raise UserInputError(f"text encoder {kind!r} has no C template; known: {sorted(ENCODERS)}")
+    qb, cb = int(encoder["query_buckets"]), int(encoder["context_buckets"])
+    if qb + cb != input_size or input_size * input_qtype.nbytes < 2 * qb:
+        raise UserInputError(f"the encoder's {qb} + {cb} features do not match the model's {input_size} inputs")
+    weights = render.context_weights(float(encoder["context_decay"]), float(encoder["min_context_weight"]))
+    return render.template(ENCODERS[kind]).substitute(
+        title=title,
+        query_buckets=qb,
+        context_buckets=cb,
+        end=int(encoder["end"]),
+        context_trigrams=len(weights),
+        alphabet=str(encoder["alphabet"]).replace("\\", "\\\\").replace('"', '\\"'),
+        context_weights=", ".join(render.c_float(w) for w in weights),
+        query_salt=str(encoder["query_salt"]),
+        context_salt=str(encoder["context_salt"]),
+        query_order="k" if input_qtype.nbytes == 1 else "JN_QUERY_BUCKETS - 1u - k",
+        reply_upper=int(encoder.get("reply_case") == "upper"),
+    )
+
+
+def _sketch(name: str, title: str, labels: Sequence[str], input_size: int, chat: bool) -> str:
+    if chat:
+        return render.template("sketch_chat.ino.in").substitute(title=title, line_bytes=64)
+    text = "|".join(str(label).replace("|", "/") for label in labels)
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return render.template("sketch_classify.ino.in").substitute(title=title, labels=text, input_size=input_size)
+
+
+def _write(directory: Path, files: dict[str, str]) -> list[Path]:
+    paths = []
+    for rel, text in files.items():
+        path = directory / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        paths.append(path)
+    return paths
+
+
+def _layers(graph: Graph, num: Numerics, calls: list[Call]) -> tuple[CLayer, ...]:
+    out = []
+    for c in calls:
+        x, y = num.qtype(graph, c.inputs[0]), num.qtype(graph, c.output)
+        bits = None if c.weights is None else c.weights.bits
+        sparse = c.weights is not None and c.weights.sparse
+        mode = num.modes.get(c.name, "float")
+        out.append(CLayer(c.name, c.function, mode, CTYPES[x.type], CTYPES[y.type], bits, sparse, c.weight_bytes))
+    return tuple(out)
+
+
+def generate_c_library(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    out_dir: str | Path,
+    *,
+    normalization: InputNormalization | None = None,
+    class_labels: Sequence[str] | None = None,
+    name: str = "model",
+    calibration: torch.Tensor | None = None,
+    encoder: Mapping[str, Any] | None = None,
+    options: Options | None = None,
+) -> CLibrary:
+    """Write the C99 inference library of ``model`` into ``out_dir`` (the export's ``c/`` folder).
+
+    Args:
+        model: the trained, compressed model (its deployment form is taken, `deployable_model`).
+        input_shape: one sample's shape, e.g. ``(1, 8, 8)``.
+        out_dir: folder for the library sources and ``arduino/<name>/<name>.ino``.
+        normalization: the task's standardization in raw units (`TaskData.normalization`); the
+            library applies it, so ``jointnas_predict`` takes raw samples. ``None``: identity.
+        class_labels: one label per class (the Arduino sketch prints it); default the indices.
+        name: the model's name (sketch folder and file).
+        calibration: a few hundred normalized training inputs: the ranges of tensors whose integer grid
+            the generator chooses (the quantized model input, low-rank intermediates). Needed whenever
+            an integer layer reads a float tensor.
+        encoder: the task's text encoder (`TaskData.encoder`): adds ``jointnas_reply`` and a chat sketch.
+        options: numeric choices (`Options`: input bits, grid bits, calibration margin).
+
+    Returns:
+        The files and figures; ``weight_bytes`` equals the Flash estimate of the model (checked).
+    """
+    shape = tuple(int(d) for d in input_shape)
+    deploy = deployable_model(model).cpu().float()
+    graph = lower(deploy, shape)
+    ranges = calibrate(graph, calibration) if calibration is not None else None
+    num = decide(graph, ranges, options or Options())
+    weights = {op.name: pack_layer(op.name, op.module) for op in graph.ops if op.kind == "conv"}
+    fit_accumulators(graph, num, weights)
+    calls = build_calls(graph, num, weights)
+    weight_bytes = _check_flash(deploy, shape, calls)
+    qtypes = {v.id: num.qtype(graph, v.id) for v in graph.values}
+    plan = _arena(graph, calls, qtypes)
+    num_classes, input_size = graph.values[graph.output].numel, math.prod(shape)
+    labels = list(class_labels) if class_labels is not None else [str(i) for i in range(num_classes)]
+    if len(labels) != num_classes:
+        raise UserInputError(f"{len(labels)} class labels for {num_classes} classes; give one label per class")
+    sketch_name = _symbol_name(name)
+    title = f"jointnas model {sketch_name}"
+    input_qtype = qtypes[graph.ops[0].output]
+    runtime_h, kernels_c = _kernels_source(calls)
+    weights_h, weights_c = _weights_sources(calls, title, weight_bytes)
+    model_c = render.template("jointnas_model.c").substitute(
+        title=title, **_model_source(graph, num, calls, plan, normalization or InputNormalization())
+    )
+    reply = "" if encoder is None else render.REPLY_DECLARATION
+    header = render.template("jointnas_model.h").substitute(
+        title=title,
+        layout="x".join(map(str, shape)),
+        input_size=input_size,
+        num_classes=num_classes,
+        arena_bytes=plan.total_bytes,
+        weight_bytes=weight_bytes,
+        reply_declaration=reply,
+    )
+    files = {
+        "jointnas_model.h": header,
+        "jointnas_runtime.h": runtime_h,
+        "jointnas_weights.h": weights_h,
+        "jointnas_kernels.c": kernels_c,
+        "jointnas_weights.c": weights_c,
+        "jointnas_model.c": model_c,
+    }
+    if encoder is not None:
+        files["jointnas_chat.c"] = _chat_source(encoder, title, input_qtype, input_size)
+    files[f"arduino/{sketch_name}/{sketch_name}.ino"] = _sketch(
+        sketch_name, title, labels, input_size, encoder is not None
+    )
+    paths = _write(Path(out_dir), files)
+    return CLibrary(
+        directory=Path(out_dir),
+        header=paths[0],
+        sources=tuple(p for p in paths if p.suffix == ".c"),
+        sketch=paths[-1],
+        input_size=input_size,
+        num_classes=num_classes,
+        arena_bytes=plan.total_bytes,
+        weight_bytes=weight_bytes,
+        input_type=CTYPES[input_qtype.type],
+        input_scale=input_qtype.scale,
+        layers=_layers(graph, num, calls),
+        has_reply=encoder is not None,
+    )

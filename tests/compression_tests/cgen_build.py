@@ -1,0 +1,42 @@
+"""Host builds of generated C libraries for the cgen tests (gcc, -std=c99 -Wall -Wextra -Werror)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jointnas.compression import CLibrary
+
+GCC = shutil.which("gcc")
+needs_gcc = pytest.mark.skipif(GCC is None, reason="no host gcc")
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
+DRIVER = Path(__file__).with_name("cgen_driver.c")
+
+
+def build(lib: CLibrary, exe: Path, sources: list[Path] | None = None, flags: tuple[str, ...] = ("-O2",)) -> Path:
+    """Compile the library (and ``sources``, default the scores driver) into ``exe``; warnings fail."""
+    extra = [DRIVER] if sources is None else sources
+    cmd = [GCC, *STRICT, *flags, "-I", str(lib.directory), *map(str, lib.sources), *map(str, extra), "-o", str(exe)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return exe
+
+
+def c_scores(lib: CLibrary, raw: np.ndarray, workdir: Path) -> np.ndarray:
+    """Scores of ``jointnas_predict`` on raw samples ``raw`` (N × …), one row per sample."""
+    exe = build(lib, workdir / "driver")
+    samples, scores = workdir / "samples.bin", workdir / "scores.bin"
+    samples.write_bytes(np.ascontiguousarray(raw, dtype="<f4").tobytes())
+    subprocess.run([str(exe), str(samples), str(scores)], check=True)
+    return np.frombuffer(scores.read_bytes(), dtype="<f4").reshape(len(raw), lib.num_classes)
+
+
+def weight_symbol_bytes(lib: CLibrary, workdir: Path) -> int:
+    """Bytes of the symbols in the compiled ``jointnas_weights.c`` (what the library stores)."""
+    obj = workdir / "weights.o"
+    subprocess.run([GCC, *STRICT, "-c", str(lib.directory / "jointnas_weights.c"), "-o", str(obj)], check=True)
+    table = subprocess.run(["nm", "-S", str(obj)], capture_output=True, text=True, check=True).stdout
+    return sum(int(line.split()[1], 16) for line in table.splitlines() if len(line.split()) == 4)
