@@ -148,27 +148,31 @@ def _clamp_fields(op: Op, y: QType) -> dict[str, str]:
     }
 
 
-def _weight_reader(w: PackedWeights) -> tuple[str, str, str]:
-    """(short name, C type of one weight, reader function) of a layer's weight stream."""
+def _weight_reader(w: PackedWeights) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """(name part, template parameters) of a layer's weight format: the reader and its constant arguments."""
     if w.bits == 32:
-        return "wf", "float", "jn_wfloat"
-    return ("q8", "int16_t", "jn_level8") if w.bits <= 8 else ("q16", "int32_t", "jn_level16")
+        reader, w_t, short = "jn_read_f", "float", "f32"
+    else:
+        reader, w_t = ("jn_read_q", "int16_t") if w.bits <= 8 else ("jn_read_q16", "int32_t")
+        short = f"q{w.bits}{'s' if w.signed else 'o'}"
+    short += "_sparse" if w.sparse else ""
+    params = (("w_t", w_t), ("read", reader), ("bits", str(w.bits)), ("signed", str(int(w.signed))))
+    return short, (*params, ("sparse", str(int(w.sparse))))
 
 
 def _int_kernel(x: QType, w: PackedWeights) -> Kernel:
-    short, w_t, level = _weight_reader(w)
+    short, reader = _weight_reader(w)
     narrow = x.nbytes == 1 and w.max_level * x.max_q <= 32767
     prod = "int16_t" if narrow else "int32_t"
     name = f"jn_conv_{SHORT[x.type]}_{short}_p{16 if narrow else 32}"
-    params = (("fn", name), ("in_t", CTYPES[x.type]), ("w_t", w_t), ("level", level), ("prod_t", prod))
+    params = (("fn", name), ("in_t", CTYPES[x.type]), ("prod_t", prod), *reader)
     return Kernel(name, "conv_int.c.in", params)
 
 
 def _float_kernel(x: QType, w: PackedWeights) -> Kernel:
-    short, w_t, level = _weight_reader(w)
+    short, reader = _weight_reader(w)
     name = f"jn_fconv_{SHORT[x.type]}_{short}"
-    params = (("fn", name), ("in_t", CTYPES[x.type]), ("w_t", w_t), ("level", level))
-    return Kernel(name, "conv_float.c.in", params)
+    return Kernel(name, "conv_float.c.in", (("fn", name), ("in_t", CTYPES[x.type]), *reader))
 
 
 def _weight_arrays(sym: str, w: PackedWeights) -> tuple[list[Array], dict[str, str]]:

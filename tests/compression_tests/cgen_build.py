@@ -21,8 +21,15 @@ def build(lib: CLibrary, exe: Path, sources: list[Path] | None = None, flags: tu
     """Compile the library (and ``sources``, default the scores driver) into ``exe``; warnings fail."""
     extra = [DRIVER] if sources is None else sources
     cmd = [GCC, *STRICT, *flags, "-I", str(lib.directory), *map(str, lib.sources), *map(str, extra), "-o", str(exe)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    compile_c(cmd)
     return exe
+
+
+def compile_c(cmd: list[str]) -> None:
+    """Run a compiler command; a warning or error fails the test with the compiler's message."""
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0 or done.stderr.strip():
+        pytest.fail(f"{Path(cmd[0]).name} failed:\n{done.stderr}")
 
 
 def c_scores(lib: CLibrary, raw: np.ndarray, workdir: Path) -> np.ndarray:
@@ -37,6 +44,6 @@ def c_scores(lib: CLibrary, raw: np.ndarray, workdir: Path) -> np.ndarray:
 def weight_symbol_bytes(lib: CLibrary, workdir: Path) -> int:
     """Bytes of the symbols in the compiled ``jointnas_weights.c`` (what the library stores)."""
     obj = workdir / "weights.o"
-    subprocess.run([GCC, *STRICT, "-c", str(lib.directory / "jointnas_weights.c"), "-o", str(obj)], check=True)
+    compile_c([GCC, *STRICT, "-c", str(lib.directory / "jointnas_weights.c"), "-o", str(obj)])
     table = subprocess.run(["nm", "-S", str(obj)], capture_output=True, text=True, check=True).stdout
     return sum(int(line.split()[1], 16) for line in table.splitlines() if len(line.split()) == 4)

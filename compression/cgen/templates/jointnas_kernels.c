@@ -7,15 +7,20 @@ $features
 /* Helpers a model may not need (the compiler drops unused static functions). */
 #if defined(__GNUC__)
 #define JN_HELPER static __attribute__((unused))
+#define JN_READER static inline __attribute__((always_inline, unused))
+#define JN_LOOP static __attribute__((noinline)) /* own small frame: its variables stay in registers */
 #else
+#define JN_LOOP static
 #define JN_HELPER static
+#define JN_READER static inline
 #endif
 
-/* Stream of a layer's packed weights: codes LSB-first, optionally behind a sparse bitmap. */
+/* Stream of a layer's packed weights: codes LSB-first, optionally behind a sparse bitmap. Sub-byte
+ * codes and bitmap bits are taken from one-byte buffers (constant shifts once the reader is inlined). */
 typedef struct {
     const uint8_t *w;
     const uint8_t *m;
-    uint8_t wbit, mbit;
+    uint8_t wbuf, wavail, mbuf, mavail;
 } jn_stream_t;
 
 /* Per output channel data, read once per channel. */
@@ -98,49 +103,56 @@ JN_HELPER void jn_stream_init(jn_stream_t *s, const jn_conv_t *L)
 {
     s->w = L->w;
     s->m = L->mask;
-    s->wbit = 0;
-    s->mbit = 0;
+    s->wbuf = 0;
+    s->wavail = 0;
+    s->mbuf = 0;
+    s->mavail = 0;
 }
 
-/* 1 when the next weight is stored (always, when dense). */
-JN_HELPER uint8_t jn_present(jn_stream_t *s)
+/* 1 when the next weight is stored (sparse layers read one bitmap bit per weight). */
+JN_READER uint8_t jn_present(jn_stream_t *s, uint8_t sparse)
 {
     uint8_t bit;
-    if (s->m == NULL) return 1u;
-    bit = (uint8_t)((JN_READ_U8(s->m) >> s->mbit) & 1u);
-    if (++s->mbit == 8u) {
-        s->mbit = 0;
+    if (!sparse) return 1u;
+    if (s->mavail == 0) {
+        s->mbuf = JN_READ_U8(s->m);
         ++s->m;
+        s->mavail = 8;
     }
+    bit = (uint8_t)(s->mbuf & 1u);
+    s->mbuf = (uint8_t)(s->mbuf >> 1);
+    --s->mavail;
     return bit;
 }
 
-/* Next integer weight of a layer with codes of at most 8 bits. */
-JN_HELPER int16_t jn_level8(jn_stream_t *s, uint8_t bits, uint8_t is_signed)
+/* Next integer weight of codes of 1, 2, 4 or 8 bits; called with constant format arguments. */
+JN_READER int16_t jn_read_q(jn_stream_t *s, uint8_t bits, uint8_t is_signed, uint8_t sparse)
 {
     uint8_t u;
-    if (!jn_present(s)) return 0;
+    if (!jn_present(s, sparse)) return 0;
     if (bits == 8u) {
         u = JN_READ_U8(s->w);
         ++s->w;
     } else {
-        u = (uint8_t)((JN_READ_U8(s->w) >> s->wbit) & ((1u << bits) - 1u));
-        s->wbit = (uint8_t)(s->wbit + bits);
-        if (s->wbit == 8u) {
-            s->wbit = 0;
+        if (s->wavail == 0) {
+            s->wbuf = JN_READ_U8(s->w);
             ++s->w;
+            s->wavail = 8;
         }
+        u = (uint8_t)(s->wbuf & ((1u << bits) - 1u));
+        s->wbuf = (uint8_t)(s->wbuf >> bits);
+        s->wavail = (uint8_t)(s->wavail - bits);
     }
     if (is_signed) return (u & (1u << (bits - 1u))) ? (int16_t)((int16_t)u - (int16_t)(1 << bits)) : (int16_t)u;
     return (int16_t)(2 * (int16_t)u - ((1 << bits) - 1));
 }
 
-/* Next integer weight of a layer with 16-bit codes (little-endian). */
-JN_HELPER int32_t jn_level16(jn_stream_t *s, uint8_t bits, uint8_t is_signed)
+/* Next integer weight of 16-bit codes (little-endian). */
+JN_READER int32_t jn_read_q16(jn_stream_t *s, uint8_t bits, uint8_t is_signed, uint8_t sparse)
 {
     uint32_t u;
     (void)bits;
-    if (!jn_present(s)) return 0;
+    if (!jn_present(s, sparse)) return 0;
     u = (uint32_t)JN_READ_U8(s->w) | ((uint32_t)JN_READ_U8(s->w + 1) << 8);
     s->w += 2;
     if (is_signed) return (u & 0x8000u) ? (int32_t)u - 65536 : (int32_t)u;
@@ -148,15 +160,21 @@ JN_HELPER int32_t jn_level16(jn_stream_t *s, uint8_t bits, uint8_t is_signed)
 }
 
 /* Next float32 weight. */
-JN_HELPER float jn_wfloat(jn_stream_t *s, uint8_t bits, uint8_t is_signed)
+JN_READER float jn_read_f(jn_stream_t *s, uint8_t bits, uint8_t is_signed, uint8_t sparse)
 {
     float w;
     (void)bits;
     (void)is_signed;
-    if (!jn_present(s)) return 0.0f;
+    if (!jn_present(s, sparse)) return 0.0f;
     w = JN_READ_F32(s->w);
     s->w += 4;
     return w;
+}
+
+/* 1 when the layer is a pointwise (1x1, stride 1, no padding, no groups) convolution or a linear layer. */
+JN_HELPER uint8_t jn_pointwise(const jn_conv_t *L)
+{
+    return L->kh == 1 && L->kw == 1 && L->sh == 1 && L->sw == 1 && L->ph == 0 && L->pw == 0 && L->groups == 1;
 }
 
 JN_HELPER void jn_chan_load(const jn_conv_t *L, unsigned oc, jn_chan_t *ch, uint8_t int_out)

@@ -81,7 +81,9 @@ void jn_put_q(void *y, unsigned i, uint8_t type, int32_t q);
 int32_t jn_quantize(float v, float scale, int32_t qmin, int32_t qmax);
 int jn_argmax(const float *v, unsigned n, float *scores);
 $prototypes
-/* The model (jointnas_model.c): write input element i (raw units), run the layers, get the logits. */
+/* The model (jointnas_model.c): write input element i (raw units), run the layers, get the logits;
+ * jn_input_area is the input tensor's storage (a text encoder's scratch before it writes the input). */
+void *jn_input_area(void);
 void jn_input_store(unsigned i, float raw);
 const float *jn_forward(void);
 
