@@ -160,19 +160,26 @@ def _weight_reader(w: PackedWeights) -> tuple[str, tuple[tuple[str, str], ...]]:
     return short, (*params, ("sparse", str(int(w.sparse))))
 
 
-def _int_kernel(x: QType, w: PackedWeights) -> Kernel:
+def _pointwise(geometry: dict[str, int]) -> bool:
+    """1x1, stride 1, no padding, no groups: a dot product per output (pointwise convs, linear layers)."""
+    ones = ("kh", "kw", "sh", "sw", "groups")
+    return all(geometry[k] == 1 for k in ones) and geometry["ph"] == geometry["pw"] == 0
+
+
+def _int_kernel(x: QType, w: PackedWeights, pointwise: bool) -> Kernel:
     short, reader = _weight_reader(w)
     narrow = x.nbytes == 1 and w.max_level * x.max_q <= 32767
     prod = "int16_t" if narrow else "int32_t"
-    name = f"jn_conv_{SHORT[x.type]}_{short}_p{16 if narrow else 32}"
-    params = (("fn", name), ("in_t", CTYPES[x.type]), ("prod_t", prod), *reader)
-    return Kernel(name, "conv_int.c.in", params)
+    name = f"jn_conv_{SHORT[x.type]}_{short}_p{16 if narrow else 32}{'_pw' if pointwise else ''}"
+    params = (("fn", name), ("in_t", CTYPES[x.type]), ("prod_t", prod), ("pointwise_only", str(int(pointwise))))
+    return Kernel(name, "conv_int.c.in", (*params, *reader))
 
 
-def _float_kernel(x: QType, w: PackedWeights) -> Kernel:
+def _float_kernel(x: QType, w: PackedWeights, pointwise: bool) -> Kernel:
     short, reader = _weight_reader(w)
-    name = f"jn_fconv_{SHORT[x.type]}_{short}"
-    return Kernel(name, "conv_float.c.in", (("fn", name), ("in_t", CTYPES[x.type]), *reader))
+    name = f"jn_fconv_{SHORT[x.type]}_{short}{'_pw' if pointwise else ''}"
+    params = (("fn", name), ("in_t", CTYPES[x.type]), ("pointwise_only", str(int(pointwise))))
+    return Kernel(name, "conv_float.c.in", (*params, *reader))
 
 
 def _weight_arrays(sym: str, w: PackedWeights) -> tuple[list[Array], dict[str, str]]:
@@ -201,12 +208,13 @@ def conv_call(op: Op, graph: Graph, num: Numerics, w: PackedWeights, sym: str) -
     """The call of one conv/linear op in the mode `Numerics` chose for it."""
     x, y = num.qtype(graph, op.inputs[0]), num.qtype(graph, op.output)
     arrays, fields = _weight_arrays(sym, w)
-    fields.update(_geometry(op.module, graph.values[op.inputs[0]].shape, graph.values[op.output].shape))
+    geometry = _geometry(op.module, graph.values[op.inputs[0]].shape, graph.values[op.output].shape)
+    fields.update(geometry)
     fields.update(_clamp_fields(op, y))
     fields.update(in_scale=c_float(1.0), shift="0", bshift="0")
     bias = _bias(op.module)
     if num.modes[op.name] == "int":
-        kernel = _int_kernel(x, w)
+        kernel = _int_kernel(x, w, _pointwise(geometry))
         if y.is_int:
             multipliers = x.scale * w.scales / y.scale
             k = bias_shift(w, bias, x, multipliers)
@@ -216,7 +224,7 @@ def conv_call(op: Op, graph: Graph, num: Numerics, w: PackedWeights, sym: str) -
         else:
             arrays += _channel_arrays(sym, (x.scale * w.scales).astype(np.float32), bias, "float")
     else:
-        kernel = _float_kernel(x, w)
+        kernel = _float_kernel(x, w, _pointwise(geometry))
         x_unit = x.scale if x.is_int else 1.0
         scale = None if w.scales is None else (x_unit * w.scales).astype(np.float32)
         arrays += _channel_arrays(sym, scale, None if bias is None else bias.astype(np.float32), "float")

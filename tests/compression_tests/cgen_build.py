@@ -41,6 +41,26 @@ def c_scores(lib: CLibrary, raw: np.ndarray, workdir: Path) -> np.ndarray:
     return np.frombuffer(scores.read_bytes(), dtype="<f4").reshape(len(raw), lib.num_classes)
 
 
+CROSS = {
+    "avr-gcc": ["-mmcu=atmega328p", "-Os"],
+    "arm-none-eabi-gcc": ["-mcpu=cortex-m7", "-mthumb", "-Os"],
+}
+"""Microcontroller compilers the library must build with, warning-free, when they are installed."""
+
+
+def cross_compile(lib: CLibrary, workdir: Path) -> list[str]:
+    """Compile every library source with each installed microcontroller compiler; the compilers used."""
+    used = []
+    for compiler, flags in CROSS.items():
+        if shutil.which(compiler) is None:
+            continue
+        for source in lib.sources:
+            obj = workdir / f"{compiler}-{source.stem}.o"
+            compile_c([compiler, *flags, *STRICT, "-I", str(lib.directory), "-c", str(source), "-o", str(obj)])
+        used.append(compiler)
+    return used
+
+
 def weight_symbol_bytes(lib: CLibrary, workdir: Path) -> int:
     """Bytes of the symbols in the compiled ``jointnas_weights.c`` (what the library stores)."""
     obj = workdir / "weights.o"

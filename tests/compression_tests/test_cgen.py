@@ -33,7 +33,7 @@ from jointnas.spaces import (
     weight_storage_bytes,
 )
 
-from .cgen_build import c_scores, needs_gcc, weight_symbol_bytes
+from .cgen_build import c_scores, cross_compile, needs_gcc, weight_symbol_bytes
 
 
 @functools.cache
@@ -114,6 +114,7 @@ def test_c_library_agrees_with_the_torch_model(case, tmp_path):
     flash = estimate_flash_bytes(trace_layers(result.model, task.input_shape))
     assert lib.weight_bytes == flash == weight_symbol_bytes(lib, tmp_path)
     assert {layer.mode for layer in lib.layers if layer.weight_bits is not None} == _expected_modes(result.model, head)
+    cross_compile(lib, tmp_path)  # avr-gcc and arm-none-eabi-gcc, warning-free, where installed
 
 
 def test_pack_unpack_round_trip():

@@ -15,7 +15,7 @@ import torch
 from jointnas.compression import CLibrary, PipelineConfig, generate_c_library, run_pipeline
 from jointnas.objectives import TaskConfig, load_task
 from jointnas.objectives.tinychat import ALPHABET, END, encode_context, encode_query, normalize_text
-from jointnas.spaces import Candidate, Stage
+from jointnas.spaces import Candidate, Stage, build_model
 
 from .cgen_build import STRICT, build, compile_c, needs_gcc
 
@@ -149,3 +149,17 @@ def test_cortex_m7_build_is_warning_free(tmp_path):
     compile_c(["arm-none-eabi-gcc", *flags, *map(str, lib.sources), str(main), "-o", str(elf)])
     sizes = _sizes("arm-none-eabi-size", elf)
     assert sizes["text"] >= lib.weight_bytes and sizes["bss"] >= lib.arena_bytes
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no host g++")
+@pytest.mark.parametrize("chat", [True, False])
+def test_arduino_sketch_compiles_against_the_core_api(chat, tmp_path):
+    if chat:
+        lib = _library(8, tmp_path / "c")
+    else:
+        c = Candidate("mlp", (16,), 3, (Stage(8),))
+        lib = generate_c_library(build_model(c), c.input_shape, tmp_path / "c", class_labels=["a", "b|c", 'q"'])
+    assert lib.sketch == lib.directory / "arduino" / lib.sketch.stem / f"{lib.sketch.stem}.ino"
+    flags = ["-std=c++11", "-Wall", "-Wextra", "-Werror", "-x", "c++", "-c", "-o", str(tmp_path / "sketch.o")]
+    compile_c(["g++", *flags, "-I", str(HERE / "arduino_stub"), "-I", str(lib.directory), str(lib.sketch)])
+    assert ("jointnas_reply" in lib.sketch.read_text()) == chat
