@@ -8,7 +8,7 @@ then placed largest first at the lowest offset free over their lifetime (TFLite 
 aligned to their element size.
 
 Example:
-    >>> plan = plan_arena([Buffer(0, 100, 1), Buffer(1, 10, 1)], [Step((0,), 1)], 1)
+    >>> plan = plan_arena([Buffer(0, 100, 1), Buffer(1, 10, 1)], [Step((0,), 1)], 0)
     >>> plan.offsets, plan.total_bytes
     ({0: 0, 1: 100}, 110)
 """
