@@ -235,7 +235,7 @@ def calibrate(graph: Graph, samples: torch.Tensor, batch: int = 256) -> dict[str
     ranges: dict[str, tuple[float, float]] = {}
 
     class Recorder(fx.Interpreter):
-        def run_node(self, n: fx.Node):  # noqa: ANN202 - fx's signature
+        def run_node(self, n: fx.Node):
             out = super().run_node(n)
             if isinstance(out, torch.Tensor):
                 lo, hi = ranges.get(n.name, (math.inf, -math.inf))

@@ -172,7 +172,7 @@ def _chat_source(encoder: Mapping[str, Any], title: str, input_qtype: QType, inp
     )
 
 
-def _sketch(name: str, title: str, labels: Sequence[str], input_size: int, chat: bool) -> str:
+def _sketch(title: str, labels: Sequence[str], input_size: int, chat: bool) -> str:
     if chat:
         return render.template("sketch_chat.ino.in").substitute(title=title, line_bytes=64)
     text = "|".join(str(label).replace("|", "/") for label in labels)
@@ -233,37 +233,80 @@ def generate_c_library(
         The files and figures; ``weight_bytes`` equals the Flash estimate of the model (checked).
     """
     shape = tuple(int(d) for d in input_shape)
-    deploy = deployable_model(model).cpu().float()
-    graph = lower(deploy, shape)
-    ranges = calibrate(graph, calibration) if calibration is not None else None
-    num = decide(graph, ranges, options or Options())
-    weights = {op.name: pack_layer(op.name, op.module) for op in graph.ops if op.kind == "conv"}
-    fit_accumulators(graph, num, weights)
-    calls = build_calls(graph, num, weights)
-    weight_bytes = _check_flash(deploy, shape, calls)
-    qtypes = {v.id: num.qtype(graph, v.id) for v in graph.values}
-    plan = _arena(graph, calls, qtypes)
-    num_classes, input_size = graph.values[graph.output].numel, math.prod(shape)
+    plan = _plan(model, shape, calibration, options or Options())
+    num_classes = plan.graph.values[plan.graph.output].numel
     labels = list(class_labels) if class_labels is not None else [str(i) for i in range(num_classes)]
     if len(labels) != num_classes:
         raise UserInputError(f"{len(labels)} class labels for {num_classes} classes; give one label per class")
     sketch_name = _symbol_name(name)
-    title = f"jointnas model {sketch_name}"
-    input_qtype = qtypes[graph.ops[0].output]
-    runtime_h, kernels_c = _kernels_source(calls)
-    weights_h, weights_c = _weights_sources(calls, title, weight_bytes)
-    model_c = render.template("jointnas_model.c").substitute(
-        title=title, **_model_source(graph, num, calls, plan, normalization or InputNormalization())
+    files = _files(plan, sketch_name, labels, normalization or InputNormalization(), encoder)
+    paths = _write(Path(out_dir), files)
+    input_qtype = plan.qtype(plan.graph.ops[0].output)
+    return CLibrary(
+        directory=Path(out_dir),
+        header=paths[0],
+        sources=tuple(p for p in paths if p.suffix == ".c"),
+        sketch=paths[-1],
+        input_size=math.prod(shape),
+        num_classes=num_classes,
+        arena_bytes=plan.arena.total_bytes,
+        weight_bytes=plan.weight_bytes,
+        input_type=CTYPES[input_qtype.type],
+        input_scale=input_qtype.scale,
+        layers=_layers(plan.graph, plan.numerics, plan.calls),
+        has_reply=encoder is not None,
     )
-    reply = "" if encoder is None else render.REPLY_DECLARATION
+
+
+@dataclass
+class _Plan:
+    """Everything decided before printing: the lowered graph, number formats, calls and arena."""
+
+    shape: tuple[int, ...]
+    graph: Graph
+    numerics: Numerics
+    calls: list[Call]
+    arena: ArenaPlan
+    weight_bytes: int
+
+    def qtype(self, vid: int) -> QType:
+        return self.numerics.qtype(self.graph, vid)
+
+
+def _plan(model: nn.Module, shape: tuple[int, ...], calibration: torch.Tensor | None, options: Options) -> _Plan:
+    deploy = deployable_model(model).cpu().float()
+    graph = lower(deploy, shape)
+    ranges = calibrate(graph, calibration) if calibration is not None else None
+    num = decide(graph, ranges, options)
+    weights = {op.name: pack_layer(op.name, op.module) for op in graph.ops if op.kind == "conv"}
+    fit_accumulators(graph, num, weights)
+    calls = build_calls(graph, num, weights)
+    weight_bytes = _check_flash(deploy, shape, calls)
+    arena = _arena(graph, calls, {v.id: num.qtype(graph, v.id) for v in graph.values})
+    return _Plan(shape, graph, num, calls, arena, weight_bytes)
+
+
+def _files(
+    plan: _Plan,
+    sketch_name: str,
+    labels: list[str],
+    normalization: InputNormalization,
+    encoder: Mapping[str, Any] | None,
+) -> dict[str, str]:
+    """The library's files by path relative to its folder (the public header first, the sketch last)."""
+    title = f"jointnas model {sketch_name}"
+    input_size = math.prod(plan.shape)
+    runtime_h, kernels_c = _kernels_source(plan.calls)
+    weights_h, weights_c = _weights_sources(plan.calls, title, plan.weight_bytes)
+    model_source = _model_source(plan.graph, plan.numerics, plan.calls, plan.arena, normalization)
     header = render.template("jointnas_model.h").substitute(
         title=title,
-        layout="x".join(map(str, shape)),
+        layout="x".join(map(str, plan.shape)),
         input_size=input_size,
-        num_classes=num_classes,
-        arena_bytes=plan.total_bytes,
-        weight_bytes=weight_bytes,
-        reply_declaration=reply,
+        num_classes=plan.graph.values[plan.graph.output].numel,
+        arena_bytes=plan.arena.total_bytes,
+        weight_bytes=plan.weight_bytes,
+        reply_declaration="" if encoder is None else render.REPLY_DECLARATION,
     )
     files = {
         "jointnas_model.h": header,
@@ -271,25 +314,10 @@ def generate_c_library(
         "jointnas_weights.h": weights_h,
         "jointnas_kernels.c": kernels_c,
         "jointnas_weights.c": weights_c,
-        "jointnas_model.c": model_c,
+        "jointnas_model.c": render.template("jointnas_model.c").substitute(title=title, **model_source),
     }
     if encoder is not None:
+        input_qtype = plan.qtype(plan.graph.ops[0].output)
         files["jointnas_chat.c"] = _chat_source(encoder, title, input_qtype, input_size)
-    files[f"arduino/{sketch_name}/{sketch_name}.ino"] = _sketch(
-        sketch_name, title, labels, input_size, encoder is not None
-    )
-    paths = _write(Path(out_dir), files)
-    return CLibrary(
-        directory=Path(out_dir),
-        header=paths[0],
-        sources=tuple(p for p in paths if p.suffix == ".c"),
-        sketch=paths[-1],
-        input_size=input_size,
-        num_classes=num_classes,
-        arena_bytes=plan.total_bytes,
-        weight_bytes=weight_bytes,
-        input_type=CTYPES[input_qtype.type],
-        input_scale=input_qtype.scale,
-        layers=_layers(graph, num, calls),
-        has_reply=encoder is not None,
-    )
+    files[f"arduino/{sketch_name}/{sketch_name}.ino"] = _sketch(title, labels, input_size, encoder is not None)
+    return files
