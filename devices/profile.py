@@ -32,6 +32,8 @@ class ToolchainSpec(BaseModel):
         packages: the Debian packages that provide the tools (named in the missing-toolchain message).
         simulator: ``"simavr"`` (cycle-accurate AVR, cycles counted by the harness) or ``None``.
         sim_mcu: the simulator's name of the chip (``atmega328p``).
+        arduino_core: folder of an Arduino core (Debian's ``arduino-core-avr``) to build sketches with.
+        arduino_variant: the board's pin variant in that core (``standard`` for the Uno).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -43,6 +45,8 @@ class ToolchainSpec(BaseModel):
     packages: tuple[str, ...] = ()
     simulator: Literal["simavr"] | None = None
     sim_mcu: str | None = None
+    arduino_core: str | None = None
+    arduino_variant: str | None = None
 
 
 class DeviceProfile(BaseModel):

@@ -112,3 +112,20 @@ def test_cortex_m7_build_links_with_newlib_nano(tmp_path):
 def test_a_device_without_toolchain_is_refused_with_the_fix():
     with pytest.raises(UserInputError, match="no \\[toolchain\\] table"):
         build([], load_profile("ort-cpu"), __import__("pathlib").Path("/nonexistent"))
+
+
+needs_core = pytest.mark.skipif(
+    not __import__("pathlib").Path(str(UNO.toolchain.arduino_core), "cores", "arduino", "Arduino.h").is_file(),
+    reason="the Arduino AVR core is not installed (apt-get install arduino-core-avr)",
+)
+
+
+@needs_avr
+@needs_core
+def test_the_arduino_core_fits_in_what_the_uno_profile_reserves_for_it(tmp_path):
+    from jointnas.devices.arduino import arduino_core_sizes
+
+    core = arduino_core_sizes(UNO, tmp_path)
+    # Measured 2,544 B Flash and 207 B SRAM with Debian's core 1.8.7: a Serial sketch, not an empty one.
+    assert 1500 < core.flash_bytes < UNO.runtime_flash_bytes - 512  # the rest of the reserve: bootloader
+    assert 150 < core.static_sram_bytes < UNO.runtime_sram_bytes
