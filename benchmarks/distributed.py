@@ -37,7 +37,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from jointnas.search.budget import WORKER_ATTR, run_trials
+from jointnas.search.attrs import TRIAL_WORKER
+from jointnas.search.budget import run_trials
 from jointnas.search.storage import mask_password, open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,7 +245,7 @@ def kill_and_resume(url: str, budget: int, trial: str) -> dict[str, object]:
     deadline = time.time() + 120
     while killed is None and time.time() < deadline:
         for t in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):
-            if t.state == TrialState.RUNNING and t.user_attrs.get(WORKER_ATTR, "").endswith(f":{victim.pid}"):
+            if t.state == TrialState.RUNNING and t.user_attrs.get(TRIAL_WORKER, "").endswith(f":{victim.pid}"):
                 victim.send_signal(signal.SIGKILL)
                 killed = t.number
                 break

@@ -22,10 +22,10 @@ from pathlib import Path
 import optuna
 
 from jointnas.search.config import apply_overrides, load_config
-from jointnas.search.export import export_trial
-from jointnas.search.lut import build_table
 from jointnas.search.storage import open_storage
 from jointnas.search.study import create_or_resume, front, load_study, lut_path, run_study, versions
+from jointnas.search.tools.export import export_trial
+from jointnas.search.tools.lut import build_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,8 +27,8 @@ import torch
 from jointnas.compression import fold_batchnorm, prune_channels, quantize_model
 from jointnas.devices import REPEATS, ROUNDS, device_fingerprint, fit_profiles, fit_report
 from jointnas.search.config import load_config
-from jointnas.search.lut import build_table, validate_table
 from jointnas.search.study import versions
+from jointnas.search.tools.lut import build_table, validate_table
 from jointnas.spaces import Candidate, Stage, build_model, trace_layers
 
 ROOT = Path(__file__).resolve().parents[1]

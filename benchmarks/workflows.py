@@ -20,10 +20,10 @@ from typing import Any
 
 import optuna
 
-from jointnas.search.compare import write_png
 from jointnas.search.config import StudyConfig, apply_overrides, load_config, parse_config
 from jointnas.search.study import versions
-from jointnas.search.workflows import WORKFLOWS, post_plan, run_workflow, stage_configs, summarize
+from jointnas.search.tools.compare import write_png
+from jointnas.search.tools.workflows import WORKFLOWS, post_plan, run_workflow, stage_configs, summarize
 from jointnas.spaces import UserInputError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,7 +31,8 @@ from .mcu import (
 )
 from .memory import estimate_flash_bytes, estimate_sram_bytes
 from .metrics import prediction_metrics
-from .profile import DeviceProfile, is_profile_path, load_profile, mcu_profiles, profile_names
+from .profile import DeviceProfile, ToolchainSpec, is_profile_path, load_profile, mcu_profiles, profile_names
+from .toolchain import Build, BuildError, Simulation, Sizes, build, sim_include_dir, simulate_avr, toolchain_of
 
 
 class DeviceConfig(BaseModel):
@@ -61,29 +62,30 @@ class DeviceConfig(BaseModel):
 
 
 __all__ = [
-    "REPEATS",
-    "ROUNDS",
     "BlockSpec",
+    "Build",
+    "BuildError",
     "Calibration",
-    "OpSpec",
-    "block_graph",
-    "fit_calibration",
-    "group_blocks",
-    "measure_block_ms",
-    "measure_onnx_ms",
-    "prediction_metrics",
-    "open_latency_model",
-    "overhead_spec",
     "CycleModel",
     "DeviceConfig",
     "DeviceProfile",
-    "LatencyTable",
-    "device_fingerprint",
     "FitReport",
+    "LatencyTable",
+    "OpSpec",
+    "REPEATS",
+    "ROUNDS",
+    "Simulation",
+    "Sizes",
+    "ToolchainSpec",
+    "block_graph",
+    "build",
+    "device_fingerprint",
     "estimate_flash_bytes",
+    "estimate_sram_bytes",
+    "fit_calibration",
     "fit_profiles",
     "fit_report",
-    "estimate_sram_bytes",
+    "group_blocks",
     "is_profile_path",
     "layer_flash_bytes",
     "layer_key",
@@ -91,9 +93,17 @@ __all__ = [
     "mcu_cycles",
     "mcu_latency_ms",
     "mcu_profiles",
+    "measure_block_ms",
     "measure_layer_ms",
+    "measure_onnx_ms",
+    "open_latency_model",
     "ort_session",
+    "overhead_spec",
     "peak_sram_bytes",
+    "prediction_metrics",
     "profile_names",
+    "sim_include_dir",
+    "simulate_avr",
     "time_session",
+    "toolchain_of",
 ]

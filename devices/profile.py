@@ -21,6 +21,34 @@ from jointnas.spaces import UserInputError
 LatencyKind = Literal["ort", "imported", "cycles"]
 
 
+class ToolchainSpec(BaseModel):
+    """How a microcontroller's C code is built and run (the profile's ``[toolchain]`` table).
+
+    Args:
+        cc: the cross compiler (``avr-gcc``, ``arm-none-eabi-gcc``).
+        size: its size tool (``avr-size``, ``arm-none-eabi-size``): text, data and bss in bytes.
+        cflags: flags of every compile (target, ``-Os``, warnings).
+        ldflags: extra link flags (C library specs, section garbage collection).
+        packages: the Debian packages that provide the tools (named in the missing-toolchain message).
+        simulator: ``"simavr"`` (cycle-accurate AVR, cycles counted by the harness) or ``None``.
+        sim_mcu: the simulator's name of the chip (``atmega328p``).
+        arduino_core: folder of an Arduino core (Debian's ``arduino-core-avr``) to build sketches with.
+        arduino_variant: the board's pin variant in that core (``standard`` for the Uno).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cc: str = Field(min_length=1)
+    size: str = Field(min_length=1)
+    cflags: tuple[str, ...] = ()
+    ldflags: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
+    simulator: Literal["simavr"] | None = None
+    sim_mcu: str | None = None
+    arduino_core: str | None = None
+    arduino_variant: str | None = None
+
+
 class DeviceProfile(BaseModel):
     """One target device.
 
@@ -43,6 +71,7 @@ class DeviceProfile(BaseModel):
         cycles_per_layer: fixed cycles per layer call (dispatch, loop set-up).
         ort_disabled_optimizers: ONNX Runtime graph optimizers turned off for every measurement (and
             for the deployment the numbers describe), e.g. ``NchwcTransformer``.
+        toolchain: how the generated C library is compiled, sized and simulated (`ToolchainSpec`).
 
     Example:
         >>> p = load_profile("arduino-uno")
@@ -69,6 +98,7 @@ class DeviceProfile(BaseModel):
     cycles_per_act_byte: float = Field(0.0, ge=0)
     cycles_per_layer: float = Field(0.0, ge=0)
     ort_disabled_optimizers: tuple[str, ...] = ()
+    toolchain: ToolchainSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DeviceProfile:

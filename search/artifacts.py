@@ -22,7 +22,8 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from jointnas.compression.export import export_onnx
 from jointnas.spaces import UserInputError
 
-ATTR_ARTIFACT_DIR = "jointnas:artifact_dir"
+from .attrs import STUDY_CONFIG_HASH
+
 ONNX_MIMETYPE = "application/octet-stream"
 
 
@@ -57,7 +58,7 @@ def trial_summary(trial: optuna.Trial, values: list[float]) -> dict[str, Any]:
         "values": dict(zip(names, values, strict=True)),
         "params": trial.params,
         "user_attrs": json.loads(json.dumps(trial.user_attrs, default=str)),
-        "config_hash": study.user_attrs.get("jointnas:config_hash"),
+        "config_hash": study.user_attrs.get(STUDY_CONFIG_HASH),
     }
 
 
@@ -91,7 +92,6 @@ class ArtifactUploader:
 
 
 __all__ = [
-    "ATTR_ARTIFACT_DIR",
     "ArtifactUploader",
     "default_artifact_dir",
     "open_artifact_store",

@@ -35,12 +35,12 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from .attrs import TRIAL_SURPLUS, TRIAL_WORKER
+
 #: Seconds a worker sleeps while the remaining budget is held by running trials.
 POLL_S = 0.5
 
-SURPLUS_ATTR = "jointnas:surplus"
 #: Trial user attr naming the worker that ran the trial, ``host:pid``.
-WORKER_ATTR = "worker"
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
@@ -173,14 +173,14 @@ class _Guarded:
 
     def _run(self, trial: optuna.Trial) -> Any:
         # Every trial names its worker, surplus ones too: a PRUNED surplus trial says who created it.
-        trial.set_user_attr(WORKER_ATTR, WORKER_ID)
+        trial.set_user_attr(TRIAL_WORKER, WORKER_ID)
         states = ("COMPLETE", "RUNNING", "WAITING") if self.exact else ("COMPLETE",)
         if self.counter is None:
             self.counter = state_counter(trial.study)
         below = self.counter.counts(below=trial.number)
         claims = sum(below[s] for s in states)
         if claims >= self.n_trials:
-            trial.set_user_attr(SURPLUS_ATTR, True)
+            trial.set_user_attr(TRIAL_SURPLUS, True)
             self.surplus += 1
             raise optuna.TrialPruned(f"budget of {self.n_trials} COMPLETE trials already claimed")
         values = self.objective(trial)
@@ -262,8 +262,6 @@ def run_trials(
 
 __all__ = [
     "POLL_S",
-    "SURPLUS_ATTR",
-    "WORKER_ATTR",
     "TrialStates",
     "budget_counts",
     "heartbeat_enabled",

@@ -18,14 +18,12 @@ from jointnas.objectives import TaskData, load_task
 from jointnas.spaces import UserInputError
 
 from .artifacts import ArtifactUploader, open_artifact_store
+from .attrs import STUDY_CONFIG, STUDY_CONFIG_HASH, STUDY_SEED, STUDY_VERSIONS
 from .budget import run_trials
 from .config import StudyConfig, diff_configs
 from .objective import Objective, TrialFailed
 from .samplers import make_sampler
 from .storage import default_storage_url, mask_password, open_storage
-
-ATTR_CONFIG = "jointnas:config"
-ATTR_HASH = "jointnas:config_hash"
 
 
 def versions() -> dict[str, str]:
@@ -87,10 +85,10 @@ def create_or_resume(config: StudyConfig, storage_url: str) -> optuna.Study:
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     if name in existing:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-        stored = study.user_attrs.get(ATTR_CONFIG)
+        stored = study.user_attrs.get(STUDY_CONFIG)
         if stored is None:
             raise UserInputError(f"study {name!r} exists but was not made by jointnas; pick another name")
-        if study.user_attrs.get(ATTR_HASH) != config.config_hash():
+        if study.user_attrs.get(STUDY_CONFIG_HASH) != config.config_hash():
             diffs = diff_configs(stored, config.canonical())
             shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
             raise UserInputError(
@@ -104,10 +102,10 @@ def create_or_resume(config: StudyConfig, storage_url: str) -> optuna.Study:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(config.objectives.metrics))
-    study.set_user_attr(ATTR_CONFIG, config.canonical())
-    study.set_user_attr(ATTR_HASH, config.config_hash())
-    study.set_user_attr("jointnas:seed", config.study.seed)
-    study.set_user_attr("jointnas:versions", versions())
+    study.set_user_attr(STUDY_CONFIG, config.canonical())
+    study.set_user_attr(STUDY_CONFIG_HASH, config.config_hash())
+    study.set_user_attr(STUDY_SEED, config.study.seed)
+    study.set_user_attr(STUDY_VERSIONS, versions())
     return study
 
 
@@ -158,9 +156,6 @@ def run_study(
         callbacks=callbacks or (),
         on_success=uploader,
     )
-    from .dashboard import save_study_notes  # imports study.py itself
-
-    save_study_notes(study)  # the Pareto plot and summary note optuna-dashboard shows
     return study
 
 
@@ -182,8 +177,6 @@ def trial_record(trial: FrozenTrial, metric_names: list[str] | None) -> dict[str
 
 
 __all__ = [
-    "ATTR_CONFIG",
-    "ATTR_HASH",
     "create_or_resume",
     "device_profile_ref",
     "front",

@@ -20,12 +20,12 @@ import optuna
 
 from jointnas.spaces import UserInputError
 
-from .artifacts import ATTR_ARTIFACT_DIR, default_artifact_dir
+from .artifacts import default_artifact_dir
+from .attrs import STUDY_ARTIFACT_DIR, STUDY_CONFIG, STUDY_CONFIG_HASH, STUDY_N_TRIALS, STUDY_VERSIONS
 from .config import StudyConfig, apply_overrides, parse_config
 from .storage import storage_file
-from .study import ATTR_CONFIG, ATTR_HASH, versions
+from .study import versions
 
-ATTR_N_TRIALS = "jointnas:n_trials"
 #: Environment variable that hands the storage URL to worker processes (keeps passwords out of ``ps``).
 STORAGE_ENV = "JOINTNAS_STORAGE"
 
@@ -37,10 +37,10 @@ def config_from_study(study: optuna.Study, n_trials: int | None = None) -> Study
         n_trials: the global budget; default the one stored by the last ``jointnas run``.
     """
     name = study.study_name
-    stored = study.user_attrs.get(ATTR_CONFIG)
+    stored = study.user_attrs.get(STUDY_CONFIG)
     if stored is None:
         raise UserInputError(f"study {name!r} was not made by jointnas (no stored config); start it with jointnas run")
-    made_by = (study.user_attrs.get("jointnas:versions") or {}).get("jointnas", "unknown")
+    made_by = (study.user_attrs.get(STUDY_VERSIONS) or {}).get("jointnas", "unknown")
     ours = versions()["jointnas"]
     if made_by != ours:
         raise UserInputError(
@@ -51,12 +51,12 @@ def config_from_study(study: optuna.Study, n_trials: int | None = None) -> Study
         config = parse_config(stored, f"config stored in study {name!r}")
     except UserInputError as exc:
         raise UserInputError(f"{exc}; the study was made by another config version") from None
-    if config.config_hash() != study.user_attrs.get(ATTR_HASH):
+    if config.config_hash() != study.user_attrs.get(STUDY_CONFIG_HASH):
         raise UserInputError(
             f"the config stored in study {name!r} does not match its hash (made by another config version); "
             "start a new study with jointnas run"
         )
-    budget = n_trials if n_trials is not None else study.user_attrs.get(ATTR_N_TRIALS)
+    budget = n_trials if n_trials is not None else study.user_attrs.get(STUDY_N_TRIALS)
     if budget is None:
         raise UserInputError(f"study {name!r} stores no trial budget; pass --n-trials N")
     return apply_overrides(config, **{"budget.n_trials": int(budget)})
@@ -64,10 +64,10 @@ def config_from_study(study: optuna.Study, n_trials: int | None = None) -> Study
 
 def record_run(study: optuna.Study, n_trials: int, artifact_dir: Path | None) -> None:
     """Store the budget and artifact directory of a run, which workers that join later use."""
-    if study.user_attrs.get(ATTR_N_TRIALS) != n_trials:
-        study.set_user_attr(ATTR_N_TRIALS, n_trials)
-    if artifact_dir is not None and study.user_attrs.get(ATTR_ARTIFACT_DIR) != str(artifact_dir):
-        study.set_user_attr(ATTR_ARTIFACT_DIR, str(artifact_dir))
+    if study.user_attrs.get(STUDY_N_TRIALS) != n_trials:
+        study.set_user_attr(STUDY_N_TRIALS, n_trials)
+    if artifact_dir is not None and study.user_attrs.get(STUDY_ARTIFACT_DIR) != str(artifact_dir):
+        study.set_user_attr(STUDY_ARTIFACT_DIR, str(artifact_dir))
 
 
 def run_artifact_dir(config: StudyConfig, config_path: Path, url: str, option: str | None) -> Path:
@@ -120,7 +120,6 @@ def wait_workers(procs: list[subprocess.Popen[bytes]]) -> int:
 
 
 __all__ = [
-    "ATTR_N_TRIALS",
     "STORAGE_ENV",
     "config_from_study",
     "record_run",

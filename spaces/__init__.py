@@ -1,21 +1,41 @@
 """The joint search space: architecture families, compression knobs, `Candidate` data, model builders."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from jointnas.spaces._errors import UserInputError
-from jointnas.spaces.candidate import ACTIVATION_BITS, WEIGHT_BITS, Candidate, Stage
-from jointnas.spaces.families import build_model, check_family_input, family_names, register_family, stage_of_block
-from jointnas.spaces.normalization import InputNormalization
-from jointnas.spaces.profile import LayerInfo, count_params, layer_flash_bytes, trace_layers, weight_storage_bytes
-from jointnas.spaces.space import (
-    CompressionKnobs,
-    SpaceConfig,
-    Suggester,
-    grid_search_space,
-    sample_candidate,
-)
+from jointnas.spaces._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from jointnas.spaces.candidate import ACTIVATION_BITS, WEIGHT_BITS, Candidate, Stage
+    from jointnas.spaces.families import (
+        build_model,
+        check_family_input,
+        family_names,
+        register_family,
+        stage_of_block,
+    )
+    from jointnas.spaces.normalization import InputNormalization
+    from jointnas.spaces.profile import LayerInfo, count_params, layer_flash_bytes, trace_layers, weight_storage_bytes
+    from jointnas.spaces.space import CompressionKnobs, SpaceConfig, Suggester, grid_search_space, sample_candidate
+
+_EXPORTS = {
+    **dict.fromkeys(("ACTIVATION_BITS", "WEIGHT_BITS", "Candidate", "Stage"), "candidate"),
+    **dict.fromkeys(
+        ("build_model", "check_family_input", "family_names", "register_family", "stage_of_block"), "families"
+    ),
+    **dict.fromkeys(
+        ("LayerInfo", "count_params", "layer_flash_bytes", "trace_layers", "weight_storage_bytes"), "profile"
+    ),
+    "InputNormalization": "normalization",
+    **dict.fromkeys(("CompressionKnobs", "SpaceConfig", "Suggester", "grid_search_space", "sample_candidate"), "space"),
+}
+# UserInputError is light (no torch): storage and the CLI's error path import it without the space code.
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ACTIVATION_BITS",
-    "WEIGHT_BITS",
     "Candidate",
     "CompressionKnobs",
     "InputNormalization",
@@ -24,6 +44,7 @@ __all__ = [
     "Stage",
     "Suggester",
     "UserInputError",
+    "WEIGHT_BITS",
     "build_model",
     "check_family_input",
     "count_params",

@@ -25,7 +25,8 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_
 
 from jointnas.spaces import UserInputError
 
-from ..artifacts import ATTR_ARTIFACT_DIR, default_artifact_dir
+from ..artifacts import default_artifact_dir
+from ..attrs import STUDY_ARTIFACT_DIR
 
 
 def storage_location(study: optuna.Study) -> Path | None:
@@ -55,7 +56,7 @@ def default_artifact_store(study: optuna.Study, artifact_store: Any = None) -> A
         return artifact_store
     if artifact_store is not None:
         path = Path(artifact_store)
-    elif recorded := _read_attr(study, ATTR_ARTIFACT_DIR):
+    elif recorded := _read_attr(study, STUDY_ARTIFACT_DIR):
         path = Path(recorded)
     else:
         location = storage_location(study)

@@ -31,6 +31,7 @@ from jointnas.devices import LatencyTable
 from jointnas.objectives import TaskData
 from jointnas.spaces import Candidate, SpaceConfig, UserInputError
 
+from ..attrs import STUDY_CONFIG
 from ._artifact_once import default_artifact_store, train_once
 from ._hardcore_fw import ScoreModel, SearchResult, search_macros
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
@@ -199,7 +200,7 @@ class HardCoReNASSampler(BaseSampler):
 
     def _from_study(self, study: Study) -> None:
         """Fill what `set_context` did not give from the jointnas config stored in the study."""
-        config = study.user_attrs.get("jointnas:config")
+        config = study.user_attrs.get(STUDY_CONFIG)
         if self.space is None:
             if config is None:
                 raise UserInputError("HardCoReNASSampler needs a space: pass space=SpaceConfig(...)")
@@ -312,9 +313,7 @@ class HardCoReNASSampler(BaseSampler):
     # ---------------------------------------------------------------------------- sampler API
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         space = self.space or (
-            SpaceConfig(**study.user_attrs["jointnas:config"]["space"])
-            if "jointnas:config" in study.user_attrs
-            else None
+            SpaceConfig(**study.user_attrs[STUDY_CONFIG]["space"]) if STUDY_CONFIG in study.user_attrs else None
         )
         if space is None:
             raise UserInputError("HardCoReNASSampler needs a space: pass space=SpaceConfig(...)")

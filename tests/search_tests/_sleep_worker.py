@@ -11,24 +11,14 @@ until then before its first trial, so benchmarked workers start together. Prints
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import optuna
 
-_BUDGET = Path(__file__).resolve().parents[2] / "search" / "budget.py"
-
-
-def load_budget():
-    """`jointnas.search.budget` by file path (the package import would pull in torch)."""
-    spec = importlib.util.spec_from_file_location("_jointnas_budget", _BUDGET)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from jointnas.search.budget import run_trials  # no torch: the packages export lazily
 
 
 def storage(url: str, heartbeat_s: int | None, grace_s: int | None) -> optuna.storages.BaseStorage:
@@ -73,7 +63,7 @@ def main(argv: list[str]) -> int:
     study = optuna.load_study(study_name=study_name, storage=storage(url, heartbeat_s, grace_s))
     start_at = float(os.environ.get("JOINTNAS_START_AT", "0"))
     time.sleep(max(0.0, start_at - time.time()))
-    complete = load_budget().run_trials(study, sleep_objective(trial_s, cpu), n_trials, max_trials=10 * n_trials)
+    complete = run_trials(study, sleep_objective(trial_s, cpu), n_trials, max_trials=10 * n_trials)
     print(f"done {complete}", flush=True)
     return 0
 

@@ -20,7 +20,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from jointnas.search.budget import SURPLUS_ATTR, WORKER_ATTR, _Guarded, run_trials
+from jointnas.search.attrs import TRIAL_SURPLUS, TRIAL_WORKER
+from jointnas.search.budget import _Guarded, run_trials
 from jointnas.search.storage import open_storage
 
 from ._distributed import PG_URL, service_or_skip, unique
@@ -56,8 +57,8 @@ def test_a_trial_beyond_the_claimed_budget_is_surplus_and_never_runs(tmp_path):
     guarded = _Guarded(lambda t: calls.append(t.number) or 1.0, n_trials=1, exact=True, on_success=None)
     with pytest.raises(optuna.TrialPruned):
         guarded(second)
-    assert calls == [] and second.user_attrs[SURPLUS_ATTR] is True
-    assert second.user_attrs[WORKER_ATTR].endswith(f":{os.getpid()}")  # a surplus trial names its worker too
+    assert calls == [] and second.user_attrs[TRIAL_SURPLUS] is True
+    assert second.user_attrs[TRIAL_WORKER].endswith(f":{os.getpid()}")  # a surplus trial names its worker too
     assert guarded(first) == 1.0 and calls == [first.number]
     # Ctrl-C anywhere in a trial (here: in the claim check's read) leaves the reason on the trial.
     third = study.ask()
@@ -84,7 +85,7 @@ def test_workers_wait_for_running_trials_then_stop_at_exactly_the_budget(tmp_pat
     timer.join()
     assert complete == 2 and len(calls) == 1  # ran one, then waited for the other worker's trial
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
-    assert study.trials[1].user_attrs[WORKER_ATTR].endswith(f":{os.getpid()}")
+    assert study.trials[1].user_attrs[TRIAL_WORKER].endswith(f":{os.getpid()}")
 
     # The other worker's trial fails instead: its slot goes back and this worker runs one more.
     study2 = _heartbeat_study(tmp_path)
@@ -100,7 +101,7 @@ def _wait_for_running_trial_of(url: str, study_name: str, pid: int, timeout: flo
     deadline = time.time() + timeout
     while time.time() < deadline:
         for t in optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False):
-            if t.state == TrialState.RUNNING and t.user_attrs.get(WORKER_ATTR, "").endswith(f":{pid}"):
+            if t.state == TrialState.RUNNING and t.user_attrs.get(TRIAL_WORKER, "").endswith(f":{pid}"):
                 return t.number
         time.sleep(0.05)
     raise AssertionError(f"worker {pid} never ran a trial")
@@ -154,10 +155,10 @@ def test_two_processes_on_a_journal_file_share_the_budget(tmp_path):
     assert states[TrialState.RUNNING] == 0
     # Any other trial is surplus: pruned before it ran, and it names the worker that created it.
     surplus = [t for t in trials if t.state != TrialState.COMPLETE]
-    assert all(t.state == TrialState.PRUNED and t.user_attrs[SURPLUS_ATTR] for t in surplus)
-    assert {p.pid for p in procs} == {int(t.user_attrs[WORKER_ATTR].rsplit(":", 1)[1]) for t in trials}
+    assert all(t.state == TrialState.PRUNED and t.user_attrs[TRIAL_SURPLUS] for t in surplus)
+    assert {p.pid for p in procs} == {int(t.user_attrs[TRIAL_WORKER].rsplit(":", 1)[1]) for t in trials}
     assert len({t.number for t in trials}) == len(trials)
-    completed_by = {t.user_attrs[WORKER_ATTR] for t in trials if t.state == TrialState.COMPLETE}
+    completed_by = {t.user_attrs[TRIAL_WORKER] for t in trials if t.state == TrialState.COMPLETE}
     assert len(completed_by) == 2  # both processes ran trials
 
 

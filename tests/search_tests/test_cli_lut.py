@@ -7,7 +7,7 @@ import json
 from jointnas.devices import LatencyTable, load_profile
 from jointnas.search.cli import main
 from jointnas.search.config import load_config
-from jointnas.search.lut import random_candidates, space_blocks
+from jointnas.search.tools.lut import random_candidates, space_blocks
 
 
 def test_space_blocks_cover_every_random_candidate(tiny_config):
@@ -15,7 +15,7 @@ def test_space_blocks_cover_every_random_candidate(tiny_config):
     blocks = {spec.key for spec in space_blocks(config, load_profile("ort-cpu"))}
     assert 40 < len(blocks) < 200
     table = LatencyTable(None)
-    from jointnas.search.lut import deployable_model
+    from jointnas.search.tools.lut import deployable_model
     from jointnas.spaces import trace_layers
 
     for c in random_candidates(config, 30, seed=3):
@@ -91,7 +91,7 @@ def test_study_on_a_microcontroller_uses_the_cycle_model_and_fit_constraint(tmp_
 
 def test_space_blocks_cover_an_mlp_space(tmp_path):
     from jointnas.search.config import parse_config
-    from jointnas.search.lut import deployable_model
+    from jointnas.search.tools.lut import deployable_model
     from jointnas.spaces import trace_layers
 
     config = parse_config(

@@ -17,8 +17,8 @@ from optuna.artifacts import upload_artifact
 from jointnas.search.artifacts import open_artifact_store
 from jointnas.search.cli import main
 from jointnas.search.config import load_config
-from jointnas.search.dashboard import PARETO_PLOT_ID
 from jointnas.search.study import create_or_resume
+from jointnas.search.tools.dashboard import PARETO_PLOT_ID
 from jointnas.search.worker import record_run
 
 from ._distributed import make_config, unique
@@ -118,7 +118,7 @@ def test_headless_chromium_screenshot_of_the_study_page(served, tmp_path):
 def test_pareto_note_never_overwrites_a_report_note(tmp_path):
     import optuna_dashboard
 
-    from jointnas.search.dashboard import save_study_notes
+    from jointnas.search.tools.dashboard import save_study_notes
 
     study = create_or_resume(load_config(make_config(tmp_path, unique("note"), None)), f"sqlite:///{tmp_path / 'n.db'}")
     assert save_study_notes(study) is False  # nothing COMPLETE yet: nothing saved

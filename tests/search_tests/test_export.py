@@ -10,8 +10,8 @@ import pytest
 
 from jointnas.search.cli import main
 from jointnas.search.config import load_config
-from jointnas.search.export import export_trial
 from jointnas.search.study import create_or_resume, run_study
+from jointnas.search.tools.export import export_trial
 
 from ..conftest import TINY_CONFIG, write_config
 

@@ -13,7 +13,7 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import sys, time, weakref
-    from jointnas.search.interrupts import redeliver_dropped_interrupts
+    from jointnas.search.cli.interrupts import redeliver_dropped_interrupts
     if sys.argv[1] == "on":
         redeliver_dropped_interrupts()
         redeliver_dropped_interrupts()  # idempotent

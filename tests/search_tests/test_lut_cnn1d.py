@@ -5,7 +5,7 @@ from __future__ import annotations
 from jointnas.devices import load_profile
 from jointnas.devices.blocks import group_blocks
 from jointnas.search.config import parse_config
-from jointnas.search.lut import deployable_model, space_blocks
+from jointnas.search.tools.lut import deployable_model, space_blocks
 from jointnas.spaces import Candidate, Stage, trace_layers
 
 

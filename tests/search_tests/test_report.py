@@ -9,7 +9,7 @@ import pytest
 from optuna_dashboard import get_note
 
 from jointnas.search.cli import main
-from jointnas.search.report import build_report, front_rows
+from jointnas.search.tools.report import build_report, front_rows
 
 
 def _fake_study(url: str, name: str = "fake", n: int = 12) -> optuna.Study:

@@ -10,7 +10,7 @@ import pytest
 
 from jointnas.search.cli import main
 from jointnas.search.config import load_config
-from jointnas.search.workflows import hypervolume, parse_workflows, post_plan, reference_point, stage_configs
+from jointnas.search.tools.workflows import hypervolume, parse_workflows, post_plan, reference_point, stage_configs
 from jointnas.spaces import UserInputError
 
 from ..conftest import TINY_CONFIG, write_config

@@ -9,7 +9,7 @@ import optuna
 import pytest
 import torch
 
-from jointnas.search.artifacts import ATTR_ARTIFACT_DIR
+from jointnas.search.attrs import STUDY_ARTIFACT_DIR
 from jointnas.search.samplers._artifact_once import default_artifact_store, train_once
 from jointnas.search.storage import open_storage
 from jointnas.spaces import UserInputError
@@ -27,7 +27,7 @@ def test_the_store_is_the_one_given_else_the_studys_artifact_directory_else_besi
     given = tmp_path / "given"
     assert _store_dir(default_artifact_store(study, given)) == str(given) and given.is_dir()
     # A directory recorded by `jointnas run` (its --artifact-dir): supernet and trial models share it.
-    study.set_user_attr(ATTR_ARTIFACT_DIR, str(tmp_path / "shared"))
+    study.set_user_attr(STUDY_ARTIFACT_DIR, str(tmp_path / "shared"))
     assert _store_dir(default_artifact_store(study)) == str(tmp_path / "shared")
     assert _store_dir(default_artifact_store(study, given)) == str(given)  # an explicit option still wins
 

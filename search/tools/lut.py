@@ -46,7 +46,7 @@ from jointnas.devices import (
 from jointnas.objectives import load_task
 from jointnas.spaces import Candidate, Stage, UserInputError, build_model, sample_candidate, trace_layers
 
-from .config import StudyConfig
+from ..config import StudyConfig
 
 
 class RandomSuggester:

@@ -1,33 +1,22 @@
-"""The jointnas command line: run, pareto, trials, plus each command module search/cli_*.py.
-
-Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 interrupted.
-"""
+"""``jointnas run``, ``pareto`` and ``trials``: run (or resume) a study, print its front or its trials."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import logging
-import os
-import pkgutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-import jointnas.search
 from jointnas.objectives import load_task
 from jointnas.spaces import UserInputError, check_family_input
 
-from .config import apply_overrides, load_config
-from .interrupts import redeliver_dropped_interrupts
-from .progress import LiveDisplay, terminal_progress
-from .storage import mask_password, open_storage
-from .study import (
+from ..config import apply_overrides, load_config
+from ..storage import mask_password, open_storage
+from ..study import (
     create_or_resume,
     front,
     load_study,
@@ -37,15 +26,10 @@ from .study import (
     run_study,
     trial_record,
 )
-from .worker import record_run, run_artifact_dir, start_workers, wait_workers
-
-EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
-
-_UNITS = {"accuracy": "{:.4f}", "latency_ms": "{:.4f}", "flash_bytes": "{:.0f}", "sram_bytes": "{:.0f}"}
-
-
-def _fmt(metric: str, value: float) -> str:
-    return _UNITS.get(metric, "{:.4g}").format(value)
+from ..tools.dashboard import save_study_notes
+from ..worker import record_run, run_artifact_dir, start_workers, wait_workers
+from .exits import EXIT_INTERRUPTED, EXIT_OK
+from .progress import TrialProgress, format_metric
 
 
 def _summary(trial: FrozenTrial) -> str:
@@ -75,42 +59,11 @@ def print_trials(study: optuna.Study, trials: list[FrozenTrial], as_json: bool, 
     table.add_column("test acc", justify="right")
     table.add_column("candidate (stage: prune/rank/bits)")
     for t in trials:
-        vals = [_fmt(n, v) for n, v in zip(names, t.values, strict=True)] if t.values else ["-"] * len(names)
+        vals = [format_metric(n, v) for n, v in zip(names, t.values, strict=True)] if t.values else ["-"] * len(names)
         test = t.user_attrs.get("test_accuracy")
         extra = _summary(t) if t.user_attrs.get("candidate") else t.user_attrs.get("fail_reason", "")
         table.add_row(str(t.number), t.state.name, *vals, "-" if test is None else f"{test:.4f}", extra)
     Console(width=200).print(table)
-
-
-class _Progress(LiveDisplay):
-    """Live progress: trial k/N, elapsed time and the current best trade-offs.
-
-    A rich progress bar on a terminal; one plain line per finished trial otherwise (logs, CI).
-    """
-
-    def __init__(self, study: optuna.Study, total: int) -> None:
-        self.names = study.metric_names or []
-        self.total = total
-        self.started = time.perf_counter()
-        self.progress = terminal_progress("trials")
-        if self.progress is not None:
-            self.task = self.progress.add_task("", total=total, completed=n_complete(study))
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        best = study.best_trials
-        desc = f"front {len(best)}"
-        if best and self.names:
-            top = max(best, key=lambda t: t.values[0]) if self.names[0] == "accuracy" else best[0]
-            desc += " | best " + ", ".join(f"{n}={_fmt(n, v)}" for n, v in zip(self.names, top.values, strict=True))
-        if trial.state != TrialState.COMPLETE:
-            reason = trial.user_attrs.get("fail_reason", "")
-            desc += f" | #{trial.number} {trial.state.name.lower()} {reason}".rstrip()
-        done = n_complete(study)
-        if self.progress is not None:
-            self.progress.update(self.task, completed=done, description=desc)
-        else:
-            elapsed = time.perf_counter() - self.started
-            print(f"trial {done}/{self.total} [{elapsed:.0f} s] {desc}", file=sys.stderr, flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -154,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if code != EXIT_OK:
                 return code
         else:
-            with _Progress(study, config.budget.n_trials) as progress:
+            with TrialProgress(study, config.budget.n_trials) as progress:
                 run_study(
                     config,
                     study,
@@ -166,6 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: the running trial is marked FAIL; run again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    save_study_notes(study)  # the Pareto plot and summary note optuna-dashboard shows
     print(f"{n_complete(study)} complete trials in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     print_trials(study, front(study), args.json, "Pareto front")
     return EXIT_OK
@@ -187,10 +141,7 @@ def cmd_trials(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jointnas", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_parser(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run (or resume) the study a config file describes")
     run.add_argument("config", help="study file (TOML)")
     run.add_argument("--storage", help="storage URL (default: [study] storage, else SQLite next to CONFIG)")
@@ -212,49 +163,3 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--study-name", required=True)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
-
-    # Further commands live in their own modules, `search/cli_<topic>.py`, each exposing
-    # `add_parser(subparsers)`; discovering them keeps this file from becoming a grab-bag.
-    for info in sorted(pkgutil.iter_modules(jointnas.search.__path__), key=lambda m: m.name):
-        if info.name.startswith("cli_"):
-            importlib.import_module(f"jointnas.search.{info.name}").add_parser(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    redeliver_dropped_interrupts()  # a Ctrl-C landing in a finalizer still stops the run
-    # Optuna logs failed trials with tracebacks; our progress line reports each failure's reason instead.
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    logging.getLogger("optuna").setLevel(logging.ERROR)
-    try:
-        return args.func(args)
-    except UserInputError as exc:
-        print(f"error: {mask_password(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-
-def _exit(code: int) -> None:
-    """Leave the process with ``code``.
-
-    After a handled Ctrl-C the process leaves at once (``os._exit``, streams flushed): in about one run
-    in four the interpreter otherwise ended with status -2 (killed by SIGINT at shutdown) although the
-    interrupt had been handled and reported, which scripts waiting for 130 misread. Everything the study
-    holds is committed by then.
-    """
-    if code == EXIT_INTERRUPTED:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
-
-
-def _entry() -> Any:  # pragma: no cover
-    _exit(main())
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _exit(main())

@@ -10,12 +10,12 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial
 
-from .compare import write_compare
-from .config import apply_overrides, load_config
+from ..config import apply_overrides, load_config
+from ..storage import mask_password
+from ..study import resolve_storage
+from ..tools.compare import write_compare
+from ..tools.workflows import WORKFLOWS, parse_workflows, run_workflow, stage_configs, summarize
 from .progress import StepProgress
-from .storage import mask_password
-from .study import resolve_storage
-from .workflows import WORKFLOWS, parse_workflows, run_workflow, stage_configs, summarize
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

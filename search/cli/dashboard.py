@@ -7,8 +7,8 @@ import sys
 
 from jointnas.spaces import UserInputError
 
-from .dashboard import check_port_free, dashboard_artifact_dir, refresh_notes, serve
-from .storage import mask_password, open_storage
+from ..storage import mask_password, open_storage
+from ..tools.dashboard import check_port_free, dashboard_artifact_dir, refresh_notes, serve
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

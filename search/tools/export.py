@@ -41,16 +41,17 @@ from jointnas.objectives import load_task
 from jointnas.objectives.evaluate import model_costs
 from jointnas.spaces import Candidate, UserInputError
 
-from .config import StudyConfig, parse_config
-from .requirements import check_requirements
-from .study import ATTR_CONFIG, device_profile_ref, load_study
+from ..attrs import STUDY_CONFIG
+from ..config import StudyConfig, parse_config
+from ..requirements import check_requirements
+from ..study import device_profile_ref, load_study
 
 if TYPE_CHECKING:
     from torch import nn
 
     from jointnas.objectives import TaskData
 
-    from .progress import StepProgress
+    from .steps import Steps
 
 DISTILL_ALPHA = 0.5
 """Weight of the distillation term when ``--distill`` is given and the study's config sets none."""
@@ -60,7 +61,7 @@ CALIBRATION_SAMPLES = 512
 
 def study_config(study: optuna.Study) -> StudyConfig:
     """The config stored in a jointnas study (its canonical form, validated again)."""
-    stored = study.user_attrs.get(ATTR_CONFIG)
+    stored = study.user_attrs.get(STUDY_CONFIG)
     if stored is None:
         raise UserInputError(f"study {study.study_name!r} was not made by jointnas; export needs its stored config")
     return parse_config(stored, f"config stored in study {study.study_name!r}")
@@ -166,7 +167,7 @@ def export_trial(
     distill: bool = False,
     deploy: Literal["int8", "fp32"] = "int8",
     lut: Path | None = None,
-    progress: StepProgress | None = None,
+    progress: Steps | None = None,
 ) -> dict[str, Any]:
     """Rebuild, retrain and compress trial ``number`` of ``study``; write its files and report to ``out``.
 

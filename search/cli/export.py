@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .export import export_trial
+from ..storage import open_storage
+from ..study import load_study
+from ..tools.export import export_trial
 from .progress import StepProgress
-from .storage import open_storage
-from .study import load_study
 
 
 def cmd_export(args: argparse.Namespace) -> int:

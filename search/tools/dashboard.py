@@ -18,8 +18,8 @@ from optuna.trial import TrialState
 
 from jointnas.spaces import UserInputError
 
-from .artifacts import ATTR_ARTIFACT_DIR
-from .study import ATTR_CONFIG, ATTR_HASH, front
+from ..attrs import STUDY_ARTIFACT_DIR, STUDY_CONFIG, STUDY_CONFIG_HASH
+from ..study import front
 
 #: graph_object_id of the Pareto plot (saving again replaces it).
 PARETO_PLOT_ID = "jointnas-pareto"
@@ -47,9 +47,9 @@ def study_note(study: optuna.Study) -> str:
     lines = [
         f"{NOTE_MARK} {study.study_name}",
         "",
-        f"Config hash `{str(study.user_attrs.get(ATTR_HASH, '?'))[:12]}`; "
+        f"Config hash `{str(study.user_attrs.get(STUDY_CONFIG_HASH, '?'))[:12]}`; "
         f"{len(complete)} / {study.user_attrs.get('jointnas:n_trials', '?')} COMPLETE trials; "
-        f"artifacts (ONNX model + JSON summary per trial) in `{study.user_attrs.get(ATTR_ARTIFACT_DIR, '-')}`.",
+        f"artifacts (ONNX model + JSON summary per trial) in `{study.user_attrs.get(STUDY_ARTIFACT_DIR, '-')}`.",
         "",
         "## Pareto front",
         "",
@@ -95,8 +95,8 @@ def dashboard_artifact_dir(storage: optuna.storages.BaseStorage, option: str | N
     if option:
         return Path(option).expanduser().resolve()
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        if summary.user_attrs.get(ATTR_ARTIFACT_DIR):
-            return Path(summary.user_attrs[ATTR_ARTIFACT_DIR])
+        if summary.user_attrs.get(STUDY_ARTIFACT_DIR):
+            return Path(summary.user_attrs[STUDY_ARTIFACT_DIR])
     return None
 
 
@@ -104,7 +104,7 @@ def refresh_notes(storage: optuna.storages.BaseStorage) -> list[str]:
     """Save plot and note into every jointnas study of ``storage``; the names of those updated."""
     done = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        if ATTR_CONFIG in summary.user_attrs:
+        if STUDY_CONFIG in summary.user_attrs:
             study = optuna.load_study(study_name=summary.study_name, storage=storage)
             if save_study_notes(study):
                 done.append(summary.study_name)

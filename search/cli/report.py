@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..storage import open_storage
+from ..study import load_study
+from ..tools.report import build_report, save_to_dashboard, write_report_html
 from .progress import StepProgress
-from .report import build_report, save_to_dashboard, write_report_html
-from .storage import open_storage
-from .study import load_study
 
 
 def cmd_report(args: argparse.Namespace) -> int:

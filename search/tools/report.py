@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .study import front
+from ..study import front
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from .progress import StepProgress
+    from .steps import Steps
 
 _UNITS = {"accuracy": "", "latency_ms": " (ms)", "flash_bytes": " (bytes)", "sram_bytes": " (bytes)"}
 
@@ -147,7 +147,7 @@ def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
     return rows
 
 
-def build_report(study: optuna.Study, progress: StepProgress | None = None) -> Report:
+def build_report(study: optuna.Study, progress: Steps | None = None) -> Report:
     """Make every figure the study supports; a figure Optuna cannot draw is skipped with its reason."""
     report = Report()
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

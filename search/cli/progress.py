@@ -1,4 +1,7 @@
-"""Step progress for long commands (report, export, compare): a rich bar on a terminal, plain lines otherwise."""
+"""Progress displays of the CLI: trials of a run (`TrialProgress`) and steps of long commands (`StepProgress`).
+
+A rich bar on a terminal, plain lines otherwise (logs, CI, tests).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ..study import n_complete
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -99,3 +107,49 @@ class StepProgress(LiveDisplay):
             elif self.enabled:
                 seconds = time.perf_counter() - started
                 print(f"{self.label} {self.done}/{self.total} {name} [{seconds:.1f} s]", file=sys.stderr, flush=True)
+
+
+_UNITS = {"accuracy": "{:.4f}", "latency_ms": "{:.4f}", "flash_bytes": "{:.0f}", "sram_bytes": "{:.0f}"}
+
+
+def format_metric(metric: str, value: float) -> str:
+    """``value`` of ``metric`` as the CLI prints it (bytes as integers, accuracy and ms with 4 decimals).
+
+    Example:
+        >>> format_metric("flash_bytes", 1234.4), format_metric("accuracy", 0.97)
+        ('1234', '0.9700')
+    """
+    return _UNITS.get(metric, "{:.4g}").format(value)
+
+
+class TrialProgress(LiveDisplay):
+    """Live progress: trial k/N, elapsed time and the current best trade-offs.
+
+    A rich progress bar on a terminal; one plain line per finished trial otherwise (logs, CI).
+    """
+
+    def __init__(self, study: optuna.Study, total: int) -> None:
+        self.names = study.metric_names or []
+        self.total = total
+        self.started = time.perf_counter()
+        self.progress = terminal_progress("trials")
+        if self.progress is not None:
+            self.task = self.progress.add_task("", total=total, completed=n_complete(study))
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        best = study.best_trials
+        desc = f"front {len(best)}"
+        if best and self.names:
+            top = max(best, key=lambda t: t.values[0]) if self.names[0] == "accuracy" else best[0]
+            desc += " | best " + ", ".join(
+                f"{n}={format_metric(n, v)}" for n, v in zip(self.names, top.values, strict=True)
+            )
+        if trial.state != TrialState.COMPLETE:
+            reason = trial.user_attrs.get("fail_reason", "")
+            desc += f" | #{trial.number} {trial.state.name.lower()} {reason}".rstrip()
+        done = n_complete(study)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done, description=desc)
+        else:
+            elapsed = time.perf_counter() - self.started
+            print(f"trial {done}/{self.total} [{elapsed:.0f} s] {desc}", file=sys.stderr, flush=True)

@@ -31,8 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from jointnas.spaces import UserInputError
 
-from .config import StudyConfig, parse_config
-from .study import create_or_resume, front, run_study
+from ..config import StudyConfig, parse_config
+from ..study import create_or_resume, front, run_study
 
 WORKFLOWS = ("post", "aware", "aware-finetune")
 POST_PLAN: dict[str, Any] = {"prune_ratio": 0.25, "rank_ratio": 1.0, "weight_bits": 8, "act_bits": 8, "head_bits": 8}

@@ -12,12 +12,16 @@ import optuna
 
 from jointnas.spaces import UserInputError
 
-from .artifacts import ATTR_ARTIFACT_DIR, default_artifact_dir
-from .config import apply_overrides
-from .samplers import make_sampler
-from .storage import DEFAULT_HEARTBEAT_S, mask_password, open_storage, storage_file
-from .study import load_study, n_complete, run_study
-from .worker import STORAGE_ENV, config_from_study
+from ..artifacts import default_artifact_dir
+from ..attrs import STUDY_ARTIFACT_DIR
+from ..config import apply_overrides
+from ..samplers import make_sampler
+from ..storage import DEFAULT_HEARTBEAT_S, mask_password, open_storage, storage_file
+from ..study import load_study, n_complete, run_study
+from ..tools.dashboard import save_study_notes
+from ..worker import STORAGE_ENV, config_from_study
+from .exits import EXIT_INTERRUPTED, EXIT_OK
+from .progress import TrialProgress
 
 
 def worker_artifact_dir(args: argparse.Namespace, study: optuna.Study, url: str) -> Path | None:
@@ -26,14 +30,12 @@ def worker_artifact_dir(args: argparse.Namespace, study: optuna.Study, url: str)
         return None
     if args.artifact_dir:
         return Path(args.artifact_dir).resolve()
-    if study.user_attrs.get(ATTR_ARTIFACT_DIR):
-        return Path(study.user_attrs[ATTR_ARTIFACT_DIR])
+    if study.user_attrs.get(STUDY_ARTIFACT_DIR):
+        return Path(study.user_attrs[STUDY_ARTIFACT_DIR])
     return default_artifact_dir(study.study_name, storage_file(url), None)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .cli import EXIT_INTERRUPTED, EXIT_OK, _Progress
-
     url = args.storage or os.environ.get(STORAGE_ENV)
     if not url:
         raise UserInputError(f"no storage given; pass --storage URL or set {STORAGE_ENV}")
@@ -57,11 +59,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     try:
-        with _Progress(study, n) as progress:
+        with TrialProgress(study, n) as progress:
             run_study(config, study, config_path=None, callbacks=[progress], artifact_dir=artifact_dir, lut=args.lut)
     except KeyboardInterrupt:
         print("interrupted: the running trial is marked FAIL; start the worker again to go on", file=sys.stderr)
         return EXIT_INTERRUPTED
+    save_study_notes(study)  # the Pareto plot and summary note optuna-dashboard shows
     print(
         f"worker {index} done: study holds {n_complete(study)}/{n} COMPLETE trials "
         f"({time.perf_counter() - started:.1f} s)",

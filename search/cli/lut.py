@@ -10,8 +10,8 @@ from typing import Any
 
 from jointnas.devices import REPEATS, ROUNDS
 
-from .config import load_config
-from .lut import build_table, validate_table
+from ..config import load_config
+from ..tools.lut import build_table, validate_table
 from .progress import LiveDisplay, terminal_progress
 
 

@@ -1,0 +1,41 @@
+"""Every ``jointnas:*`` study and trial attribute name, in one place.
+
+Study user attrs are written by ``jointnas run`` (and workers) and read by workers, export, the
+dashboard note and reports; trial user attrs by the budget gate. Samplers keep their own namespaced
+records (``dnas:*``, ``hardcore:*``) beside their code.
+
+Example:
+    >>> STUDY_CONFIG
+    'jointnas:config'
+"""
+
+from __future__ import annotations
+
+STUDY_CONFIG = "jointnas:config"
+"""The canonical study config (a JSON-able dict, `StudyConfig.canonical`)."""
+STUDY_CONFIG_HASH = "jointnas:config_hash"
+"""SHA-256 of the canonical config: a resume with another config is refused."""
+STUDY_SEED = "jointnas:seed"
+"""The study seed; each trial trains with ``seed + trial.number``."""
+STUDY_VERSIONS = "jointnas:versions"
+"""Versions of jointnas, optuna, torch, onnxruntime, python that made the study."""
+STUDY_N_TRIALS = "jointnas:n_trials"
+"""The global COMPLETE budget of the last ``jointnas run`` (workers read it)."""
+STUDY_ARTIFACT_DIR = "jointnas:artifact_dir"
+"""Folder of the study's artifact store (trial models, supernets)."""
+
+TRIAL_SURPLUS = "jointnas:surplus"
+"""Set on a trial claimed after the budget was already reached (pruned before it ran)."""
+TRIAL_WORKER = "worker"
+"""The worker (``host:pid``) that ran a trial; every trial records it, surplus ones too."""
+
+__all__ = [
+    "STUDY_ARTIFACT_DIR",
+    "STUDY_CONFIG",
+    "STUDY_CONFIG_HASH",
+    "STUDY_N_TRIALS",
+    "STUDY_SEED",
+    "STUDY_VERSIONS",
+    "TRIAL_SURPLUS",
+    "TRIAL_WORKER",
+]
