@@ -44,6 +44,8 @@ class CLayer:
 class CLibrary:
     """What `generate_c_library` wrote: the ``c/`` folder, its files and the library's figures.
 
+    ``header`` is the public ``jointnas_model.h``, ``sources`` the ``.c`` files to build, ``files`` all.
+
     ``weight_bytes`` (program memory: packed weights, scales, biases) equals
     `jointnas.devices.estimate_flash_bytes` of the model; ``arena_bytes`` is the one activation buffer.
     ``input_type`` / ``input_scale`` say how the normalized input enters the first layer.
@@ -53,6 +55,7 @@ class CLibrary:
     header: Path
     sources: tuple[Path, ...]
     sketch: Path
+    files: tuple[Path, ...]
     input_size: int
     num_classes: int
     arena_bytes: int
@@ -247,6 +250,7 @@ def generate_c_library(
         header=paths[0],
         sources=tuple(p for p in paths if p.suffix == ".c"),
         sketch=paths[-1],
+        files=tuple(paths),
         input_size=math.prod(shape),
         num_classes=num_classes,
         arena_bytes=plan.arena.total_bytes,

@@ -146,10 +146,9 @@ def _c_library(model: nn.Module, task: TaskData, out: Path) -> dict[str, Any]:
         calibration=task.x_train[:CALIBRATION_SAMPLES],
         encoder=encoder,
     )
-    files = [lib.header, *lib.sources, lib.sketch]
     return {
         "written": True,
-        "files": [str(p.relative_to(out)) for p in files],
+        "files": [str(p.relative_to(out)) for p in lib.files],
         "array_bytes": lib.weight_bytes,
         "arena_bytes": lib.arena_bytes,
         "input_type": lib.input_type,
