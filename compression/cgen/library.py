@@ -19,7 +19,7 @@ from . import render
 from .arena import ArenaPlan, Buffer, Step, plan_arena
 from .calls import Call, build_calls, fit_accumulators
 from .graph import Graph, calibrate, lower
-from .numerics import CTYPES, Numerics, Options, QType, decide
+from .numerics import CTYPES, ENUMS, Numerics, Options, QType, decide
 from .packing import pack_layer
 
 ENCODERS = {"trigram_crc32": "chat_trigram_crc32.c.in"}
@@ -118,6 +118,7 @@ def _model_source(
         "descriptors": "\n\n".join(render.descriptor(c) for c in calls) + "\n",
         "normalization": norm_arrays,
         "input_offset": str(at[input_value]),
+        "input_type": ENUMS[qtypes[input_value].type],
         "input_store": render.input_store_source(expr, qtypes[input_value], at[input_value]),
         "forward": "\n".join(forward),
         "logits_offset": str(at[graph.output]),

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from jointnas.compression import CLibrary, PipelineConfig, generate_c_library, run_pipeline
+from jointnas.compression.cgen import Options
 from jointnas.objectives import TaskConfig, load_task
 from jointnas.objectives.tinychat import ALPHABET, END, encode_context, encode_query, normalize_text
 from jointnas.spaces import Candidate, Stage, build_model
@@ -163,3 +164,27 @@ def test_arduino_sketch_compiles_against_the_core_api(chat, tmp_path):
     flags = ["-std=c++11", "-Wall", "-Wextra", "-Werror", "-x", "c++", "-c", "-o", str(tmp_path / "sketch.o")]
     compile_c(["g++", *flags, "-I", str(HERE / "arduino_stub"), "-I", str(lib.directory), str(lib.sketch)])
     assert ("jointnas_reply" in lib.sketch.read_text()) == chat
+
+
+@needs_gcc
+@pytest.mark.parametrize("input_bits", [8, 16])
+def test_encoder_writes_the_quantized_input_in_place(input_bits, tmp_path):
+    # The query counters live in the input tensor's own bytes until converted (ascending for 1-byte
+    # elements, descending for wider ones): every step's input must be the Python features on the grid.
+    task, model = _chat(8)
+    lib = generate_c_library(
+        model, task.input_shape, tmp_path / "c", calibration=task.x_train[:512], encoder=task.encoder,
+        options=Options(input_bits=input_bits),
+    )  # fmt: skip
+    assert lib.input_type == ("uint8_t" if input_bits == 8 else "uint16_t")
+    trace = HERE / "cgen_input_trace.c"
+    flags = ("-O2", "-DJN_TRACE(l,d,t,n)=jn_test_trace(l,d,t,n)", "-include", str(HERE / "cgen_trace.h"))
+    exe = build(lib, tmp_path / "trace", [trace], flags)
+    query = "Hello there!! what is   your name? " * 3
+    out = subprocess.run([str(exe), "12", query], capture_output=True, text=True, check=True).stdout.splitlines()
+    reply = out[-1].lower()
+    codes = np.array([[float(v) for v in line.split()] for line in out[:-1]])
+    q = encode_query(normalize_text(query))
+    want = np.stack([np.concatenate([q, encode_context(reply[:i])]) for i in range(len(codes))])
+    assert len(codes) == len(reply) + (len(reply) < 11) and len(reply) > 0
+    np.testing.assert_allclose(codes * lib.input_scale, want, atol=lib.input_scale * 0.5 + 1e-7)

@@ -26,6 +26,7 @@ $input_store
 
 const float *jn_forward(void)
 {
+    JN_TRACE(-1, JN_AT($input_offset), $input_type, JOINTNAS_INPUT_SIZE);
 $forward
     return (const float *)JN_AT($logits_offset);
 }

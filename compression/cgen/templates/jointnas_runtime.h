@@ -24,7 +24,8 @@
 #define JN_READ_BLOCK(dst, src, n) memcpy((dst), (src), (n))
 #endif
 
-/* Called after every layer when defined (tests compare each tensor with the torch model's). */
+/* Called with the input tensor (layer -1) and after every layer when defined (tests compare each
+ * tensor with the torch model's). */
 #ifndef JN_TRACE
 #define JN_TRACE(layer, data, type, count) ((void)0)
 #endif
