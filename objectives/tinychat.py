@@ -25,6 +25,7 @@ from __future__ import annotations
 import gzip
 import re
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,8 @@ ENCODER = {
 }
 """This encoder as plain data (`TaskData.encoder`): the C generator renders its chat template from it.
 Replies are written upper-case, as the training replies are (they are lower-cased for training)."""
+MAX_REPLY_CHARS = 64
+"""Longest reply generated (characters); the training replies are far shorter."""
 _INDEX = {ch: i for i, ch in enumerate(ALPHABET)}
 
 
@@ -93,6 +96,26 @@ def encode_context(prefix: str) -> np.ndarray:
             continue
         out[trigram_bucket(padded[i : i + 3], CONTEXT_BUCKETS, CONTEXT_SALT)] += weight
     return out
+
+
+def greedy_reply(predict: Callable[[np.ndarray], np.ndarray], query: str, max_chars: int = MAX_REPLY_CHARS) -> str:
+    """A reply by greedy decoding, as the C library's ``jointnas_reply`` does it (upper-case).
+
+    ``predict`` maps features ``(1, 256)`` to class scores ``(1, NUM_CLASSES)``; decoding stops at the end
+    symbol or after ``max_chars`` characters.
+
+    Example:
+        >>> greedy_reply(lambda x: np.eye(NUM_CLASSES)[[END]], "hello")
+        ''
+    """
+    q = encode_query(normalize_text(query))
+    reply = ""
+    while len(reply) < max_chars:
+        k = int(np.argmax(predict(np.concatenate([q, encode_context(reply)])[None])))
+        if k == END:
+            break
+        reply += ALPHABET[k]
+    return reply.upper()
 
 
 def encode_pair(query: str, response: str) -> tuple[np.ndarray, np.ndarray]:

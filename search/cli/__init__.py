@@ -17,11 +17,11 @@ import optuna
 from jointnas.spaces import UserInputError
 
 from ..storage import mask_password
-from . import compare, dashboard, export, lut, report, run, worker
+from . import chat, compare, dashboard, export, lut, report, run, worker
 from .exits import EXIT_INTERRUPTED, EXIT_USAGE
 from .interrupts import redeliver_dropped_interrupts
 
-COMMANDS = (run, worker, lut, export, report, compare, dashboard)
+COMMANDS = (run, worker, lut, export, report, compare, dashboard, chat)
 """The command modules, in ``jointnas --help`` order; each adds its sub-commands with ``add_parser``."""
 
 

@@ -14,8 +14,8 @@ import torch
 
 from jointnas.compression import CLibrary, PipelineConfig, generate_c_library, run_pipeline
 from jointnas.compression.cgen import Options
-from jointnas.objectives import TaskConfig, load_task
-from jointnas.objectives.tinychat import ALPHABET, END, encode_context, encode_query, normalize_text
+from jointnas.objectives import TaskConfig, load_task, tinychat
+from jointnas.objectives.tinychat import encode_context, encode_query, normalize_text
 from jointnas.spaces import Candidate, Stage, build_model
 
 from .cgen_build import STRICT, build, compile_c, needs_gcc
@@ -54,16 +54,9 @@ def _library(bits: int, directory: Path, hidden: int = 48) -> CLibrary:
 
 @torch.no_grad()
 def greedy_reply(model: torch.nn.Module, query: str, max_chars: int) -> str:
-    """Greedy decoding with the torch model, as jointnas_reply does it."""
-    q = encode_query(normalize_text(query))
-    reply = ""
-    while len(reply) < max_chars:
-        x = torch.from_numpy(np.concatenate([q, encode_context(reply)]))[None]
-        k = int(model(x).argmax(1))
-        if k == END:
-            break
-        reply += ALPHABET[k]
-    return reply.upper()
+    """Greedy decoding with the torch model (`tinychat.greedy_reply`), as jointnas_reply does it."""
+    with torch.no_grad():
+        return tinychat.greedy_reply(lambda x: model(torch.from_numpy(x)).numpy(), query, max_chars)
 
 
 QUERIES = ["hello", "hi", "how are you?", "what is your name", "  HEY!!  There, you  ", "tell me a joke", "xyzzy"]
