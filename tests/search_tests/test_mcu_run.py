@@ -1,0 +1,60 @@
+"""An exported C library runs on the Uno's build in simavr and computes exactly what the host build computes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jointnas.compression import PipelineConfig, generate_c_library, run_pipeline
+from jointnas.devices import load_profile
+from jointnas.search.tools.mcu import run_library
+
+from ..compression_tests.test_cgen import _candidate, _task
+from ..compression_tests.test_cgen_tinychat import _library
+
+UNO, HOST = load_profile("arduino-uno"), load_profile("ort-cpu")
+UNO_FLASH, UNO_RAM = 32_256, 2_048  # 32 KB less the bootloader; all of the SRAM
+needs_avr = pytest.mark.skipif(
+    not (shutil.which("avr-gcc") and Path("/usr/include/simavr/sim_avr.h").is_file()),
+    reason="avr-gcc or libsimavr not installed (apt-get install gcc-avr avr-libc simavr libsimavr-dev libelf-dev)",
+)
+
+
+@needs_avr
+@pytest.mark.parametrize("bits", [8, 2])
+def test_classifier_on_the_uno_equals_the_host_build(bits, tmp_path):
+    task = _task("digits")
+    candidate = _candidate("mlp", task.input_shape, bits, 8)
+    config = PipelineConfig(train_epochs=5, finetune_epochs=2, steps=["quantize", "finetune"], lr=1e-2)
+    torch.manual_seed(0)
+    model = run_pipeline(candidate, task.x_train, task.y_train, task.x_val, task.y_val, config, seed=0).model
+    lib = generate_c_library(
+        model, task.input_shape, tmp_path / "c", normalization=task.normalization, calibration=task.x_train[:512]
+    )
+    raw = task.normalization.invert(task.x_test[:6].numpy(), task.input_shape)
+    avr = run_library(tmp_path / "c", UNO, tmp_path / "avr", samples=raw, num_classes=10)
+    host = run_library(tmp_path / "c", HOST, tmp_path / "host", samples=raw, num_classes=10)
+    assert avr.simulation.end == "done" and len(avr.simulation.region_cycles) == 6
+    assert avr.classes == host.classes
+    np.testing.assert_array_equal(avr.scores, host.scores)  # integer kernels; the float logit step is IEEE too
+    with torch.no_grad():
+        assert list(avr.classes) == model(task.x_test[:6]).argmax(1).tolist()
+    assert avr.build.program.flash_bytes <= UNO_FLASH
+    assert avr.build.program.static_sram_bytes + avr.simulation.stack_peak_bytes <= UNO_RAM
+    assert avr.build.library.flash_bytes > lib.weight_bytes  # kernels and descriptors on top of the weights
+
+
+@needs_avr
+def test_tinychat_replies_on_the_uno_as_on_the_host(tmp_path):
+    _library(4, tmp_path / "c")
+    queries = ["hello", "how are you?", "what is your name"]
+    avr = run_library(tmp_path / "c", UNO, tmp_path / "avr", queries=queries)
+    host = run_library(tmp_path / "c", HOST, tmp_path / "host", queries=queries)
+    assert avr.replies == host.replies and any(avr.replies)
+    assert avr.build.program.flash_bytes <= UNO_FLASH and avr.build.program.static_sram_bytes <= 1_536
+    assert avr.build.program.static_sram_bytes + avr.simulation.stack_peak_bytes <= UNO_RAM
+    assert len(avr.simulation.region_cycles) == 3 and min(avr.simulation.region_cycles) > 10_000
