@@ -304,7 +304,8 @@ def load_task(config: TaskConfig) -> TaskData:
         raise UserInputError(f"unknown dataset {config.dataset!r}; choose one of {dataset_names()}") from None
     x, y, shape = loader()
     tr, va, te = _stratified_split(y, config.val_fraction, config.test_fraction, config.split_seed)
-    mean, std = float(x[tr].mean()), float(x[tr].std()) or 1.0
+    # NaN-aware statistics: a poisoned sample must fail its trial in training, not the whole task load
+    mean, std = float(np.nanmean(x[tr])), float(np.nanstd(x[tr])) or 1.0
     x = (x - mean) / std
     return TaskData(
         config.dataset,
