@@ -30,7 +30,8 @@ class ToolchainSpec(BaseModel):
         cflags: flags of every compile (target, ``-Os``, warnings).
         ldflags: extra link flags (C library specs, section garbage collection).
         packages: the Debian packages that provide the tools (named in the missing-toolchain message).
-        simulator: ``"simavr"`` (cycle-accurate AVR, cycles counted by the harness) or ``None``.
+        simulator: ``"simavr"`` (cycle-accurate AVR, cycles counted by the harness), ``"native"`` (the
+            build runs on this machine: the host toolchain) or ``None`` (built and sized, not run).
         sim_mcu: the simulator's name of the chip (``atmega328p``).
         arduino_core: folder of an Arduino core (Debian's ``arduino-core-avr``) to build sketches with.
         arduino_variant: the board's pin variant in that core (``standard`` for the Uno).
@@ -43,7 +44,7 @@ class ToolchainSpec(BaseModel):
     cflags: tuple[str, ...] = ()
     ldflags: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
-    simulator: Literal["simavr"] | None = None
+    simulator: Literal["simavr", "native"] | None = None
     sim_mcu: str | None = None
     arduino_core: str | None = None
     arduino_variant: str | None = None
@@ -66,6 +67,7 @@ class DeviceProfile(BaseModel):
         fpu: hardware floating point.
         native_bits: weight bit-widths the device's kernels run natively.
         runtime_flash_bytes, runtime_sram_bytes: what the runtime itself takes (bytes).
+        bootloader_bytes: Flash the board's bootloader reserves (bytes; a program must fit beside it).
         cycles_per_mac: cycles per multiply-accumulate by weight bit-width (``"32"``: float).
         cycles_per_weight_byte, cycles_per_act_byte: memory-traffic cycles per byte moved.
         cycles_per_layer: fixed cycles per layer call (dispatch, loop set-up).
@@ -93,6 +95,7 @@ class DeviceProfile(BaseModel):
     native_bits: tuple[int, ...] = (32,)
     runtime_flash_bytes: int = Field(0, ge=0)
     runtime_sram_bytes: int = Field(0, ge=0)
+    bootloader_bytes: int = Field(0, ge=0)
     cycles_per_mac: dict[int, float] = Field(default_factory=dict)
     cycles_per_weight_byte: float = Field(0.0, ge=0)
     cycles_per_act_byte: float = Field(0.0, ge=0)
