@@ -9,6 +9,7 @@ from pathlib import Path
 from ..storage import open_storage
 from ..study import load_study
 from ..tools.export import export_trial
+from ..tools.mcu import build_summary
 from .progress import StepProgress
 
 
@@ -30,6 +31,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{lat['lut_predicted']:.4f} ms predicted; files in {args.out}",
         file=sys.stderr,
     )
+    print(build_summary(report["c_build"]), file=sys.stderr)
     if report["reproduced_trial"] is False:
         print("warning: the rebuilt model does not reproduce the trial (another jointnas version?)", file=sys.stderr)
     for check in report["requirements"]:

@@ -36,7 +36,7 @@ from jointnas.compression import (
     quantize_onnx_int8,
     run_pipeline,
 )
-from jointnas.devices import ROUNDS, measure_onnx_ms, open_latency_model
+from jointnas.devices import ROUNDS, DeviceProfile, load_profile, measure_onnx_ms, open_latency_model
 from jointnas.objectives import load_task
 from jointnas.objectives.evaluate import model_costs
 from jointnas.spaces import Candidate, UserInputError
@@ -45,6 +45,7 @@ from ..attrs import STUDY_CONFIG
 from ..config import StudyConfig, parse_config
 from ..requirements import check_requirements
 from ..study import device_profile_ref, load_study
+from .mcu import measure_export, render_build_markdown
 
 if TYPE_CHECKING:
     from torch import nn
@@ -157,6 +158,30 @@ def _c_library(model: nn.Module, task: TaskData, out: Path) -> dict[str, Any]:
     }
 
 
+def _c_build(model: nn.Module, task: TaskData, out: Path, onnx_path: Path, profile: DeviceProfile) -> dict[str, Any]:
+    """`measure_export` of ``out / "c"``: host build on the test split against torch and ONNX, then the board."""
+    import tempfile
+
+    import torch
+
+    x_test = task.x_test
+    with torch.no_grad():
+        torch_classes = model.eval()(x_test).argmax(1).numpy()
+    references = {"torch": torch_classes, "model.onnx": onnx_logits(onnx_path, x_test.numpy()).argmax(1)}
+    raw = task.normalization.invert(x_test.numpy(), task.input_shape)
+    with tempfile.TemporaryDirectory(prefix="jointnas-cbuild-") as work:
+        return measure_export(
+            out / "c",
+            profile,
+            Path(work),
+            raw=raw,
+            labels=task.y_test.numpy(),
+            references=references,
+            num_classes=task.num_classes,
+            text=task.encoder is not None,
+        )
+
+
 def export_trial(
     study: optuna.Study,
     number: int,
@@ -207,7 +232,7 @@ def export_trial(
         return progress.step(name) if progress is not None else contextlib.nullcontext()
 
     if progress is not None:
-        progress.add(6 + 1 + len(pipeline.steps))
+        progress.add(7 + 1 + len(pipeline.steps))
     with step("load task"):
         task = load_task(config.task)
 
@@ -250,6 +275,8 @@ def export_trial(
             "trial_reported_test": trial.user_attrs.get("test_accuracy"),
             "trial_reported_val": trial.user_attrs.get("val_accuracy"),
         }
+    with step("C library built and run (host; the board's toolchain and simulator)"):
+        c_build = _c_build(model, task, out, fp32_path, load_profile(device_profile_ref(config, None)))
     with step("latency table prediction"):
         # The study's latency model (`open_latency_model`, as the search used it). Without ``lut`` an
         # ORT table is measured now, next to the end-to-end measurement, so both see the same machine
@@ -326,6 +353,7 @@ def export_trial(
         "sizes": sizes,
         "deployed": {"artifact": artifact, **deployed},
         "baseline": {"artifact": "baseline.onnx", **base_fig},
+        "c_build": c_build,
         "requirements": [c.to_dict() for c in checks],
         "requirements_passed": all(c.passed for c in checks) if checks else None,
         "reproduced_trial": reproduced,
@@ -404,7 +432,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     for name in size["c_array"].get("files", []):
         lines.append(f"| {name} | {size[f'{name}_bytes']} |")
-    lines += ["", f"## Requirements ({report['deployed']['artifact']} vs baseline.onnx)", ""]
+    lines += ["", *render_build_markdown(report["c_build"])] if "c_build" in report else [""]
+    lines += [f"## Requirements ({report['deployed']['artifact']} vs baseline.onnx)", ""]
     if not report["requirements"]:
         lines.append("No `[requirements]` in the study config.")
     else:

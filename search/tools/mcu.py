@@ -33,6 +33,8 @@ from jointnas.devices import (
     simulate_avr,
 )
 from jointnas.devices.arduino import build_sketch
+from jointnas.devices.toolchain import BuildError
+from jointnas.spaces import UserInputError
 
 _FIRMWARE = r"""/* Measuring main of jointnas (search/tools/mcu.py): runs the library on fixed inputs. */
 #include <stdint.h>
@@ -321,4 +323,128 @@ def _cycles_per_inference(run: LibraryRun, queries: list[str] | None) -> float |
     return float(np.mean(regions))
 
 
-__all__ = ["LibraryCheck", "LibraryRun", "check_library", "firmware_source", "host_predictions", "run_library"]
+SIM_SAMPLES = 4
+"""Test samples a simulated board classifies in an export's check (each costs its cycles in simavr)."""
+CHAT_QUERIES = ("hello", "how are you?")
+"""Queries a text model's simulated board answers in an export's check."""
+
+
+def measure_export(
+    c_dir: Path,
+    profile: DeviceProfile,
+    work_dir: Path,
+    *,
+    raw: np.ndarray,
+    labels: np.ndarray,
+    references: dict[str, np.ndarray],
+    num_classes: int,
+    text: bool = False,
+) -> dict[str, Any]:
+    """What an export's C library does when built: on this machine over a whole split, and on the board.
+
+    ``raw`` are the split's raw samples and ``labels`` their classes; ``references`` maps a model's name
+    (``torch``, ``model.onnx``) to its classes on the same samples, for the agreement figures. The board
+    part (`check_library`) runs for microcontroller profiles only. A missing toolchain is recorded as
+    ``{"skipped": reason}`` (one line naming the package), a failed build as ``{"failed": reason}``.
+    """
+    report: dict[str, Any] = {"device": profile.name}
+    try:
+        classes, _ = host_predictions(c_dir, raw, num_classes, work_dir / "host-split")
+        agreement = {name: float((classes == ref).mean()) for name, ref in references.items()}
+        report["host"] = {"samples": len(raw), "accuracy": float((classes == labels).mean()), "agreement": agreement}
+    except BuildError as e:
+        report["host"] = {"failed": str(e)}
+    except UserInputError as e:
+        report["host"] = {"skipped": str(e)}
+    if not profile.is_mcu:
+        return report
+    queries = list(CHAT_QUERIES) if text else None
+    try:
+        check = check_library(
+            c_dir, profile, work_dir, samples=raw[:SIM_SAMPLES], queries=queries, num_classes=num_classes
+        )
+        report["board"] = check.to_dict()
+    except BuildError as e:
+        report["board"] = {"failed": str(e)}
+    except UserInputError as e:
+        report["board"] = {"skipped": str(e)}
+    return report
+
+
+def build_summary(report: dict[str, Any]) -> str:
+    """One line for people: what `measure_export` measured, or why a build was not made."""
+    host = report.get("host", {})
+    parts = []
+    if "samples" in host:
+        agree = host["agreement"].get("model.onnx", host["agreement"].get("torch"))
+        parts.append(f"host build agrees with the model on {100 * agree:.1f}% of {host['samples']} test samples")
+    else:
+        parts.append(f"host build not made: {host.get('skipped') or host.get('failed')}")
+    board = report.get("board")
+    if board is not None and "device" not in board:
+        parts.append(f"{report['device']} build not made: {board.get('skipped') or board.get('failed')}")
+    elif board is not None:
+        flash = board["sketch_flash_bytes"] or board["program_flash_bytes"]
+        sram = board["sketch_sram_bytes"] or board["program_sram_bytes"]
+        stack = "" if board["stack_peak_bytes"] is None else f" + {board['stack_peak_bytes']:,} B stack"
+        speed = "" if board["latency_ms"] is None else f", {board['latency_ms']:.2f} ms per inference simulated"
+        verdict = {True: "fits", False: "does NOT fit", None: "fit not judged"}[board["fits"]]
+        parts.append(f"{report['device']}: {flash:,} B Flash, {sram:,} B SRAM{stack}: {verdict}{speed}")
+    return "C library: " + "; ".join(parts)
+
+
+def _figure(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:,.2f}{unit}" if isinstance(value, float) else f"{value:,}{unit}"
+
+
+def render_build_markdown(report: dict[str, Any]) -> list[str]:
+    """Markdown lines for `measure_export`'s report (the export's ``report.md`` section)."""
+    lines = ["## The C library built and run", ""]
+    host = report.get("host", {})
+    if "samples" in host:
+        agree = ", ".join(f"{100 * v:.2f}% with {k}" for k, v in host["agreement"].items())
+        lines.append(
+            f"Host build on {host['samples']} test samples: accuracy {100 * host['accuracy']:.2f}%; "
+            f"classes agree {agree}."
+        )
+    else:
+        lines.append(f"Host build: {host.get('skipped') or host.get('failed')}")
+    board = report.get("board")
+    if board is None:
+        return [*lines, ""]
+    if "device" not in board:
+        return [*lines, "", f"Board build ({report['device']}): {board.get('skipped') or board.get('failed')}", ""]
+    rows = [
+        ("library Flash (text + data of its objects)", _figure(board["library_flash_bytes"], " B")),
+        ("library static SRAM (data + bss, arena included)", _figure(board["library_sram_bytes"], " B")),
+        (
+            "Arduino sketch Flash / static SRAM",
+            f"{_figure(board['sketch_flash_bytes'], ' B')} / {_figure(board['sketch_sram_bytes'], ' B')}",
+        ),
+        ("stack peak (simulated)", _figure(board["stack_peak_bytes"], " B")),
+        ("cycles per inference (simulated)", _figure(board["cycles"])),
+        ("milliseconds per inference at the board's clock", _figure(board["latency_ms"])),
+        ("board computes what the host build computes", _figure(board["matches_host"])),
+        ("fits the board (Flash less bootloader; static SRAM + stack peak)", _figure(board["fits"])),
+    ]
+    lines += ["", f"Built with {board['compiler']} for `{board['device']}`:", "", "| | |", "|---|---:|"]
+    return [*lines, *(f"| {k} | {v} |" for k, v in rows), ""]
+
+
+__all__ = [
+    "CHAT_QUERIES",
+    "SIM_SAMPLES",
+    "build_summary",
+    "LibraryCheck",
+    "LibraryRun",
+    "check_library",
+    "firmware_source",
+    "host_predictions",
+    "measure_export",
+    "render_build_markdown",
+    "run_library",
+]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+from importlib import resources
+from pathlib import Path
 
 import onnx
 import optuna
@@ -14,6 +17,11 @@ from jointnas.search.study import create_or_resume, run_study
 from jointnas.search.tools.export import export_trial
 
 from ..conftest import TINY_CONFIG, write_config
+
+needs_avr = pytest.mark.skipif(
+    not (shutil.which("avr-gcc") and Path("/usr/include/simavr/sim_avr.h").is_file()),
+    reason="avr-gcc or libsimavr not installed (apt-get install gcc-avr avr-libc simavr libsimavr-dev libelf-dev)",
+)
 
 REQUIREMENTS = """
 [requirements]
@@ -76,6 +84,13 @@ def test_export_reproduces_the_trial_and_writes_files(tiny_study, capsys):
     assert report["requirements_passed"] is False
     md = (out / "report.md").read_text()
     assert "| min_size_reduction | 0.9 |" in md and "FAIL" in md
+    # The C library built on this machine takes the raw digits pixels and agrees with model.onnx.
+    host = report["c_build"]["host"]
+    assert host["samples"] == 359 and host["agreement"]["model.onnx"] >= 0.98
+    assert abs(host["accuracy"] - acc["trial_reported_test"]) <= 0.03
+    assert "board" not in report["c_build"]  # ort-cpu is no microcontroller
+    assert "## The C library built and run" in md
+    assert "C library: host build agrees with the model on" in capsys.readouterr().err
 
 
 def test_export_retrain_and_distill_options(tiny_study):
@@ -124,3 +139,51 @@ def test_export_retrains_with_the_trials_torch_thread_count(tmp_path, capsys):
         assert report["accuracy"]["torch"] == pytest.approx(report["accuracy"]["trial_reported_test"], abs=1e-9)
     finally:
         torch.set_num_threads(before)
+
+
+MCU_CONFIG = (
+    TINY_CONFIG.replace('name = "tiny"', 'name = "uno"')
+    .replace('family = "cnn"\nstages = [8, 16]\nstrides = [1, 2]\ndepth = [1, 1]', 'family = "mlp"\ndepth = [1, 1]')
+    .replace("width_mult = [0.5, 1.0]\nkernel = [3]\nexpansion = [2, 4]\nstem_channels = [8]", "widths = [16]")
+    .replace("weight_bits = [4, 8, 32]\nact_bits = [8, 32]", "weight_bits = [4]\nact_bits = [8]")
+    .replace("[device]\n", '[device]\nname = "arduino-uno"\n')
+    .replace("n_trials = 2", "n_trials = 1")
+)
+
+
+def _mcu_study(tmp_path, profile: str = "arduino-uno"):
+    path = write_config(tmp_path, MCU_CONFIG.replace('"arduino-uno"', f'"{profile}"'), "uno.toml")
+    config = load_config(path)
+    url = f"sqlite:///{tmp_path / 'uno.db'}"
+    run_study(config, create_or_resume(config, url), config_path=path)
+    return url
+
+
+@needs_avr
+def test_export_on_the_uno_reports_the_compiled_and_simulated_library(tmp_path, capsys):
+    url = _mcu_study(tmp_path)
+    out = tmp_path / "out"
+    assert main(["export", "--storage", url, "--study-name", "uno", "--trial", "0", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    board = report["c_build"]["board"]
+    assert board["device"] == "arduino-uno" and board["matches_host"] is True and board["fits"] is True
+    assert board["library_flash_bytes"] > report["sizes"]["flash_estimate_bytes"]  # kernels on top of weights
+    assert board["sketch_flash_bytes"] <= 32_256 and board["cycles"] > 1_000
+    assert board["latency_ms"] == pytest.approx(board["cycles"] / 16_000)
+    assert "arduino-uno:" in capsys.readouterr().err
+    assert "milliseconds per inference at the board's clock" in (out / "report.md").read_text()
+
+
+def test_export_without_the_boards_toolchain_says_so_in_one_line(tmp_path, capsys):
+    profile = tmp_path / "uno-missing.toml"
+    text = (resources.files("jointnas.devices") / "profiles" / "arduino-uno.toml").read_text()
+    profile.write_text(
+        text.replace('cc = "avr-gcc"', 'cc = "avr-gcc-not-installed"').replace('name = "arduino-uno"', 'name = "uno-x"')
+    )
+    url = _mcu_study(tmp_path, str(profile))
+    out = tmp_path / "out"
+    assert main(["export", "--storage", url, "--study-name", "uno", "--trial", "0", "--out", str(out)]) == 0
+    board = json.loads((out / "report.json").read_text())["c_build"]["board"]
+    assert "avr-gcc-not-installed" in board["skipped"] and "apt-get install" in board["skipped"]
+    err = capsys.readouterr().err
+    assert "uno-x build not made: " in err and "Traceback" not in err
