@@ -1,0 +1,251 @@
+"""Microcontroller benchmark: the search's MCU estimates set beside what the boards' own builds measure.
+
+Runs `studies/tinychat_arduino.toml` on the real tinychat pairs (`../shared/data/tinychat/
+training-data.txt.gz`, 3,002 pairs) and `studies/mnist1d_mcu.toml`, exports every Pareto-front trial
+(`jointnas export`: ONNX files and the C library ``c/``) and builds that library for every packaged
+microcontroller profile the trial was rated for (its ``device_fit`` attr):
+
+* **Flash**: the search's estimate (packed weights + the profile's runtime constant) vs text + data of
+  the library's objects and of the Arduino sketch (Uno) or the measuring program (STM32), from the
+  target's size tool;
+* **SRAM**: the estimate (peak live activations + runtime constant) vs the library's data + bss and the
+  stack peak simavr measured (Uno; the STM32 build has no simulator here);
+* **latency**: the cycle model's prediction vs simavr's cycles of one inference (tinychat: one generated
+  character, encoder included) at 16 MHz;
+* **agreement**: the C library built on this machine vs the torch model and ``model.onnx`` on the whole
+  test split;
+* **fits**: the verdict the search recorded vs the build's (links within Flash less the bootloader, static
+  SRAM + stack peak within SRAM); contradicted verdicts are listed.
+
+Writes benchmarks/results/mcu.json. Usage: ``python benchmarks/mcu.py [--n-trials N] [--studies ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from jointnas.devices import load_profile
+from jointnas.devices.toolchain import BuildError
+from jointnas.objectives import load_task
+from jointnas.search.config import apply_overrides, load_config
+from jointnas.search.study import create_or_resume, front, run_study, versions
+from jointnas.search.tools.export import export_trial, study_config
+from jointnas.search.tools.mcu import CHAT_QUERIES, SIM_SAMPLES, check_library
+
+ROOT = Path(__file__).resolve().parents[1]
+TINYCHAT_DATA = ROOT.parent / "shared/data/tinychat/training-data.txt.gz"
+STUDIES = {
+    "tinychat_arduino": {"task.path": str(TINYCHAT_DATA)},
+    "mnist1d_mcu": {},
+}
+
+
+def _run_study(name: str, work: Path, n_trials: int | None) -> tuple[optuna.Study, str, float]:
+    config_path = ROOT / "studies" / f"{name}.toml"
+    overrides = dict(STUDIES[name])
+    if n_trials is not None:
+        overrides["budget.n_trials"] = n_trials
+    config = apply_overrides(load_config(config_path), **overrides)
+    t0 = time.perf_counter()
+    study = run_study(config, create_or_resume(config, f"sqlite:///{work / (name + '.db')}"), config_path=config_path)
+    changed = ", ".join(f"{k} = {v!r}" for k, v in overrides.items())
+    command = f"jointnas run studies/{name}.toml" + (f" with {changed}" if changed else "")
+    return study, command, time.perf_counter() - t0
+
+
+def _measured(check: dict[str, Any]) -> dict[str, Any]:
+    """The build's figures of one device, flattened for the JSON rows."""
+    if "skipped" in check:
+        return {"built": False, "reason": check["skipped"], "fits": None}
+    if "device" not in check:
+        return {"built": False, "reason": check.get("failed"), "fits": False}
+    flash = check["sketch_flash_bytes"] or check["program_flash_bytes"]
+    static = check["sketch_sram_bytes"] or check["program_sram_bytes"]
+    stack = check["stack_peak_bytes"]
+    return {
+        "built": True,
+        "compiler": check["compiler"],
+        "library_flash_bytes": check["library_flash_bytes"],
+        "library_sram_bytes": check["library_sram_bytes"],
+        "deployed_flash_bytes": flash,
+        "deployed_static_sram_bytes": static,
+        "stack_peak_bytes": stack,
+        "deployed_sram_bytes": None if stack is None else static + stack,
+        "simulated_ms": check["latency_ms"],
+        "simulated_cycles": check["cycles"],
+        "matches_host": check["matches_host"],
+        "fits": check["fits"],
+    }
+
+
+def _device_row(estimate: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+    row = {
+        "rated_fits": estimate["fits"],
+        "estimated_flash_bytes": estimate["flash_bytes"],
+        "estimated_weights_flash_bytes": estimate["weights_flash_bytes"],
+        "estimated_sram_bytes": estimate["sram_bytes"],
+        "estimated_activation_sram_bytes": estimate["activation_sram_bytes"],
+        "predicted_ms": estimate["latency_ms"],
+        **measured,
+    }
+    if measured.get("built"):
+        row["flash_error"] = estimate["flash_bytes"] / measured["deployed_flash_bytes"] - 1
+        if measured["deployed_sram_bytes"]:
+            row["sram_error"] = estimate["sram_bytes"] / measured["deployed_sram_bytes"] - 1
+        if measured["simulated_ms"] and estimate["latency_ms"]:
+            row["latency_error"] = estimate["latency_ms"] / measured["simulated_ms"] - 1
+    row["verdict_contradicted"] = measured["fits"] is not None and bool(estimate["fits"]) != measured["fits"]
+    return row
+
+
+def _check_device(c_dir: Path, device: str, work: Path, raw: np.ndarray, n_classes: int, text: bool) -> dict:
+    if load_profile(device).toolchain is None:
+        return {"skipped": f"profile {device!r} has no [toolchain] table: not built"}
+    try:
+        check = check_library(
+            c_dir,
+            load_profile(device),
+            work,
+            samples=None if text else raw[:SIM_SAMPLES],
+            queries=list(CHAT_QUERIES) if text else None,
+            num_classes=n_classes,
+        )
+        return check.to_dict()
+    except BuildError as e:  # e.g. "region `text' overflowed": the model does not fit this board
+        return {"failed": str(e).splitlines()[0][:300]}
+
+
+def _trial_row(study: optuna.Study, trial: optuna.trial.FrozenTrial, work: Path, task: Any) -> dict[str, Any]:
+    out = work / f"{study.study_name}-t{trial.number}"
+    t0 = time.perf_counter()
+    report = export_trial(study, trial.number, out)
+    export_s = time.perf_counter() - t0
+    host = report["c_build"]["host"]
+    raw = task.normalization.invert(task.x_test.numpy(), task.input_shape)
+    text = task.encoder is not None
+    devices = {}
+    for device, estimate in trial.user_attrs["device_fit"].items():
+        study_board = report["c_build"].get("board")
+        if study_board is not None and report["c_build"]["device"] == device:
+            check = study_board
+        else:
+            check = _check_device(out / "c", device, work / f"b{trial.number}", raw, task.num_classes, text)
+        devices[device] = _device_row(estimate, _measured(check))
+    return {
+        "trial": trial.number,
+        "candidate": trial.user_attrs["candidate"],
+        "values": dict(zip(("accuracy", "latency_ms", "flash_bytes"), trial.values, strict=False)),
+        "test_accuracy_reported": trial.user_attrs.get("test_accuracy"),
+        "test_accuracy_c_host": host.get("accuracy"),
+        "c_vs_torch_agreement": host.get("agreement", {}).get("torch"),
+        "c_vs_onnx_agreement": host.get("agreement", {}).get("model.onnx"),
+        "test_samples": host.get("samples"),
+        "c_library_weight_bytes": report["sizes"]["c_array"]["array_bytes"],
+        "trial_flash_bytes": trial.user_attrs["flash_bytes"],
+        "export_s": round(export_s, 1),
+        "devices": devices,
+    }
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    per_device: dict[str, Any] = {}
+    for device in sorted({d for r in rows for d in r["devices"]}):
+        items = [r["devices"][device] for r in rows if device in r["devices"]]
+        built = [i for i in items if i.get("built")]
+
+        def median(key: str, source: list[dict[str, Any]] = built) -> float | None:
+            values = [abs(i[key]) for i in source if i.get(key) is not None]
+            return statistics.median(values) if values else None
+
+        per_device[device] = {
+            "trials": len(items),
+            "rated_fits": sum(bool(i["rated_fits"]) for i in items),
+            "rated_fits_that_link_and_run": sum(bool(i["rated_fits"]) and bool(i["fits"]) for i in items),
+            "built": len(built),
+            "measured_fits": sum(bool(i["fits"]) for i in items),
+            "contradicted": sum(i["verdict_contradicted"] for i in items),
+            "median_abs_flash_error": median("flash_error"),
+            "median_abs_sram_error": median("sram_error"),
+            "median_abs_latency_error": median("latency_error"),
+            "all_board_outputs_match_host": all(i.get("matches_host") is not False for i in built),
+            "compiler": next((i["compiler"] for i in built), None),
+        }
+    agreement = [r["c_vs_torch_agreement"] for r in rows if r["c_vs_torch_agreement"] is not None]
+    return {"devices": per_device, "min_c_vs_torch_agreement": min(agreement) if agreement else None}
+
+
+def _contradictions(studies: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for name, s in studies.items():
+        for row in s["trials"]:
+            for device, d in row["devices"].items():
+                if d["verdict_contradicted"]:
+                    found.append(
+                        {
+                            "study": name,
+                            "trial": row["trial"],
+                            "device": device,
+                            "rated_fits": d["rated_fits"],
+                            "measured_fits": d["fits"],
+                            "estimated_flash_bytes": d["estimated_flash_bytes"],
+                            "deployed_flash_bytes": d.get("deployed_flash_bytes"),
+                            "estimated_sram_bytes": d["estimated_sram_bytes"],
+                            "deployed_sram_bytes": d.get("deployed_sram_bytes"),
+                            "reason": d.get("reason"),
+                        }
+                    )
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n-trials", type=int, help="trials per study (default: each study's budget)")
+    parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/mcu.json"))
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if "tinychat_arduino" in args.studies and not TINYCHAT_DATA.is_file():
+        raise SystemExit(f"{TINYCHAT_DATA} is missing; the tinychat study reads the real pairs from there")
+    work = Path(tempfile.mkdtemp(prefix="jointnas-mcu-"))
+    load_before = os.getloadavg()
+    t_start = time.perf_counter()
+    studies = {}
+    for name in args.studies:
+        study, command, search_s = _run_study(name, work, args.n_trials)
+        task = load_task(study_config(study).task)
+        rows = [_trial_row(study, t, work, task) for t in front(study)]
+        studies[name] = {
+            "made_by": command,
+            "search_s": round(search_s, 1),
+            "n_trials": len(study.trials),
+            "front": len(rows),
+            "trials": rows,
+            "summary": _summary(rows),
+        }
+        print(f"{name}: {json.dumps(studies[name]['summary'], indent=1)}")
+    result = {
+        "benchmark": "mcu",
+        "studies": studies,
+        "contradicted_verdicts": _contradictions(studies),
+        "wall_s": round(time.perf_counter() - t_start, 1),
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "versions": versions(),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"contradicted verdicts: {len(result['contradicted_verdicts'])}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
