@@ -44,15 +44,12 @@ from jointnas.search.tools.mcu import CHAT_QUERIES, SIM_SAMPLES, check_library
 
 ROOT = Path(__file__).resolve().parents[1]
 TINYCHAT_DATA = ROOT.parent / "shared/data/tinychat/training-data.txt.gz"
-STUDIES = {
-    "tinychat_arduino": {"task.path": str(TINYCHAT_DATA)},
-    "mnist1d_mcu": {},
-}
+STUDIES = ("tinychat_arduino", "mnist1d_mcu")
 
 
-def _run_study(name: str, work: Path, n_trials: int | None) -> tuple[optuna.Study, str, float]:
+def _run_study(name: str, work: Path, n_trials: int | None, data: Path) -> tuple[optuna.Study, str, float]:
     config_path = ROOT / "studies" / f"{name}.toml"
-    overrides = dict(STUDIES[name])
+    overrides: dict[str, Any] = {"task.path": str(data)} if name == "tinychat_arduino" else {}
     if n_trials is not None:
         overrides["budget.n_trials"] = n_trials
     config = apply_overrides(load_config(config_path), **overrides)
@@ -210,18 +207,19 @@ def _contradictions(studies: dict[str, Any]) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n-trials", type=int, help="trials per study (default: each study's budget)")
-    parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
+    parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=STUDIES)
+    parser.add_argument("--tinychat-data", type=Path, default=TINYCHAT_DATA, help="the real pairs file")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/mcu.json"))
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if "tinychat_arduino" in args.studies and not TINYCHAT_DATA.is_file():
-        raise SystemExit(f"{TINYCHAT_DATA} is missing; the tinychat study reads the real pairs from there")
+    if "tinychat_arduino" in args.studies and not args.tinychat_data.is_file():
+        raise SystemExit(f"{args.tinychat_data} is missing; give the real pairs file with --tinychat-data")
     work = Path(tempfile.mkdtemp(prefix="jointnas-mcu-"))
     load_before = os.getloadavg()
     t_start = time.perf_counter()
     studies = {}
     for name in args.studies:
-        study, command, search_s = _run_study(name, work, args.n_trials)
+        study, command, search_s = _run_study(name, work, args.n_trials, args.tinychat_data.resolve())
         task = load_task(study_config(study).task)
         rows = [_trial_row(study, t, work, task) for t in front(study)]
         studies[name] = {
