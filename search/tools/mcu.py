@@ -294,6 +294,10 @@ def check_library(
     sketch = _sketch_sizes(c_dir, profile, work_dir)
     program = sketch or board.build.program
     stack = None if sim is None else sim.stack_peak_bytes
+    warnings = board.build.warnings
+    used = board.build.program.static_sram_bytes + (stack or 0)
+    if profile.sram_bytes is not None and used > profile.sram_bytes:
+        warnings += (f"the measuring program needs {used} B of SRAM (> {profile.sram_bytes} B): its results are void",)
     return LibraryCheck(
         device=profile.name,
         compiler=board.build.compiler,
@@ -308,7 +312,7 @@ def check_library(
         sketch_flash_bytes=None if sketch is None else sketch.flash_bytes,
         sketch_sram_bytes=None if sketch is None else sketch.static_sram_bytes,
         fits=_fits(profile, program.flash_bytes, program.static_sram_bytes, stack),
-        warnings=board.build.warnings,
+        warnings=warnings,
     )
 
 
@@ -358,11 +362,10 @@ def measure_export(
         report["host"] = {"skipped": str(e)}
     if not profile.is_mcu:
         return report
-    queries = list(CHAT_QUERIES) if text else None
+    # A text model's board runs the chat only: a float sample buffer beside it would not fit 2 KB of SRAM.
+    samples, queries = (None, list(CHAT_QUERIES)) if text else (raw[:SIM_SAMPLES], None)
     try:
-        check = check_library(
-            c_dir, profile, work_dir, samples=raw[:SIM_SAMPLES], queries=queries, num_classes=num_classes
-        )
+        check = check_library(c_dir, profile, work_dir, samples=samples, queries=queries, num_classes=num_classes)
         report["board"] = check.to_dict()
     except BuildError as e:
         report["board"] = {"failed": str(e)}

@@ -12,7 +12,7 @@ import optuna
 import pytest
 
 from jointnas.search.cli import main
-from jointnas.search.config import load_config
+from jointnas.search.config import apply_overrides, load_config
 from jointnas.search.study import create_or_resume, run_study
 from jointnas.search.tools.export import export_trial
 
@@ -187,3 +187,21 @@ def test_export_without_the_boards_toolchain_says_so_in_one_line(tmp_path, capsy
     assert "avr-gcc-not-installed" in board["skipped"] and "apt-get install" in board["skipped"]
     err = capsys.readouterr().err
     assert "uno-x build not made: " in err and "Traceback" not in err
+
+
+@needs_avr
+def test_tinychat_trial_rated_fitting_the_uno_replies_on_it_as_on_the_host(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)  # the study's pairs file is relative to the repository root
+    config = apply_overrides(
+        load_config(root / "studies/tinychat_arduino.toml"),
+        **{"budget.n_trials": 1, "pipeline.train_epochs": 3, "pipeline.finetune_epochs": 1},
+    )
+    study = run_study(config, create_or_resume(config, f"sqlite:///{tmp_path / 'tc.db'}"), config_path=None)
+    assert study.trials[0].user_attrs["fits_device"]["arduino-uno"] is True
+    report = export_trial(study, 0, tmp_path / "out")
+    board = report["c_build"]["board"]
+    assert board["matches_host"] is True and board["fits"] is True and not board["warnings"]
+    # the measuring main calls jointnas_reply("hello", ...) and jointnas_reply("how are you?", ...)
+    assert board["program_flash_bytes"] <= 32_256 and board["program_sram_bytes"] <= 1_536
+    assert board["cycles"] > 10_000 and board["stack_peak_bytes"] > 0
