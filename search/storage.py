@@ -4,7 +4,7 @@ URL forms (all Optuna storages; jointnas writes none of its own):
 
 ==============================  ===============================================================
 ``sqlite:///PATH.db``           `optuna.storages.RDBStorage` on an SQLite file (one machine)
-``postgresql://USER:PW@HOST/DB``  RDBStorage through psycopg2 (``pip install jointnas[postgres]``)
+``postgresql://USER:PW@HOST/DB``  RDBStorage through psycopg 3 (``pip install jointnas[postgres]``), else psycopg2
 ``mysql+pymysql://USER:PW@HOST/DB``  RDBStorage through PyMySQL (``pip install jointnas[mysql]``)
 ``journal:///ABS/PATH.log``     `JournalStorage` + `JournalFileBackend` (``journal://rel.log`` is
                                 relative; a bare path ending ``.log`` or ``.journal`` works too)
@@ -38,11 +38,20 @@ CONNECT_TIMEOUT_S = 10
 #: Re-queue a trial whose worker died at most this many times.
 DEFAULT_MAX_RETRY = 3
 
+#: PostgreSQL drivers a bare ``postgresql://`` URL may use, in order of preference: (module, dialect).
+PG_DRIVERS = (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2"))
+
 _HINT = (
     "use sqlite:///FILE.db, postgresql://USER@HOST/DB, mysql+pymysql://USER@HOST/DB, "
     "journal:///FILE.log or redis://HOST:6379/0"
 )
-_DRIVERS = {"psycopg2": "psycopg2-binary", "pymysql": "pymysql", "MySQLdb": "mysqlclient", "redis": "redis"}
+_DRIVERS = {
+    "psycopg": "'psycopg[binary]'",
+    "psycopg2": "psycopg2-binary",
+    "pymysql": "pymysql",
+    "MySQLdb": "mysqlclient",
+    "redis": "redis",
+}
 
 
 def mask_password(text: str) -> str:
@@ -79,13 +88,14 @@ def _first_line(exc: BaseException) -> str:
 def _rdb_url(url: str) -> str:
     """Pick an installed PostgreSQL driver for a bare ``postgresql://`` URL.
 
-    SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3; the ``postgres`` extra installs psycopg2, so a
-    bare URL uses whichever is importable (psycopg first). ``postgres://`` is accepted as an alias.
+    SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3, which the ``postgres`` extra installs (so Optuna's
+    CLI and optuna-dashboard read the same URL); a bare URL uses whichever of `PG_DRIVERS` is importable,
+    so psycopg2 alone works too. ``postgres://`` is accepted as an alias.
     """
     scheme, sep, rest = url.partition("://")
     if scheme not in ("postgresql", "postgres"):
         return url
-    for module, dialect in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
+    for module, dialect in PG_DRIVERS:
         if importlib.util.find_spec(module) is not None:
             return f"{dialect}{sep}{rest}"
     return f"postgresql{sep}{rest}"
