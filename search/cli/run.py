@@ -7,17 +7,19 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
-from jointnas.objectives import load_task
+from jointnas.objectives import TaskData, load_task
 from jointnas.spaces import UserInputError, check_family_input
 
-from ..config import apply_overrides, load_config
-from ..storage import mask_password, open_storage
+from ..config import StudyConfig, apply_overrides, load_config
+from ..storage import check_storage_folder, mask_password, open_storage
 from ..study import (
     create_or_resume,
+    device_model,
     front,
     load_study,
     lut_path,
@@ -29,6 +31,7 @@ from ..study import (
 from ..tools.dashboard import save_study_notes
 from ..worker import record_run, run_artifact_dir, start_workers, wait_workers
 from .exits import EXIT_INTERRUPTED, EXIT_OK
+from .paths import output_dir
 from .progress import TrialProgress, format_metric
 
 
@@ -66,8 +69,10 @@ def print_trials(study: optuna.Study, trials: list[FrozenTrial], as_json: bool, 
     Console(width=200).print(table)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    config_path = Path(args.config)
+def _checked_run(args: argparse.Namespace, config_path: Path) -> tuple[StudyConfig, str, Path, TaskData, Any]:
+    """Every check a run can fail, before the storage is touched: config, output folder, data, device
+    profile and latency table (`create_or_resume` then checks the sampler, the storage and the stored config
+    before it creates anything). Returns the config, storage URL, artifact folder, task data and table."""
     config = load_config(config_path)
     config = apply_overrides(
         config,
@@ -82,12 +87,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UserInputError(f"--workers must be at least 1 (got {args.workers})")
     url = resolve_storage(config, config_path)
-    # Missing or malformed data, or a family that cannot take it: exit 2 before the storage is touched.
+    check_storage_folder(url)
+    artifact_dir = run_artifact_dir(config, config_path, url, args.artifact_dir)
+    output_dir(artifact_dir, "--artifact-dir" if args.artifact_dir else "artifact directory")
     task = load_task(config.task)
     check_family_input(config.space.family, task.input_shape)
+    return config, url, artifact_dir, task, device_model(config, config_path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config_path = Path(args.config)
+    config, url, artifact_dir, task, table = _checked_run(args, config_path)
     study = create_or_resume(config, url)
     print(f"study {config.study.name!r} on {mask_password(url)}", file=sys.stderr)
-    artifact_dir = run_artifact_dir(config, config_path, url, args.artifact_dir)
     record_run(study, config.budget.n_trials, artifact_dir)
     started = time.perf_counter()
     try:
@@ -115,6 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     callbacks=[progress],
                     artifact_dir=artifact_dir,
                     task=task,
+                    table=table,
                 )
     except KeyboardInterrupt:
         print("interrupted: the running trial is marked FAIL; run again to resume", file=sys.stderr)
@@ -126,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> optuna.Study:
-    return load_study(open_storage(args.storage), args.study_name)
+    return load_study(open_storage(args.storage, must_exist=True), args.study_name)
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
