@@ -33,6 +33,7 @@ from ..worker import record_run, run_artifact_dir, start_workers, wait_workers
 from .exits import EXIT_INTERRUPTED, EXIT_OK
 from .paths import output_dir
 from .progress import TrialProgress, format_metric
+from .worker import set_torch_threads, threads_per_worker
 
 
 def _summary(trial: FrozenTrial) -> str:
@@ -86,6 +87,8 @@ def _checked_run(args: argparse.Namespace, config_path: Path) -> tuple[StudyConf
     )
     if args.workers < 1:
         raise UserInputError(f"--workers must be at least 1 (got {args.workers})")
+    if args.torch_threads is not None and args.torch_threads < 1:
+        raise UserInputError(f"--torch-threads must be at least 1 (got {args.torch_threads})")
     url = resolve_storage(config, config_path)
     check_storage_folder(url)
     artifact_dir = run_artifact_dir(config, config_path, url, args.artifact_dir)
@@ -105,6 +108,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if args.workers > 1:  # K local `jointnas worker` processes share the study's global budget
             lut = lut_path(config, config_path)
+            # K trainings on one host share its cores: cores // K torch threads each unless told otherwise.
+            threads = args.torch_threads or threads_per_worker(args.workers)
+            extra = ["--torch-threads", str(threads)]
             code = wait_workers(
                 start_workers(
                     args.workers,
@@ -113,12 +119,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                     n_trials=config.budget.n_trials,
                     artifact_dir=artifact_dir,
                     lut=lut,
-                    extra=["--timeout", str(config.budget.timeout)] if config.budget.timeout else None,
+                    extra=extra + (["--timeout", str(config.budget.timeout)] if config.budget.timeout else []),
                 )
             )
             if code != EXIT_OK:
                 return code
         else:
+            set_torch_threads(args.torch_threads)
             with TrialProgress(study, config.budget.n_trials) as progress:
                 run_study(
                     config,
@@ -164,6 +171,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--seed", type=int)
     run.add_argument("--json", action="store_true", help="print the final front as JSON")
     run.add_argument("--workers", type=int, default=1, help="local worker processes sharing the budget")
+    run.add_argument(
+        "--torch-threads",
+        type=int,
+        help="torch intra-op threads of each worker (default: cores // workers with --workers K > 1, at least 1; "
+        "torch's default with one worker)",
+    )
     run.add_argument("--artifact-dir", help="where trials store ONNX models and summaries")
     run.set_defaults(func=cmd_run)
 
