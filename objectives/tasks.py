@@ -9,7 +9,9 @@ No data is downloaded at run time. Built in: ``digits`` (scikit-learn's embedded
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -225,14 +227,35 @@ CUSTOM_CONTRACT = (
 )
 
 
-def _custom_function(spec: str) -> Callable[..., Any]:
-    module_name, func_name = spec.split(":")
+def _raised(exc: BaseException) -> str:
+    """``TypeName: first line`` of an exception a user's task code raised."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _import_task_module(spec: str, module_name: str) -> Any:
+    """Import a custom task's module from ``sys.path`` or the working directory (docs/tasks.md)."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        # The `jointnas` console script puts its own folder on sys.path, not the working directory; last,
+        # so installed packages win, and kept, so the module's own later imports of its neighbours work.
+        sys.path.append(cwd)
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ImportError as exc:
         raise UserInputError(
-            f"custom task {spec!r}: cannot import module {module_name!r} ({exc}); put it on PYTHONPATH"
+            f"custom task {spec!r}: cannot import module {module_name!r} ({exc}); put it on PYTHONPATH "
+            "or in the working directory"
         ) from None
+    except Exception as exc:  # the user's module failed while importing: name it, no traceback
+        raise UserInputError(
+            f"custom task {spec!r}: importing module {module_name!r} raised {_raised(exc)}; fix the module"
+        ) from None
+
+
+def _custom_function(spec: str) -> Callable[..., Any]:
+    module_name, func_name = spec.split(":")
+    module = _import_task_module(spec, module_name)
     fn = getattr(module, func_name, None)
     if not callable(fn):
         raise UserInputError(f"custom task {spec!r}: module {module_name!r} has no function {func_name!r}")
@@ -264,7 +287,13 @@ def _split_tensors(split: Any, which: str, spec: str) -> tuple[Tensor, Tensor]:
 
 def _load_custom(config: TaskConfig) -> TaskData:
     spec = config.dataset
-    result = _custom_function(spec)(config)
+    fn = _custom_function(spec)
+    try:
+        result = fn(config)
+    except UserInputError:
+        raise
+    except Exception as exc:  # anything the user's function raises: one line naming it, exit 2
+        raise UserInputError(f"custom task {spec!r}: the function raised {_raised(exc)}; fix the function") from None
     if not isinstance(result, tuple | list) or len(result) not in (4, 5):
         raise UserInputError(f"custom task {spec!r} returned {type(result).__name__}; expected {CUSTOM_CONTRACT}")
     train, val, test, shape = result[:4]

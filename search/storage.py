@@ -4,7 +4,7 @@ URL forms (all Optuna storages; jointnas writes none of its own):
 
 ==============================  ===============================================================
 ``sqlite:///PATH.db``           `optuna.storages.RDBStorage` on an SQLite file (one machine)
-``postgresql://USER:PW@HOST/DB``  RDBStorage through psycopg2 (``pip install jointnas[postgres]``)
+``postgresql://USER:PW@HOST/DB``  RDBStorage through psycopg 3 (``pip install jointnas[postgres]``), else psycopg2
 ``mysql+pymysql://USER:PW@HOST/DB``  RDBStorage through PyMySQL (``pip install jointnas[mysql]``)
 ``journal:///ABS/PATH.log``     `JournalStorage` + `JournalFileBackend` (``journal://rel.log`` is
                                 relative; a bare path ending ``.log`` or ``.journal`` works too)
@@ -20,16 +20,26 @@ Every error is one line (`UserInputError`) with the password masked.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import warnings
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
 import optuna
 from optuna.storages import BaseStorage
 
 from jointnas.spaces import UserInputError
 
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@/\s]*)(?P<tail>@)")
+# The userinfo password of a URL in free text: everything after ``user:`` up to the last ``@`` of the
+# token that a host follows (a password may hold ``@`` and ``/``); ``password=`` query parameters.
+_USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>\S*)(?P<tail>@)(?=[\w\[])")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&;]password=)(?P<pw>[^&\s]*)", re.IGNORECASE)
+#: Passwords of every URL this process was given (`remember_secrets`): masked wherever they appear,
+#: whatever characters they hold (spaces included), in messages and log records.
+_SECRETS: set[str] = set()
+_SHORTEST_SECRET = 3  # shorter ones are masked only where they sit in a URL (else "***" would be everywhere)
 
 #: Seconds between heartbeats of a running trial (RDB storages).
 DEFAULT_HEARTBEAT_S = 10
@@ -38,16 +48,91 @@ CONNECT_TIMEOUT_S = 10
 #: Re-queue a trial whose worker died at most this many times.
 DEFAULT_MAX_RETRY = 3
 
+#: PostgreSQL drivers a bare ``postgresql://`` URL may use, in order of preference: (module, dialect).
+PG_DRIVERS = (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2"))
+
 _HINT = (
     "use sqlite:///FILE.db, postgresql://USER@HOST/DB, mysql+pymysql://USER@HOST/DB, "
     "journal:///FILE.log or redis://HOST:6379/0"
 )
-_DRIVERS = {"psycopg2": "psycopg2-binary", "pymysql": "pymysql", "MySQLdb": "mysqlclient", "redis": "redis"}
+_DRIVERS = {
+    "psycopg": "'psycopg[binary]'",
+    "psycopg2": "psycopg2-binary",
+    "pymysql": "pymysql",
+    "MySQLdb": "mysqlclient",
+    "redis": "redis",
+}
+
+
+def url_secrets(url: str) -> list[str]:
+    """The passwords a storage URL carries: its userinfo password (up to the last ``@`` before the host)
+    and any ``password=`` query parameter, as written and percent-decoded.
+
+    Example:
+        >>> url_secrets("postgresql://nobody:a@b/c d@127.0.0.1:5432/test?password=x%40y")
+        ['x%40y', 'x@y', 'a@b/c d', 'b/c d']
+    """
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return []
+    found = [m["pw"] for m in _QUERY_PASSWORD.finditer(rest)]
+    authority = _QUERY_PASSWORD.sub("", rest)
+    at = authority.rfind("@")
+    user, colon, password = authority[: max(at, 0)].partition(":")
+    if colon and password:
+        found.append(password)
+    out: list[str] = []
+    for secret in found:
+        # The pieces between '@' too: a parser that stops at the first '@' shows the rest as the host.
+        for form in (secret, unquote(secret), *secret.split("@")[1:]):
+            if form and form not in out:
+                out.append(form)
+    return out
+
+
+def remember_secrets(url: str | None) -> None:
+    """Mask the passwords of ``url`` in every later `mask_password` (messages, logs) of this process."""
+    if url:
+        _SECRETS.update(s for s in url_secrets(url) if len(s) >= _SHORTEST_SECRET)
 
 
 def mask_password(text: str) -> str:
-    """Replace the password of every URL in ``text`` with ``***``."""
-    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+    """Replace every password in ``text`` with ``***``: those of the URLs given to `remember_secrets`
+    wherever they appear, and in any URL the userinfo password and ``password=`` query parameters.
+
+    The one masking function: every message the CLI prints and every log record goes through it.
+
+    Example:
+        >>> mask_password("cannot open postgresql://nobody:ab/s3c@ret@127.0.0.1:5432/test?sslmode=off")
+        'cannot open postgresql://nobody:***@127.0.0.1:5432/test?sslmode=off'
+        >>> mask_password("redis://h:6379/0?password=s3cret&db=1")
+        'redis://h:6379/0?password=***&db=1'
+    """
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    text = _QUERY_PASSWORD.sub(lambda m: f"{m['head']}***", text)
+    return _USERINFO.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+
+
+def install_log_masking() -> None:
+    """Mask passwords in every log record of this process (Optuna's, SQLAlchemy's, ours), once."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "_jointnas_masking", False):
+        return
+
+    def masked(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record: logging reports it when it is emitted
+            return record
+        masked_text = mask_password(text)
+        if masked_text != text:
+            record.msg, record.args = masked_text, ()
+        return record
+
+    masked._jointnas_masking = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(masked)
 
 
 def default_storage_url(config_path: Path, study_name: str) -> str:
@@ -67,8 +152,15 @@ def journal_path(url: str) -> Path | None:
 def storage_file(url: str) -> Path | None:
     """The local file behind an SQLite or journal-file URL (None for server storages)."""
     if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///") :])
+        return Path(url[len("sqlite:///") :].partition("?")[0])
     return journal_path(url)
+
+
+def check_storage_folder(url: str) -> None:
+    """Refuse an SQLite or journal file whose folder does not exist (checked without writing anything)."""
+    path = storage_file(url)
+    if path is not None and not path.parent.is_dir():
+        raise UserInputError(f"cannot open storage {mask_password(url)}: folder {path.parent} does not exist")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -77,18 +169,32 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _rdb_url(url: str) -> str:
-    """Pick an installed PostgreSQL driver for a bare ``postgresql://`` URL.
+    """The SQLAlchemy URL of an RDB storage: a raw ``@`` of the userinfo encoded (`_quote_userinfo`), and
+    an installed PostgreSQL driver for a bare ``postgresql://`` URL.
 
-    SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3; the ``postgres`` extra installs psycopg2, so a
-    bare URL uses whichever is importable (psycopg first). ``postgres://`` is accepted as an alias.
+    SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3, which the ``postgres`` extra installs (so Optuna's
+    CLI and optuna-dashboard read the same URL); a bare URL uses whichever of `PG_DRIVERS` is importable,
+    so psycopg2 alone works too. ``postgres://`` is accepted as an alias.
     """
     scheme, sep, rest = url.partition("://")
+    if not scheme.startswith("sqlite"):  # a file path may hold '@'; a server URL's userinfo is encoded
+        url = f"{scheme}{sep}{_quote_userinfo(rest)}"
     if scheme not in ("postgresql", "postgres"):
         return url
-    for module, dialect in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
+    for module, dialect in PG_DRIVERS:
         if importlib.util.find_spec(module) is not None:
-            return f"{dialect}{sep}{rest}"
-    return f"postgresql{sep}{rest}"
+            return f"{dialect}{url[len(scheme) :]}"
+    return f"postgresql{url[len(scheme) :]}"
+
+
+def _quote_userinfo(rest: str) -> str:
+    """Percent-encode a raw ``@`` in the userinfo (everything up to the last ``@`` before the host):
+    SQLAlchemy would end the password at its first ``@`` and take the rest for the host."""
+    at = rest.partition("?")[0].rfind("@")
+    userinfo = rest[: max(at, 0)]
+    if "@" not in userinfo:
+        return rest
+    return userinfo.replace("@", "%40") + rest[at:]
 
 
 def _connect_args(url: str) -> dict[str, object]:
@@ -124,6 +230,7 @@ def open_storage(
     heartbeat_s: int | None = DEFAULT_HEARTBEAT_S,
     grace_s: int | None = None,
     max_retry: int | None = DEFAULT_MAX_RETRY,
+    must_exist: bool = False,
 ) -> BaseStorage:
     """Open ``url`` as an Optuna storage, or raise `UserInputError` naming the problem.
 
@@ -132,7 +239,16 @@ def open_storage(
         heartbeat_s: seconds between heartbeats of RUNNING trials (RDB only); None disables them.
         grace_s: seconds without a heartbeat after which a trial is stale (default ``2 * heartbeat_s``).
         max_retry: how many times a stale trial is re-queued (None: without limit).
+        must_exist: refuse an SQLite or journal file that does not exist instead of creating it (the
+            commands that only read a study: ``pareto``, ``trials``, ``report``, ``export``, ``dashboard``).
     """
+    remember_secrets(url)
+    path = storage_file(url)
+    if must_exist and path is not None and not path.is_file():
+        raise UserInputError(
+            f"cannot open storage {mask_password(url)}: file {path} does not exist; check --storage "
+            "(this command reads a study and creates no storage)"
+        )
     with warnings.catch_warnings():
         # Heartbeats, the retry callback and the Redis backend are "experimental" in Optuna 5.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -141,10 +257,9 @@ def open_storage(
 
 def _open(url: str, heartbeat_s: int | None, grace_s: int | None, max_retry: int | None) -> BaseStorage:
     masked = mask_password(url)
+    check_storage_folder(url)
     journal = journal_path(url)
     if journal is not None:
-        if not journal.parent.exists():
-            raise UserInputError(f"cannot open storage {masked}: folder {journal.parent} does not exist")
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         try:
@@ -153,11 +268,7 @@ def _open(url: str, heartbeat_s: int | None, grace_s: int | None, max_retry: int
             raise UserInputError(f"cannot open storage {masked}: {exc.strerror}") from None
     if url.startswith(("redis://", "rediss://", "unix://")):
         return _open_redis(url, masked)
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        if not path.parent.exists():
-            raise UserInputError(f"cannot open storage {masked}: folder {path.parent} does not exist")
-    elif "://" not in url:
+    if "://" not in url:
         raise UserInputError(f"storage {masked!r} is not a URL; {_HINT}")
     heartbeat = {}
     if heartbeat_s is not None:

@@ -23,7 +23,7 @@ from .budget import run_trials
 from .config import StudyConfig, diff_configs
 from .objective import Objective, TrialFailed
 from .samplers import make_sampler
-from .storage import default_storage_url, mask_password, open_storage
+from .storage import default_storage_url, mask_password, open_storage, remember_secrets
 
 
 def versions() -> dict[str, str]:
@@ -38,6 +38,7 @@ def versions() -> dict[str, str]:
 
 def resolve_storage(config: StudyConfig, config_path: Path | None) -> str:
     if config.study.storage:
+        remember_secrets(config.study.storage)  # masked in every later message, before anything prints it
         return config.study.storage
     if config_path is None:
         raise UserInputError("no storage given; set [study] storage or pass --storage URL")
@@ -63,6 +64,18 @@ def device_profile_ref(config: StudyConfig, config_path: Path | None) -> str:
     return name
 
 
+def device_model(config: StudyConfig, config_path: Path | None, lut: Path | None = None) -> Any:
+    """The study's latency predictor (`open_latency_model`): loads and checks the device profile and its
+    table (malformed, missing or another device's: `UserInputError`), so a run can do it before any write."""
+    return open_latency_model(
+        device_profile_ref(config, config_path),
+        lut or lut_path(config, config_path),
+        threads=config.device.threads,
+        warmup=config.device.warmup,
+        repeats=config.device.repeats,
+    )
+
+
 def load_study(storage: Any, study_name: str) -> optuna.Study:
     try:
         return optuna.load_study(study_name=study_name, storage=storage)
@@ -79,8 +92,9 @@ def create_or_resume(config: StudyConfig, storage_url: str) -> optuna.Study:
     A stored config that differs from ``config`` (apart from storage and budget) is refused with the
     differing keys, before anything is written.
     """
-    storage = open_storage(storage_url)
+    # The sampler's options first: a refused option must not leave an SQLite file behind.
     sampler = make_sampler(config.sampler.name, config.sampler.options, seed=config.study.seed, space=config.space)
+    storage = open_storage(storage_url)
     name = config.study.name
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     if name in existing:
@@ -122,22 +136,17 @@ def run_study(
     artifact_dir: Path | None = None,
     lut: Path | None = None,
     task: TaskData | None = None,
+    table: Any = None,
 ) -> optuna.Study:
     """Run trials until the study holds ``budget.n_trials`` COMPLETE trials (or the timeout hits).
 
     The budget is global to the study: every worker on the study counts the same COMPLETE trials
     (`jointnas.search.budget`). With ``artifact_dir``, each COMPLETE trial uploads its ONNX model and
     a JSON summary there (`jointnas.search.artifacts`). ``task``: the already loaded ``config.task``
-    data (loaded here when ``None``).
+    data (loaded here when ``None``); ``table``: the already opened `device_model` (likewise).
     """
     task = load_task(config.task) if task is None else task
-    table = open_latency_model(
-        device_profile_ref(config, config_path),
-        lut or lut_path(config, config_path),
-        threads=config.device.threads,
-        warmup=config.device.warmup,
-        repeats=config.device.repeats,
-    )
+    table = device_model(config, config_path, lut) if table is None else table
     set_context = getattr(study.sampler, "set_context", None)
     if callable(set_context):  # supernet samplers (dnas, hardcore) train on the task's splits with this table
         set_context(task=task, table=table)
@@ -178,6 +187,7 @@ def trial_record(trial: FrozenTrial, metric_names: list[str] | None) -> dict[str
 
 __all__ = [
     "create_or_resume",
+    "device_model",
     "device_profile_ref",
     "front",
     "load_study",

@@ -16,7 +16,8 @@ import optuna
 
 from jointnas.spaces import UserInputError
 
-from ..storage import mask_password
+from ..storage import install_log_masking, mask_password, remember_secrets
+from ..worker import STORAGE_ENV
 from . import chat, compare, dashboard, export, lut, report, run, worker
 from .exits import EXIT_INTERRUPTED, EXIT_USAGE
 from .interrupts import redeliver_dropped_interrupts
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit code."""
+    install_log_masking()
+    for value in [*(sys.argv[1:] if argv is None else argv), os.environ.get(STORAGE_ENV, "")]:
+        remember_secrets(value)  # a storage URL's password is masked in every message from here on
     args = build_parser().parse_args(argv)
     redeliver_dropped_interrupts()  # a Ctrl-C landing in a finalizer still stops the run
     # Optuna logs failed trials with tracebacks; our progress line reports each failure's reason instead.

@@ -15,6 +15,7 @@ from ..storage import mask_password
 from ..study import resolve_storage
 from ..tools.compare import write_compare
 from ..tools.workflows import WORKFLOWS, parse_workflows, run_workflow, stage_configs, summarize
+from .paths import output_dir
 from .progress import StepProgress
 
 
@@ -25,6 +26,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         config,
         **{"study.storage": args.storage, "budget.n_trials": args.n_trials, "study.seed": args.seed},
     )
+    output_dir(args.out, "--out")
     workflows = parse_workflows(args.workflows)
     for name in workflows:
         stage_configs(config, name)  # validate every transform before any training

@@ -15,7 +15,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise UserInputError(f"--port must be between 1 and 65535 (got {args.port})")
     check_port_free(args.host, args.port)  # before touching the storage: a busy port is the common slip
-    storage = open_storage(args.storage, heartbeat_s=None)
+    storage = open_storage(args.storage, heartbeat_s=None, must_exist=True)
     artifact_dir = dashboard_artifact_dir(storage, args.artifact_dir)
     if artifact_dir is not None and not artifact_dir.is_dir():
         raise UserInputError(f"artifact directory {artifact_dir} does not exist; pass --artifact-dir DIR")

@@ -10,11 +10,13 @@ from ..storage import open_storage
 from ..study import load_study
 from ..tools.export import export_trial
 from ..tools.mcu import build_summary
+from .paths import output_dir
 from .progress import StepProgress
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    study = load_study(open_storage(args.storage), args.study_name)
+    output_dir(args.out, "--out")
+    study = load_study(open_storage(args.storage, must_exist=True), args.study_name)
     with StepProgress("export", total=0) as progress:
         report = export_trial(
             study,

@@ -12,6 +12,7 @@ from jointnas.devices import REPEATS, ROUNDS
 
 from ..config import load_config
 from ..tools.lut import build_table, validate_table
+from .paths import output_file
 from .progress import LiveDisplay, terminal_progress
 
 
@@ -49,6 +50,7 @@ def _fmt_metrics(name: str, m: dict[str, Any]) -> str:
 
 def cmd_build(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    output_file(args.out, "--out", "lut.json")
     with _Bar("blocks") as bar:
         summary = build_table(
             config,

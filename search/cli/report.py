@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..storage import open_storage
 from ..study import load_study
 from ..tools.report import build_report, save_to_dashboard, write_report_html
+from .paths import output_file
 from .progress import StepProgress
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    study = load_study(open_storage(args.storage), args.study_name)
-    out = Path(args.out)
+    out = output_file(args.out, "--out", "report.html")
+    study = load_study(open_storage(args.storage, must_exist=True), args.study_name)
     with StepProgress("report", total=1) as progress:
         report = build_report(study, progress)
         with progress.step("write HTML"):

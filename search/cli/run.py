@@ -7,17 +7,19 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
-from jointnas.objectives import load_task
+from jointnas.objectives import TaskData, load_task
 from jointnas.spaces import UserInputError, check_family_input
 
-from ..config import apply_overrides, load_config
-from ..storage import mask_password, open_storage
+from ..config import StudyConfig, apply_overrides, load_config
+from ..storage import check_storage_folder, mask_password, open_storage
 from ..study import (
     create_or_resume,
+    device_model,
     front,
     load_study,
     lut_path,
@@ -29,7 +31,9 @@ from ..study import (
 from ..tools.dashboard import save_study_notes
 from ..worker import record_run, run_artifact_dir, start_workers, wait_workers
 from .exits import EXIT_INTERRUPTED, EXIT_OK
+from .paths import output_dir
 from .progress import TrialProgress, format_metric
+from .worker import set_torch_threads, threads_per_worker
 
 
 def _summary(trial: FrozenTrial) -> str:
@@ -66,8 +70,10 @@ def print_trials(study: optuna.Study, trials: list[FrozenTrial], as_json: bool, 
     Console(width=200).print(table)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    config_path = Path(args.config)
+def _checked_run(args: argparse.Namespace, config_path: Path) -> tuple[StudyConfig, str, Path, TaskData, Any]:
+    """Every check a run can fail, before the storage is touched: config, output folder, data, device
+    profile and latency table (`create_or_resume` then checks the sampler, the storage and the stored config
+    before it creates anything). Returns the config, storage URL, artifact folder, task data and table."""
     config = load_config(config_path)
     config = apply_overrides(
         config,
@@ -81,18 +87,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.workers < 1:
         raise UserInputError(f"--workers must be at least 1 (got {args.workers})")
+    if args.torch_threads is not None and args.torch_threads < 1:
+        raise UserInputError(f"--torch-threads must be at least 1 (got {args.torch_threads})")
     url = resolve_storage(config, config_path)
-    # Missing or malformed data, or a family that cannot take it: exit 2 before the storage is touched.
+    check_storage_folder(url)
+    artifact_dir = run_artifact_dir(config, config_path, url, args.artifact_dir)
+    output_dir(artifact_dir, "--artifact-dir" if args.artifact_dir else "artifact directory")
     task = load_task(config.task)
     check_family_input(config.space.family, task.input_shape)
+    return config, url, artifact_dir, task, device_model(config, config_path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config_path = Path(args.config)
+    config, url, artifact_dir, task, table = _checked_run(args, config_path)
     study = create_or_resume(config, url)
     print(f"study {config.study.name!r} on {mask_password(url)}", file=sys.stderr)
-    artifact_dir = run_artifact_dir(config, config_path, url, args.artifact_dir)
     record_run(study, config.budget.n_trials, artifact_dir)
     started = time.perf_counter()
     try:
         if args.workers > 1:  # K local `jointnas worker` processes share the study's global budget
             lut = lut_path(config, config_path)
+            # K trainings on one host share its cores: cores // K torch threads each unless told otherwise.
+            threads = args.torch_threads or threads_per_worker(args.workers)
+            extra = ["--torch-threads", str(threads)]
             code = wait_workers(
                 start_workers(
                     args.workers,
@@ -101,12 +119,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                     n_trials=config.budget.n_trials,
                     artifact_dir=artifact_dir,
                     lut=lut,
-                    extra=["--timeout", str(config.budget.timeout)] if config.budget.timeout else None,
+                    extra=extra + (["--timeout", str(config.budget.timeout)] if config.budget.timeout else []),
                 )
             )
             if code != EXIT_OK:
                 return code
         else:
+            set_torch_threads(args.torch_threads)
             with TrialProgress(study, config.budget.n_trials) as progress:
                 run_study(
                     config,
@@ -115,6 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     callbacks=[progress],
                     artifact_dir=artifact_dir,
                     task=task,
+                    table=table,
                 )
     except KeyboardInterrupt:
         print("interrupted: the running trial is marked FAIL; run again to resume", file=sys.stderr)
@@ -126,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> optuna.Study:
-    return load_study(open_storage(args.storage), args.study_name)
+    return load_study(open_storage(args.storage, must_exist=True), args.study_name)
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
@@ -151,6 +171,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--seed", type=int)
     run.add_argument("--json", action="store_true", help="print the final front as JSON")
     run.add_argument("--workers", type=int, default=1, help="local worker processes sharing the budget")
+    run.add_argument(
+        "--torch-threads",
+        type=int,
+        help="torch intra-op threads of each worker (default: cores // workers with --workers K > 1, at least 1; "
+        "torch's default with one worker)",
+    )
     run.add_argument("--artifact-dir", help="where trials store ONNX models and summaries")
     run.set_defaults(func=cmd_run)
 

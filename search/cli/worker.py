@@ -24,6 +24,36 @@ from .exits import EXIT_INTERRUPTED, EXIT_OK
 from .progress import TrialProgress
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """Torch intra-op threads of each of ``workers`` processes on one host: ``cores // workers``, at least 1.
+
+    Example:
+        >>> threads_per_worker(2, cores=2), threads_per_worker(3, cores=8), threads_per_worker(4, cores=2)
+        (1, 2, 1)
+    """
+    return max(1, (available_cores() if cores is None else cores) // max(1, workers))
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """Give torch ``threads`` intra-op threads (None: leave its default); each trial records the count
+    it trained with (user attr ``torch_threads``)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UserInputError(f"--torch-threads must be at least 1 (got {threads})")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def worker_artifact_dir(args: argparse.Namespace, study: optuna.Study, url: str) -> Path | None:
     """``--artifact-dir``, else the one the study stores, else ``<study>-artifacts`` next to the storage."""
     if args.no_artifacts:
@@ -39,6 +69,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     url = args.storage or os.environ.get(STORAGE_ENV)
     if not url:
         raise UserInputError(f"no storage given; pass --storage URL or set {STORAGE_ENV}")
+    set_torch_threads(args.torch_threads)
     storage = open_storage(url, heartbeat_s=args.heartbeat, grace_s=args.grace)
     study = load_study(storage, args.study_name)
     config = config_from_study(study, args.n_trials)
@@ -89,5 +120,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--grace", type=int, help="seconds without heartbeat before a trial is retried (default 2x)")
     p.add_argument("--lut", type=Path, help="latency table file (default: measured in memory)")
+    p.add_argument(
+        "--torch-threads", type=int, help="torch intra-op threads for training (default: torch's, all cores)"
+    )
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_worker)
