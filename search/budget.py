@@ -12,13 +12,17 @@ Semantics (the same for one process and for many processes on many hosts):
   (they have their own numbers and no values) and every report counts COMPLETE trials only.
 * A trial that FAILs gives its slot back and some worker runs another trial.
 * A worker killed mid-trial (SIGKILL, power loss) stops beating; after the grace period the next
-  worker marks its trial FAIL and Optuna's `RetryHeartbeatStaleTrialCallback` re-queues it (WAITING,
-  same parameters, system attr ``failed_trial``), which the next free worker runs.
+  worker marks its trial FAIL (``fail_reason``: ``worker HOST:PID stopped sending heartbeats``) and
+  Optuna's `RetryHeartbeatStaleTrialCallback` re-queues it (WAITING, same parameters, system attr
+  ``failed_trial``), which the next free worker runs.
 
-Heartbeats exist only on RDB storages (SQLite, PostgreSQL, MySQL). On journal storages (file, Redis)
-a RUNNING trial cannot be told from a dead one, so only COMPLETE trials are counted: workers stop at
-``n_trials`` COMPLETE or slightly more (at most one extra trial per concurrently finishing worker),
-and a killed worker's trial stays RUNNING (it never counts).
+Every storage `open_storage` opens has heartbeats: Optuna's on RDB storages (SQLite, PostgreSQL,
+MySQL), a lease renewed in the trial's system attrs on journal storages (file, Redis; see
+`jointnas.search.heartbeat`). The reservation is the RUNNING trial itself, numbered by the storage
+(the journal's log order numbers trials as atomically as the RDB's study lock), so the count is exact
+on each. A storage opened without heartbeats (``heartbeat_s=None``, or plain Optuna code) cannot tell
+a RUNNING trial from a dead one, so there only COMPLETE trials are counted: workers stop at
+``n_trials`` COMPLETE or slightly more (at most one extra trial per concurrently finishing worker).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ Callback = Callable[[optuna.Study, FrozenTrial], None]
 
 
 def heartbeat_enabled(storage: BaseStorage) -> bool:
-    """Whether ``storage`` records heartbeats (RDB storages opened by `open_storage`)."""
+    """Whether ``storage`` records heartbeats (every storage `open_storage` opens, unless turned off)."""
     interval = getattr(storage, "get_heartbeat_interval", None)
     return interval is not None and interval() is not None
 
@@ -90,8 +94,13 @@ class TrialStates:
         query = sqlalchemy.select(trials.c.trial_id, trials.c.number, trials.c.state).where(
             trials.c.study_id == self.study_id, changed
         )
-        with self.rdb.engine.connect() as conn:
-            rows = conn.execute(query).all()
+
+        def read() -> list[Any]:
+            with self.rdb.engine.connect() as conn:
+                return conn.execute(query).all()
+
+        retry = getattr(self.rdb, "_retry", None)  # `ReasonRDBStorage` waits for a lost server
+        rows = retry(read) if retry is not None else read()
         for trial_id, number, state in rows:
             name = _state_name(state)
             self.watermark = max(self.watermark, trial_id)
