@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import time
 import warnings
 from pathlib import Path
 
@@ -142,6 +143,22 @@ def _journal_heartbeat(rdb: dict[str, object]) -> dict[str, object]:
     }
 
 
+#: What a first open says when another process is creating the same tables at that moment.
+_CREATE_RACE = ("already exists", "UNIQUE constraint failed", "duplicate key", "database is locked")
+
+
+def _new_rdb(url: str, engine_kwargs: dict[str, object], heartbeat: dict[str, object]) -> BaseStorage:
+    """`ReasonRDBStorage`; a first open that races another one creating the tables tries again."""
+    for attempt in range(5):
+        try:
+            return ReasonRDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        except Exception as exc:  # the other process won: its tables are there on the next try
+            if attempt == 4 or not any(text in str(exc) for text in _CREATE_RACE):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("not reached")
+
+
 def open_storage(
     url: str,
     *,
@@ -191,7 +208,7 @@ def _open(url: str, heartbeat: dict[str, object]) -> BaseStorage:
         raise UserInputError(f"storage {masked!r} is not a URL; {_HINT}")
     engine_kwargs = {"pool_pre_ping": True, **_connect_args(url)}
     try:
-        return ReasonRDBStorage(_rdb_url(url), engine_kwargs=engine_kwargs, **heartbeat)
+        return _new_rdb(_rdb_url(url), engine_kwargs, heartbeat)
     except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as its cause
         cause = exc if isinstance(exc, ModuleNotFoundError) else exc.__cause__
         raise _missing_driver(masked, getattr(cause, "name", None)) from None

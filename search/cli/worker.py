@@ -15,9 +15,8 @@ from jointnas.spaces import UserInputError
 from ..artifacts import default_artifact_dir
 from ..attrs import STUDY_ARTIFACT_DIR
 from ..config import apply_overrides
-from ..samplers import make_sampler
 from ..storage import DEFAULT_HEARTBEAT_S, mask_password, open_storage, storage_file
-from ..study import load_study, n_complete, run_study
+from ..study import load_study, n_complete, run_study, seed_sampler
 from ..tools.dashboard import save_study_notes
 from ..worker import STORAGE_ENV, config_from_study
 from .exits import EXIT_INTERRUPTED, EXIT_OK
@@ -45,11 +44,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.timeout is not None:
         config = apply_overrides(config, **{"budget.timeout": args.timeout})
     index = args.worker_index if args.worker_index is not None else os.getpid()
-    # Workers must not draw the same sequence of candidates: each seeds its sampler differently.
-    # (A trial's training seed is study.seed + trial.number, whichever worker runs it.)
-    seed = (config.study.seed + 7919 * (index + 1)) % 2**31
-    sampler = make_sampler(config.sampler.name, config.sampler.options, seed=seed, space=config.space)
-    study = optuna.load_study(study_name=args.study_name, storage=storage, sampler=sampler)
+    # Workers must not draw the same candidates as each other or as earlier runs: the seed depends on
+    # the worker index and the trials already in the study (a trial's training seed is
+    # study.seed + trial.number, whichever worker runs it).
+    seed_sampler(config, study, salt=7919 * (index + 1))
     artifact_dir = worker_artifact_dir(args, study, url)
     n = config.budget.n_trials
     print(
