@@ -39,7 +39,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from .attrs import TRIAL_SURPLUS, TRIAL_WORKER
+from .attrs import TRIAL_FAIL_REASON, TRIAL_SURPLUS, TRIAL_WORKER
 
 #: Seconds a worker sleeps while the remaining budget is held by running trials.
 POLL_S = 0.5
@@ -48,6 +48,20 @@ POLL_S = 0.5
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached a worker (its parent died, or a scheduler stops it): handled like Ctrl-C."""
+
+
+def interrupt_reason(exc: BaseException) -> str:
+    """The ``fail_reason`` of a trial stopped by Ctrl-C or SIGTERM."""
+    return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler: raise `Terminated` where the worker is, so its trial is marked FAIL."""
+    raise Terminated
 
 
 def heartbeat_enabled(storage: BaseStorage) -> bool:
@@ -175,9 +189,9 @@ class _Guarded:
     def __call__(self, trial: optuna.Trial) -> Any:
         try:
             return self._run(trial)
-        except KeyboardInterrupt:  # wherever Ctrl-C lands, the FAILed trial says why
-            if "fail_reason" not in trial.user_attrs:
-                trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+        except KeyboardInterrupt as exc:  # wherever Ctrl-C (or SIGTERM) lands, the FAILed trial says why
+            if TRIAL_FAIL_REASON not in trial.user_attrs:
+                trial.set_user_attr(TRIAL_FAIL_REASON, interrupt_reason(exc))
             raise
 
     def _run(self, trial: optuna.Trial) -> Any:
@@ -271,9 +285,12 @@ def run_trials(
 
 __all__ = [
     "POLL_S",
+    "Terminated",
     "TrialStates",
     "budget_counts",
     "heartbeat_enabled",
+    "interrupt_reason",
+    "raise_terminated",
     "run_trials",
     "state_counter",
 ]
