@@ -24,18 +24,29 @@ STUDY_N_TRIALS = "jointnas:n_trials"
 STUDY_ARTIFACT_DIR = "jointnas:artifact_dir"
 """Folder of the study's artifact store (trial models, supernets)."""
 
+STUDY_SAMPLER_SEED = "jointnas:sampler_seed:"
+"""Prefix of the study user attrs recording each run's or worker's sampler seed:
+``jointnas:sampler_seed:<trials already in the study>:<host:pid>`` = the seed (`study.sampler_seed`)."""
+
 TRIAL_SURPLUS = "jointnas:surplus"
 """Set on a trial claimed after the budget was already reached (pruned before it ran)."""
 TRIAL_WORKER = "worker"
 """The worker (``host:pid``) that ran a trial; every trial records it, surplus ones too."""
+TRIAL_FAIL_REASON = "fail_reason"
+"""Why a trial FAILed (diverged, out of memory, interrupted, its worker stopped sending heartbeats)."""
+TRIAL_LEASE = "jointnas:lease"
+"""Trial system attr on journal storages: the ``time.time()`` its worker last renewed it (heartbeat)."""
 
 __all__ = [
     "STUDY_ARTIFACT_DIR",
     "STUDY_CONFIG",
     "STUDY_CONFIG_HASH",
     "STUDY_N_TRIALS",
+    "STUDY_SAMPLER_SEED",
     "STUDY_SEED",
     "STUDY_VERSIONS",
+    "TRIAL_FAIL_REASON",
+    "TRIAL_LEASE",
     "TRIAL_SURPLUS",
     "TRIAL_WORKER",
 ]

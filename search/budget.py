@@ -12,13 +12,17 @@ Semantics (the same for one process and for many processes on many hosts):
   (they have their own numbers and no values) and every report counts COMPLETE trials only.
 * A trial that FAILs gives its slot back and some worker runs another trial.
 * A worker killed mid-trial (SIGKILL, power loss) stops beating; after the grace period the next
-  worker marks its trial FAIL and Optuna's `RetryHeartbeatStaleTrialCallback` re-queues it (WAITING,
-  same parameters, system attr ``failed_trial``), which the next free worker runs.
+  worker marks its trial FAIL (``fail_reason``: ``worker HOST:PID stopped sending heartbeats``) and
+  Optuna's `RetryHeartbeatStaleTrialCallback` re-queues it (WAITING, same parameters, system attr
+  ``failed_trial``), which the next free worker runs.
 
-Heartbeats exist only on RDB storages (SQLite, PostgreSQL, MySQL). On journal storages (file, Redis)
-a RUNNING trial cannot be told from a dead one, so only COMPLETE trials are counted: workers stop at
-``n_trials`` COMPLETE or slightly more (at most one extra trial per concurrently finishing worker),
-and a killed worker's trial stays RUNNING (it never counts).
+Every storage `open_storage` opens has heartbeats: Optuna's on RDB storages (SQLite, PostgreSQL,
+MySQL), a lease renewed in the trial's system attrs on journal storages (file, Redis; see
+`jointnas.search.heartbeat`). The reservation is the RUNNING trial itself, numbered by the storage
+(the journal's log order numbers trials as atomically as the RDB's study lock), so the count is exact
+on each. A storage opened without heartbeats (``heartbeat_s=None``, or plain Optuna code) cannot tell
+a RUNNING trial from a dead one, so there only COMPLETE trials are counted: workers stop at
+``n_trials`` COMPLETE or slightly more (at most one extra trial per concurrently finishing worker).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from .attrs import TRIAL_SURPLUS, TRIAL_WORKER
+from .attrs import TRIAL_FAIL_REASON, TRIAL_SURPLUS, TRIAL_WORKER
 
 #: Seconds a worker sleeps while the remaining budget is held by running trials.
 POLL_S = 0.5
@@ -46,8 +50,22 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached a worker (its parent died, or a scheduler stops it): handled like Ctrl-C."""
+
+
+def interrupt_reason(exc: BaseException) -> str:
+    """The ``fail_reason`` of a trial stopped by Ctrl-C or SIGTERM."""
+    return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler: raise `Terminated` where the worker is, so its trial is marked FAIL."""
+    raise Terminated
+
+
 def heartbeat_enabled(storage: BaseStorage) -> bool:
-    """Whether ``storage`` records heartbeats (RDB storages opened by `open_storage`)."""
+    """Whether ``storage`` records heartbeats (every storage `open_storage` opens, unless turned off)."""
     interval = getattr(storage, "get_heartbeat_interval", None)
     return interval is not None and interval() is not None
 
@@ -90,8 +108,13 @@ class TrialStates:
         query = sqlalchemy.select(trials.c.trial_id, trials.c.number, trials.c.state).where(
             trials.c.study_id == self.study_id, changed
         )
-        with self.rdb.engine.connect() as conn:
-            rows = conn.execute(query).all()
+
+        def read() -> list[Any]:
+            with self.rdb.engine.connect() as conn:
+                return conn.execute(query).all()
+
+        retry = getattr(self.rdb, "_retry", None)  # `ReasonRDBStorage` waits for a lost server
+        rows = retry(read) if retry is not None else read()
         for trial_id, number, state in rows:
             name = _state_name(state)
             self.watermark = max(self.watermark, trial_id)
@@ -166,9 +189,9 @@ class _Guarded:
     def __call__(self, trial: optuna.Trial) -> Any:
         try:
             return self._run(trial)
-        except KeyboardInterrupt:  # wherever Ctrl-C lands, the FAILed trial says why
-            if "fail_reason" not in trial.user_attrs:
-                trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+        except KeyboardInterrupt as exc:  # wherever Ctrl-C (or SIGTERM) lands, the FAILed trial says why
+            if TRIAL_FAIL_REASON not in trial.user_attrs:
+                trial.set_user_attr(TRIAL_FAIL_REASON, interrupt_reason(exc))
             raise
 
     def _run(self, trial: optuna.Trial) -> Any:
@@ -262,9 +285,12 @@ def run_trials(
 
 __all__ = [
     "POLL_S",
+    "Terminated",
     "TrialStates",
     "budget_counts",
     "heartbeat_enabled",
+    "interrupt_reason",
+    "raise_terminated",
     "run_trials",
     "state_counter",
 ]

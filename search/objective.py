@@ -14,6 +14,7 @@ from jointnas.devices import LatencyTable
 from jointnas.objectives import Evaluation, TaskData, evaluate_candidate
 from jointnas.spaces import sample_candidate
 
+from .budget import interrupt_reason
 from .config import StudyConfig
 
 
@@ -73,8 +74,8 @@ class Objective:
         except (torch.OutOfMemoryError, MemoryError) as exc:
             trial.set_user_attr("fail_reason", f"out of memory: {str(exc).splitlines()[0] if str(exc) else ''}")
             raise TrialFailed("out of memory") from None
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+        except KeyboardInterrupt as exc:
+            trial.set_user_attr("fail_reason", interrupt_reason(exc))
             raise
         self.last_evaluation = ev
         for key, value in ev.attrs.items():

@@ -11,9 +11,11 @@ URL forms (all Optuna storages; jointnas writes none of its own):
 ``redis://HOST:PORT/DB``        `JournalStorage` + `JournalRedisBackend` (``pip install jointnas[redis]``)
 ==============================  ===============================================================
 
-RDB storages get Optuna's heartbeat: a RUNNING trial whose worker stopped beating for ``grace_s``
-seconds is marked FAIL by the next worker and re-queued once more (up to ``max_retry`` times) by
-`optuna.storages.RetryHeartbeatStaleTrialCallback`. Journal storages have no heartbeat in Optuna.
+Every storage gets a heartbeat: Optuna's on RDB storages, a lease in the trial's system attrs on
+journal storages (`jointnas.search.heartbeat`). A RUNNING trial whose worker stopped beating for
+``grace_s`` seconds is marked FAIL (``fail_reason`` names the worker) by the next worker and
+re-queued (up to ``max_retry`` times) by `optuna.storages.RetryHeartbeatStaleTrialCallback`.
+A call that lost its connection is retried for ``reconnect_s`` seconds, then `StorageLost`.
 Every error is one line (`UserInputError`) with the password masked.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,8 @@ from optuna.storages import BaseStorage
 
 from jointnas.spaces import UserInputError
 
+from .heartbeat import DEFAULT_RECONNECT_S, JournalHeartbeatStorage, ReasonRDBStorage
+
 # The userinfo password of a URL in free text: everything after ``user:`` up to the last ``@`` of the
 # token that a host follows (a password may hold ``@`` and ``/``); ``password=`` query parameters.
 _USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>\S*)(?P<tail>@)(?=[\w\[])")
@@ -41,7 +46,7 @@ _QUERY_PASSWORD = re.compile(r"(?P<head>[?&;]password=)(?P<pw>[^&\s]*)", re.IGNO
 _SECRETS: set[str] = set()
 _SHORTEST_SECRET = 3  # shorter ones are masked only where they sit in a URL (else "***" would be everywhere)
 
-#: Seconds between heartbeats of a running trial (RDB storages).
+#: Seconds between heartbeats of a running trial (every storage).
 DEFAULT_HEARTBEAT_S = 10
 #: Seconds to wait for a database server before giving up with an error.
 CONNECT_TIMEOUT_S = 10
@@ -209,19 +214,55 @@ def _missing_driver(masked: str, name: str | None) -> UserInputError:
     return UserInputError(f"cannot open storage {masked}: driver {name!r} is not installed; pip install {pkg}")
 
 
-def _open_redis(url: str, masked: str) -> BaseStorage:
+def _open_redis(url: str, masked: str, heartbeat: dict[str, object]) -> BaseStorage:
     try:
         import redis  # noqa: F401  (checked here so a missing driver is one clear line)
     except ImportError:
         raise _missing_driver(masked, "redis") from None
-    from optuna.storages.journal import JournalRedisBackend, JournalStorage
+    from optuna.storages.journal import JournalRedisBackend
 
     backend = JournalRedisBackend(url)
     try:
         backend._redis.ping()  # Optuna connects lazily; fail here, in one line, not mid-trial
     except Exception as exc:
         raise UserInputError(f"cannot open storage {masked}: {_first_line(exc)}") from None
-    return JournalStorage(backend)
+    return JournalHeartbeatStorage(backend, **heartbeat)
+
+
+def _heartbeat(heartbeat_s: int | None, grace_s: int | None, max_retry: int | None) -> dict[str, object]:
+    """Heartbeat settings in Optuna's RDBStorage keywords; empty when heartbeats are off."""
+    if heartbeat_s is None:
+        return {}
+    return {
+        "heartbeat_interval": int(heartbeat_s),
+        "grace_period": int(grace_s) if grace_s is not None else None,
+        "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+    }
+
+
+def _journal_heartbeat(rdb: dict[str, object]) -> dict[str, object]:
+    """`_heartbeat`'s settings as `JournalHeartbeatStorage` keywords."""
+    return {
+        "heartbeat_s": rdb.get("heartbeat_interval"),
+        "grace_s": rdb.get("grace_period"),
+        "stale_callback": rdb.get("heartbeat_stale_trial_callback"),
+    }
+
+
+#: What a first open says when another process is creating the same tables at that moment.
+_CREATE_RACE = ("already exists", "UNIQUE constraint failed", "duplicate key", "database is locked")
+
+
+def _new_rdb(url: str, engine_kwargs: dict[str, object], heartbeat: dict[str, object]) -> BaseStorage:
+    """`ReasonRDBStorage`; a first open that races another one creating the tables tries again."""
+    for attempt in range(5):
+        try:
+            return ReasonRDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        except Exception as exc:  # the other process won: its tables are there on the next try
+            if attempt == 4 or not any(text in str(exc) for text in _CREATE_RACE):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("not reached")
 
 
 def open_storage(
@@ -231,16 +272,18 @@ def open_storage(
     grace_s: int | None = None,
     max_retry: int | None = DEFAULT_MAX_RETRY,
     must_exist: bool = False,
+    reconnect_s: float = DEFAULT_RECONNECT_S,
 ) -> BaseStorage:
     """Open ``url`` as an Optuna storage, or raise `UserInputError` naming the problem.
 
     Args:
         url: a storage URL (see the module docstring).
-        heartbeat_s: seconds between heartbeats of RUNNING trials (RDB only); None disables them.
+        heartbeat_s: seconds between heartbeats of RUNNING trials; None disables them.
         grace_s: seconds without a heartbeat after which a trial is stale (default ``2 * heartbeat_s``).
         max_retry: how many times a stale trial is re-queued (None: without limit).
         must_exist: refuse an SQLite or journal file that does not exist instead of creating it (the
             commands that only read a study: ``pareto``, ``trials``, ``report``, ``export``, ``dashboard``).
+        reconnect_s: seconds a call that lost its connection is retried before `StorageLost`.
     """
     remember_secrets(url)
     path = storage_file(url)
@@ -252,34 +295,31 @@ def open_storage(
     with warnings.catch_warnings():
         # Heartbeats, the retry callback and the Redis backend are "experimental" in Optuna 5.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _open(url, heartbeat_s, grace_s, max_retry)
+        storage = _open(url, _heartbeat(heartbeat_s, grace_s, max_retry))
+    storage.reconnect_s = reconnect_s
+    storage.masked_url = mask_password(url)
+    storage.describe = _first_line
+    return storage
 
 
-def _open(url: str, heartbeat_s: int | None, grace_s: int | None, max_retry: int | None) -> BaseStorage:
+def _open(url: str, heartbeat: dict[str, object]) -> BaseStorage:
     masked = mask_password(url)
     check_storage_folder(url)
     journal = journal_path(url)
     if journal is not None:
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        from optuna.storages.journal import JournalFileBackend
 
         try:
-            return JournalStorage(JournalFileBackend(str(journal)))
+            return JournalHeartbeatStorage(JournalFileBackend(str(journal)), **_journal_heartbeat(heartbeat))
         except OSError as exc:
             raise UserInputError(f"cannot open storage {masked}: {exc.strerror}") from None
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return _open_redis(url, masked)
+        return _open_redis(url, masked, _journal_heartbeat(heartbeat))
     if "://" not in url:
         raise UserInputError(f"storage {masked!r} is not a URL; {_HINT}")
-    heartbeat = {}
-    if heartbeat_s is not None:
-        heartbeat = {
-            "heartbeat_interval": int(heartbeat_s),
-            "grace_period": int(grace_s) if grace_s is not None else None,
-            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-        }
     engine_kwargs = {"pool_pre_ping": True, **_connect_args(url)}
     try:
-        return optuna.storages.RDBStorage(_rdb_url(url), engine_kwargs=engine_kwargs, **heartbeat)
+        return _new_rdb(_rdb_url(url), engine_kwargs, heartbeat)
     except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as its cause
         cause = exc if isinstance(exc, ModuleNotFoundError) else exc.__cause__
         raise _missing_driver(masked, getattr(cause, "name", None)) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import platform
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +19,8 @@ from jointnas.objectives import TaskData, load_task
 from jointnas.spaces import UserInputError
 
 from .artifacts import ArtifactUploader, open_artifact_store
-from .attrs import STUDY_CONFIG, STUDY_CONFIG_HASH, STUDY_SEED, STUDY_VERSIONS
-from .budget import run_trials
+from .attrs import STUDY_CONFIG, STUDY_CONFIG_HASH, STUDY_SAMPLER_SEED, STUDY_SEED, STUDY_VERSIONS
+from .budget import WORKER_ID, run_trials
 from .config import StudyConfig, diff_configs
 from .objective import Objective, TrialFailed
 from .samplers import make_sampler
@@ -86,20 +87,37 @@ def load_study(storage: Any, study_name: str) -> optuna.Study:
         ) from None
 
 
+def seed_sampler(config: StudyConfig, study: optuna.Study, salt: int = 0) -> int:
+    """Give ``study`` the config's sampler, seeded to continue the study rather than start it over.
+
+    The seed is ``seed + salt + N`` with N the trials already in the study (any state), so a fresh
+    study draws what its seed says, while a resumed run (or a worker: ``salt`` per worker index) does
+    not draw the first run's candidates again. Recorded as study user attr
+    ``jointnas:sampler_seed:N:HOST:PID``. Returns the seed.
+    """
+    n = len(study.get_trials(deepcopy=False))
+    seed = (config.study.seed + salt + n) % 2**31
+    study.sampler = make_sampler(config.sampler.name, config.sampler.options, seed=seed, space=config.space)
+    study.set_user_attr(f"{STUDY_SAMPLER_SEED}{n}:{WORKER_ID}", seed)
+    return seed
+
+
 def create_or_resume(config: StudyConfig, storage_url: str) -> optuna.Study:
     """Open the study named in ``config``, creating it with its definition, or check it on resume.
 
     A stored config that differs from ``config`` (apart from storage and budget) is refused with the
-    differing keys, before anything is written.
+    differing keys, before anything is written. The sampler is seeded by `seed_sampler`. Two first
+    runs started together create the study once: the slower one loads it.
     """
     # The sampler's options first: a refused option must not leave an SQLite file behind.
-    sampler = make_sampler(config.sampler.name, config.sampler.options, seed=config.study.seed, space=config.space)
+    make_sampler(config.sampler.name, config.sampler.options, seed=config.study.seed, space=config.space)
     storage = open_storage(storage_url)
     name = config.study.name
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
-    if name in existing:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-        stored = study.user_attrs.get(STUDY_CONFIG)
+    study = None if name in existing else _create(config, storage)
+    if study is None:
+        study = optuna.load_study(study_name=name, storage=storage)
+        stored = _stored_config(study)
         if stored is None:
             raise UserInputError(f"study {name!r} exists but was not made by jointnas; pick another name")
         if study.user_attrs.get(STUDY_CONFIG_HASH) != config.config_hash():
@@ -109,15 +127,37 @@ def create_or_resume(config: StudyConfig, storage_url: str) -> optuna.Study:
                 f"config differs from the one stored in study {name!r} ({shown}); "
                 "use a new [study] name or restore the stored values"
             )
-        return study
-    study = optuna.create_study(
-        storage=storage, sampler=sampler, study_name=name, directions=config.objectives.directions
-    )
+    seed_sampler(config, study)
+    return study
+
+
+#: Seconds a run that lost the race to create a study waits for the winner to store its config.
+CREATE_WAIT_S = 10.0
+
+
+def _stored_config(study: optuna.Study) -> dict[str, Any] | None:
+    """The study's stored config; an empty study without one may be one another run is creating."""
+    deadline = time.monotonic() + CREATE_WAIT_S
+    while True:
+        stored = study._storage.get_study_user_attrs(study._study_id).get(STUDY_CONFIG)
+        if stored is not None or study.get_trials(deepcopy=False) or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.2)
+
+
+def _create(config: StudyConfig, storage: Any) -> optuna.Study | None:
+    """Create the study with its definition; None if another process created it first."""
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=config.study.name, directions=config.objectives.directions
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(config.objectives.metrics))
-    study.set_user_attr(STUDY_CONFIG, config.canonical())
     study.set_user_attr(STUDY_CONFIG_HASH, config.config_hash())
+    study.set_user_attr(STUDY_CONFIG, config.canonical())  # last: a loser of the race waits for it
     study.set_user_attr(STUDY_SEED, config.study.seed)
     study.set_user_attr(STUDY_VERSIONS, versions())
     return study
@@ -196,6 +236,7 @@ __all__ = [
     "n_complete",
     "resolve_storage",
     "run_study",
+    "seed_sampler",
     "trial_record",
     "versions",
 ]

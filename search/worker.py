@@ -9,11 +9,13 @@ reproduce or that another jointnas version made.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -99,12 +101,55 @@ def start_workers(
     cmd += extra or []
     env = dict(os.environ, **{STORAGE_ENV: storage_url})
     # Own sessions: a terminal's Ctrl-C reaches only this process, which passes it on exactly once
-    # (`wait_workers`), so no worker is interrupted twice while it marks its trial.
-    return [subprocess.Popen([*cmd, "--worker-index", str(i)], env=env, start_new_session=True) for i in range(k)]
+    # (`wait_workers`), so no worker is interrupted twice while it marks its trial. If this process
+    # dies (SIGKILL too), the kernel sends each worker SIGTERM (`die_with_parent`).
+    return [
+        subprocess.Popen(
+            [*cmd, "--worker-index", str(i)], env=env, start_new_session=True, preexec_fn=die_with_parent()
+        )
+        for i in range(k)
+    ]
+
+
+#: ``prctl`` option: the signal the kernel sends a process when its parent dies (Linux).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` after which the child gets ``sig`` when this process dies; None off Linux.
+
+    The child handles SIGTERM like Ctrl-C (`jointnas worker` marks its trial FAIL with
+    ``fail_reason = "terminated (SIGTERM)"``), so killing the parent, even with SIGKILL, stops its
+    workers instead of leaving them orphaned in their own sessions.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+
+    def set_signal() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), sig)
+
+    return set_signal
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def wait_workers(procs: list[subprocess.Popen[bytes]]) -> int:
-    """Wait for all workers; on Ctrl-C pass SIGINT on (each marks its trial) and return 130."""
+    """Wait for all workers; on Ctrl-C pass SIGINT on (each marks its trial) and return 130.
+
+    A worker that died abnormally is named on stderr (its running trial is retried by the others
+    after the grace period) and the exit code is non-zero: its own, or 128 + the signal that killed it.
+    """
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.2)
@@ -116,12 +161,19 @@ def wait_workers(procs: list[subprocess.Popen[bytes]]) -> int:
             p.wait()
         return 130
     codes = [p.returncode for p in procs]
-    return 130 if 130 in codes else max(codes)
+    if 130 in codes:
+        return 130
+    for i, p in enumerate(procs):
+        if p.returncode != 0:
+            print(f"worker {i} (pid {p.pid}) {_describe_exit(p.returncode)}", file=sys.stderr)
+    bad = [c if c > 0 else 128 - c for c in codes if c != 0]
+    return max(bad, default=0)
 
 
 __all__ = [
     "STORAGE_ENV",
     "config_from_study",
+    "die_with_parent",
     "record_run",
     "run_artifact_dir",
     "start_workers",

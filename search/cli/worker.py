@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -14,10 +15,11 @@ from jointnas.spaces import UserInputError
 
 from ..artifacts import default_artifact_dir
 from ..attrs import STUDY_ARTIFACT_DIR
+from ..budget import interrupt_reason, raise_terminated
 from ..config import apply_overrides
-from ..samplers import make_sampler
+from ..heartbeat import DEFAULT_RECONNECT_S
 from ..storage import DEFAULT_HEARTBEAT_S, mask_password, open_storage, storage_file
-from ..study import load_study, n_complete, run_study
+from ..study import load_study, n_complete, run_study, seed_sampler
 from ..tools.dashboard import save_study_notes
 from ..worker import STORAGE_ENV, config_from_study
 from .exits import EXIT_INTERRUPTED, EXIT_OK
@@ -70,17 +72,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not url:
         raise UserInputError(f"no storage given; pass --storage URL or set {STORAGE_ENV}")
     set_torch_threads(args.torch_threads)
-    storage = open_storage(url, heartbeat_s=args.heartbeat, grace_s=args.grace)
+    storage = open_storage(url, heartbeat_s=args.heartbeat, grace_s=args.grace, reconnect_s=args.reconnect)
     study = load_study(storage, args.study_name)
     config = config_from_study(study, args.n_trials)
     if args.timeout is not None:
         config = apply_overrides(config, **{"budget.timeout": args.timeout})
     index = args.worker_index if args.worker_index is not None else os.getpid()
-    # Workers must not draw the same sequence of candidates: each seeds its sampler differently.
-    # (A trial's training seed is study.seed + trial.number, whichever worker runs it.)
-    seed = (config.study.seed + 7919 * (index + 1)) % 2**31
-    sampler = make_sampler(config.sampler.name, config.sampler.options, seed=seed, space=config.space)
-    study = optuna.load_study(study_name=args.study_name, storage=storage, sampler=sampler)
+    # Workers must not draw the same candidates as each other or as earlier runs: the seed depends on
+    # the worker index and the trials already in the study (a trial's training seed is
+    # study.seed + trial.number, whichever worker runs it).
+    seed_sampler(config, study, salt=7919 * (index + 1))
     artifact_dir = worker_artifact_dir(args, study, url)
     n = config.budget.n_trials
     print(
@@ -89,12 +90,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     started = time.perf_counter()
+    # SIGTERM (the parent died, a scheduler stops this worker) is handled like Ctrl-C: the trial is marked.
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         with TrialProgress(study, n) as progress:
             run_study(config, study, config_path=None, callbacks=[progress], artifact_dir=artifact_dir, lut=args.lut)
-    except KeyboardInterrupt:
-        print("interrupted: the running trial is marked FAIL; start the worker again to go on", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        reason = interrupt_reason(exc)
+        print(f"{reason}: the running trial is marked FAIL; start the worker again to go on", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     save_study_notes(study)  # the Pareto plot and summary note optuna-dashboard shows
     print(
         f"worker {index} done: study holds {n_complete(study)}/{n} COMPLETE trials "
@@ -116,9 +122,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artifact-dir", help="artifact directory (default: the study's, else next to the storage)")
     p.add_argument("--no-artifacts", action="store_true", help="do not upload ONNX models and summaries")
     p.add_argument(
-        "--heartbeat", type=int, default=DEFAULT_HEARTBEAT_S, help="seconds between heartbeats (RDB storages)"
+        "--heartbeat", type=int, default=DEFAULT_HEARTBEAT_S, help="seconds between heartbeats (every storage)"
     )
     p.add_argument("--grace", type=int, help="seconds without heartbeat before a trial is retried (default 2x)")
+    p.add_argument(
+        "--reconnect",
+        type=float,
+        default=DEFAULT_RECONNECT_S,
+        help="seconds to wait for a storage that dropped its connection before exiting with code 2",
+    )
     p.add_argument("--lut", type=Path, help="latency table file (default: measured in memory)")
     p.add_argument(
         "--torch-threads", type=int, help="torch intra-op threads for training (default: torch's, all cores)"

@@ -3,7 +3,8 @@ sleeping objective, without importing torch (so a process starts in about a seco
 
     python tests/search_tests/_sleep_worker.py URL STUDY N_TRIALS TRIAL_S[cpu] [HEARTBEAT_S GRACE_S]
 
-URL is an SQLAlchemy URL (RDB storage with heartbeats) or ``journal:///PATH`` (journal file).
+URL is an SQLAlchemy URL (RDB storage, Optuna's own class) or ``journal:///PATH`` / ``redis://…``
+(journal storages, opened by `open_storage`: with HEARTBEAT_S they renew a lease, as ``jointnas worker`` does).
 With ``JOINTNAS_START_AT`` (a `time.time()` value) in the environment the worker, once loaded, waits
 until then before its first trial, so benchmarked workers start together. Prints one line
 ``done COMPLETE`` on success.
@@ -23,10 +24,10 @@ from jointnas.search.budget import run_trials  # no torch: the packages export l
 
 def storage(url: str, heartbeat_s: int | None, grace_s: int | None) -> optuna.storages.BaseStorage:
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-    if url.startswith("journal://"):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+    if url.startswith(("journal://", "redis://")):
+        from jointnas.search.storage import open_storage
 
-        return JournalStorage(JournalFileBackend(url[len("journal://") :]))
+        return open_storage(url, heartbeat_s=heartbeat_s, grace_s=grace_s)
     kwargs = {}
     if heartbeat_s:
         kwargs = {

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import optuna
@@ -24,7 +23,7 @@ from jointnas.search.attrs import TRIAL_SURPLUS, TRIAL_WORKER
 from jointnas.search.budget import _Guarded, run_trials
 from jointnas.search.storage import open_storage
 
-from ._distributed import PG_URL, service_or_skip, unique
+from ._distributed import PG_URL, REDIS_URL, service_or_skip, unique
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 
@@ -96,8 +95,7 @@ def test_workers_wait_for_running_trials_then_stop_at_exactly_the_budget(tmp_pat
     assert states == {TrialState.COMPLETE: 2, TrialState.FAIL: 1}
 
 
-def _wait_for_running_trial_of(url: str, study_name: str, pid: int, timeout: float) -> int:
-    storage = optuna.storages.RDBStorage(url)
+def _wait_for_running_trial_of(storage, study_name: str, pid: int, timeout: float) -> int:
     deadline = time.time() + timeout
     while time.time() < deadline:
         for t in optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False):
@@ -107,52 +105,65 @@ def _wait_for_running_trial_of(url: str, study_name: str, pid: int, timeout: flo
     raise AssertionError(f"worker {pid} never ran a trial")
 
 
-def test_sigkill_mid_trial_on_postgres_then_resume_gives_exact_budget_no_duplicates():
-    service_or_skip(PG_URL)
+def _kill_url(kind: str, tmp_path: Path) -> str:
+    url = {"postgres": PG_DRIVER_URL, "journal": f"journal://{tmp_path / 'kill.log'}", "redis": REDIS_URL}[kind]
+    if kind != "journal":
+        service_or_skip(url)
+    return url
+
+
+@pytest.mark.parametrize("kind", ["postgres", "journal", "redis"])
+def test_sigkill_mid_trial_then_resume_gives_exact_budget_no_duplicates(tmp_path, kind):
+    """3 workers, one SIGKILLed mid-trial, a fresh one started: exact budget on every storage."""
+    url = _kill_url(kind, tmp_path)
     name, budget = unique("kill"), 8
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        optuna.create_study(study_name=name, storage=PG_DRIVER_URL)
-    procs = [_sleep_worker(PG_DRIVER_URL, name, budget, 1.0, 1, 2) for _ in range(3)]
+    storage = open_storage(url, heartbeat_s=None)
+    optuna.create_study(study_name=name, storage=storage)
+    procs = [_sleep_worker(url, name, budget, 1.0, 1, 2) for _ in range(3)]
     try:
-        killed = _wait_for_running_trial_of(PG_DRIVER_URL, name, procs[0].pid, timeout=30)
+        killed = _wait_for_running_trial_of(storage, name, procs[0].pid, timeout=60)
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(timeout=10)
-        procs.append(_sleep_worker(PG_DRIVER_URL, name, budget, 1.0, 1, 2))  # resume: a fresh worker
+        procs.append(_sleep_worker(url, name, budget, 1.0, 1, 2))  # resume: a fresh worker
         for p in procs[1:]:
-            out, err = p.communicate(timeout=60)
+            out, err = p.communicate(timeout=120)
             assert p.returncode == 0 and out.strip() == f"done {budget}", err
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    trials = optuna.load_study(study_name=name, storage=PG_DRIVER_URL).get_trials()
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     states = collections.Counter(t.state for t in trials)
     assert states[TrialState.COMPLETE] == budget and states[TrialState.RUNNING] == 0
     assert len({t.number for t in trials}) == len(trials)
-    assert next(t for t in trials if t.number == killed).state == TrialState.FAIL
+    victim = next(t for t in trials if t.number == killed)
+    assert victim.state == TrialState.FAIL
+    if kind != "postgres":  # the light worker opens PostgreSQL with Optuna's own class (no reasons)
+        reason = f"worker {victim.user_attrs[TRIAL_WORKER]} stopped sending heartbeats"
+        assert victim.user_attrs["fail_reason"] == reason
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
     assert [t.state for t in retried] == [TrialState.COMPLETE]
+    assert retried[0].params == victim.params  # the killed trial's parameters, retried once
     origins = [t.system_attrs.get("failed_trial", t.number) for t in trials if t.state == TrialState.COMPLETE]
     assert len(origins) == len(set(origins))  # a retried trial counts once
-    optuna.delete_study(study_name=name, storage=PG_DRIVER_URL)
+    optuna.delete_study(study_name=name, storage=storage)
 
 
-def test_two_processes_on_a_journal_file_share_the_budget(tmp_path):
-    url, name, budget = f"journal://{tmp_path / 'study.log'}", unique("journal"), 6
+@pytest.mark.parametrize("kind", ["journal", "redis"])
+def test_two_processes_on_a_journal_storage_stop_at_exactly_the_budget(tmp_path, kind):
+    url, name, budget = _kill_url(kind, tmp_path), unique("journal"), 6
     storage = open_storage(url)
     optuna.create_study(study_name=name, storage=storage)
     # Both start their first trial at the same moment (a loaded machine may take seconds to import optuna).
     start_at = time.time() + 10
-    procs = [_sleep_worker(url, name, budget, 0.3, start_at=start_at) for _ in range(2)]
+    procs = [_sleep_worker(url, name, budget, 0.3, 1, 5, start_at=start_at) for _ in range(2)]
     for p in procs:
         out, err = p.communicate(timeout=90)
         assert p.returncode == 0, err
-    trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     states = collections.Counter(t.state for t in trials)
-    # No heartbeats on journal storages: at most one extra trial per concurrently finishing worker.
-    assert budget <= states[TrialState.COMPLETE] <= budget + 1
-    assert states[TrialState.RUNNING] == 0
+    # Leases make RUNNING trials claims, as on RDB: exactly the budget, never a surplus COMPLETE.
+    assert states[TrialState.COMPLETE] == budget and states[TrialState.RUNNING] == 0
     # Any other trial is surplus: pruned before it ran, and it names the worker that created it.
     surplus = [t for t in trials if t.state != TrialState.COMPLETE]
     assert all(t.state == TrialState.PRUNED and t.user_attrs[TRIAL_SURPLUS] for t in surplus)
@@ -160,6 +171,22 @@ def test_two_processes_on_a_journal_file_share_the_budget(tmp_path):
     assert len({t.number for t in trials}) == len(trials)
     completed_by = {t.user_attrs[TRIAL_WORKER] for t in trials if t.state == TrialState.COMPLETE}
     assert len(completed_by) == 2  # both processes ran trials
+    assert all(isinstance(t.system_attrs["jointnas:lease"], float) for t in trials)  # each renewed its lease
+
+
+def test_without_heartbeats_a_journal_counts_complete_trials_only(tmp_path):
+    """Plain Optuna processes (no lease) on a journal: RUNNING trials cannot be claims, the budget is loose."""
+    url, name, budget = f"journal://{tmp_path / 'loose.log'}", unique("loose"), 4
+    optuna.create_study(study_name=name, storage=open_storage(url))
+    start_at = time.time() + 10
+    procs = [_sleep_worker(url, name, budget, 0.3, start_at=start_at) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=90)
+        assert p.returncode == 0, err
+    trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
+    states = collections.Counter(t.state for t in trials)
+    assert budget <= states[TrialState.COMPLETE] <= budget + 1 and states[TrialState.RUNNING] == 0
+    assert not any("jointnas:lease" in t.system_attrs for t in trials)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])

@@ -75,3 +75,56 @@ def test_sigkill_one_of_three_workers_then_resume_reaches_exact_budget(tmp_path)
     origins = [t.system_attrs.get("failed_trial", t.number) for t in trials if t.state == TrialState.COMPLETE]
     assert len(origins) == len(set(origins))
     optuna.delete_study(study_name=name, storage=open_storage(PG_URL, heartbeat_s=None))
+
+
+def test_a_resumed_study_continues_its_sampler_and_repeats_no_parameters(tmp_path, capsys):
+    from jointnas.search.attrs import STUDY_SAMPLER_SEED
+    from jointnas.search.cli import main
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    cfg = make_config(tmp_path, unique("resume"), url)
+    assert main(["run", str(cfg), "--n-trials", "2"]) == 0
+    assert main(["run", str(cfg), "--n-trials", "6"]) == 0
+    capsys.readouterr()
+    (summary,) = optuna.get_all_study_summaries(open_storage(url))
+    study = optuna.load_study(study_name=summary.study_name, storage=open_storage(url))
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 6
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == 6  # the resume drew new candidates
+    seeds = {k: v for k, v in study.user_attrs.items() if k.startswith(STUDY_SAMPLER_SEED)}
+    # seed 0 + trials already in the study: 0 for the first run, 2 for the resume
+    assert sorted((int(k.split(":")[2]), v) for k, v in seeds.items()) == [(0, 0), (2, 2)]
+
+
+_RACER = """
+import sys, time
+from jointnas.search.config import load_config
+from jointnas.search.study import create_or_resume
+config = load_config(sys.argv[1])
+time.sleep(max(0.0, float(sys.argv[3]) - time.time()))
+study = create_or_resume(config, sys.argv[2])
+print(study.study_name, study.user_attrs["jointnas:config_hash"] == config.config_hash())
+"""
+
+
+def test_first_runs_started_together_on_one_sqlite_file_create_the_study_once(tmp_path):
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    name = unique("race")
+    cfg = make_config(tmp_path, name, url)
+    start_at = str(time.time() + 8)  # after every process has imported jointnas
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, str(cfg), url, start_at],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.split() == [name, "True"], err[-2000:]
+    assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(url))] == [name]

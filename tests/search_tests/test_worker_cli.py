@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -153,3 +154,60 @@ def test_ctrl_c_on_run_with_workers_marks_their_trials_and_exits_130(tmp_path):
     trials = optuna.load_study(study_name=name, storage=open_storage(url)).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
     assert all(t.user_attrs["fail_reason"] == "interrupted (Ctrl-C)" for t in trials)
+
+
+def test_wait_workers_names_a_worker_that_died_and_exits_non_zero(capsys):
+    import subprocess
+    import sys
+
+    from jointnas.search.worker import wait_workers
+
+    ok = [sys.executable, "-c", "pass"]
+    killed = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+    procs = [subprocess.Popen(cmd) for cmd in (ok, killed, ok)]
+    assert wait_workers(procs) == 128 + 9
+    assert capsys.readouterr().err.splitlines() == [f"worker 1 (pid {procs[1].pid}) was killed by SIGKILL"]
+    procs = [subprocess.Popen(cmd) for cmd in (ok, [sys.executable, "-c", "raise SystemExit(2)"])]
+    assert wait_workers(procs) == 2
+    assert capsys.readouterr().err.splitlines() == [f"worker 1 (pid {procs[1].pid}) exited with code 2"]
+    assert wait_workers([subprocess.Popen(ok), subprocess.Popen(ok)]) == 0
+
+
+_PARENT = """
+import subprocess, sys, time
+from jointnas.search.worker import die_with_parent
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], preexec_fn=die_with_parent(),
+                         start_new_session=True)
+print(child.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie that nobody reaped yet counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_a_worker_started_with_die_with_parent_dies_when_its_parent_is_sigkilled():
+    import signal
+    import subprocess
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert _alive(child)  # in its own session: a terminal's Ctrl-C would not reach it
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.time() + 30
+        while _alive(child) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
