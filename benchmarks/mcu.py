@@ -204,13 +204,127 @@ def _contradictions(studies: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+DOC_HEAD = """# Microcontrollers: what the search estimates and what the boards' builds measure
+
+Written by `benchmarks/mcu.py` from `benchmarks/results/mcu.json` (do not edit by hand). The benchmark
+runs the two microcontroller studies, exports every Pareto-front trial (`jointnas export`) and builds
+its C library (`docs/cgen.md`) with each rated board's own compiler (`docs/devices.md`, toolchains):
+
+* **Flash**: the search's estimate for the board (packed weights + the profile's runtime constant:
+  `devices.mcu.fit_report`) against text + data of what is deployed: the Arduino sketch built with
+  Debian's Arduino core for the Uno (library + core + Serial), the library with a minimal measuring
+  `main` (newlib-nano) for the STM32F746. "library" columns count the library's own objects only.
+* **SRAM**: the estimate (peak live activations + runtime constant) against static SRAM (data + bss of
+  the sketch or program; the library's arena is in bss) plus the stack peak simavr measured while
+  the measuring `main` ran inferences. The STM32 build is not simulated here, so its SRAM is static only.
+* **Latency**: the profile's cycle model against simavr's cycles of one `jointnas_predict` (tinychat:
+  one generated character of `jointnas_reply`, its encoder included) at the board's clock. Cortex-M
+  cycles are not measured here (no repeatable simulator yet).
+* **Agreement**: the C library built for this machine on the whole test split against the torch model
+  (argmax), and the board's outputs against the host build's (bit for bit).
+* **Fits**: the search's verdict against the build's: links within Flash less the bootloader, static
+  SRAM + stack peak within SRAM. A board build that does not link does not fit.
+
+Estimates are *not* yet calibrated against these builds: the contradicted verdicts and the latency
+errors below are what the next step (cycle models fitted in the simulator, Flash from the compiled
+kernels) must remove.
+"""
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:+.0f}%"
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
+
+
+def render_doc(result: dict[str, Any]) -> str:
+    """docs/mcu.md from the benchmark's JSON."""
+    lines = [DOC_HEAD]
+    for name, s in result["studies"].items():
+        lines += [
+            f"## `{name}`",
+            "",
+            f"{s['made_by']}: {s['n_trials']} trials in {s['search_s']:.0f} s; front of {s['front']}. "
+            f"C library vs torch on the test split: lowest agreement "
+            f"{_num(s['summary']['min_c_vs_torch_agreement'])}.",
+            "",
+            "| device | trials | rated fit | rated fit that link and run | measured fit | contradicted | "
+            "median abs Flash error | median abs SRAM error | median abs latency error | board = host |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for device, d in s["summary"]["devices"].items():
+            lines.append(
+                f"| {device} | {d['trials']} | {d['rated_fits']} | {d['rated_fits_that_link_and_run']} | "
+                f"{d['measured_fits']} | {d['contradicted']} | {_pct(d['median_abs_flash_error'])} | "
+                f"{_pct(d['median_abs_sram_error'])} | {_pct(d['median_abs_latency_error'])} | "
+                f"{_num(d['all_board_outputs_match_host'])} |"
+            )
+        lines += ["", *_trial_table(s["trials"]), ""]
+    lines += _contradiction_table(result["contradicted_verdicts"])
+    lines.append(
+        f"\nWall time {result['wall_s']:.0f} s; load average before {result['load_average_before']}, after "
+        f"{result['load_average_after']} (2 cores: other jobs shared the machine when above 2)."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _trial_table(rows: list[dict[str, Any]]) -> list[str]:
+    out = [
+        "| trial | device | test acc (C host) | C = torch | est. Flash | deployed Flash | library Flash | "
+        "est. SRAM | static + stack SRAM | predicted ms | simulated ms | rated / measured fit |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        for device, d in r["devices"].items():
+            stack = d.get("deployed_sram_bytes") or d.get("deployed_static_sram_bytes")
+            out.append(
+                f"| {r['trial']} | {device} | {_num(r['test_accuracy_c_host'])} | {_num(r['c_vs_torch_agreement'])} | "
+                f"{_num(d['estimated_flash_bytes'])} | {_num(d.get('deployed_flash_bytes'))} | "
+                f"{_num(d.get('library_flash_bytes'))} | {_num(d['estimated_sram_bytes'])} | {_num(stack)} | "
+                f"{_num(d['predicted_ms'])} | {_num(d.get('simulated_ms'))} | "
+                f"{_num(d['rated_fits'])} / {_num(d['fits'])} |"
+            )
+    return out
+
+
+def _contradiction_table(found: list[dict[str, Any]]) -> list[str]:
+    if not found:
+        return ["## Contradicted fits verdicts", "", "None: every verdict the search recorded held on the build."]
+    out = [
+        "## Contradicted fits verdicts",
+        "",
+        f"{len(found)} verdicts of the search that the build contradicts:",
+        "",
+        "| study | trial | device | rated | measured | est. Flash | deployed Flash | est. SRAM | deployed SRAM | why |",
+        "|---|---:|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for c in found:
+        out.append(
+            f"| {c['study']} | {c['trial']} | {c['device']} | {_num(c['rated_fits'])} | {_num(c['measured_fits'])} | "
+            f"{_num(c['estimated_flash_bytes'])} | {_num(c['deployed_flash_bytes'])} | "
+            f"{_num(c['estimated_sram_bytes'])} | {_num(c['deployed_sram_bytes'])} | {c['reason'] or ''} |"
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n-trials", type=int, help="trials per study (default: each study's budget)")
     parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=STUDIES)
     parser.add_argument("--tinychat-data", type=Path, default=TINYCHAT_DATA, help="the real pairs file")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/mcu.json"))
+    parser.add_argument("--doc", default=str(ROOT / "docs/mcu.md"), help="the document written from the JSON")
+    parser.add_argument("--render", action="store_true", help="only write --doc from an existing --out")
     args = parser.parse_args()
+    if args.render:
+        Path(args.doc).write_text(render_doc(json.loads(Path(args.out).read_text())))
+        return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if "tinychat_arduino" in args.studies and not args.tinychat_data.is_file():
         raise SystemExit(f"{args.tinychat_data} is missing; give the real pairs file with --tinychat-data")
@@ -242,6 +356,7 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    Path(args.doc).write_text(render_doc(result))
     print(f"contradicted verdicts: {len(result['contradicted_verdicts'])}; wrote {args.out}")
 
 
