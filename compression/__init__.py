@@ -52,7 +52,7 @@ from .sparsity import (
     prune_magnitude,
     scheduled_sparsity,
 )
-from .training import TrainConfig, TrainingDivergedError, accuracy, distillation_loss, train
+from .training import TrainConfig, TrainingDivergedError, accuracy, distillation_loss, mean_loss, train
 
 METHODS: dict[str, Callable[[nn.Module, Candidate], nn.Module]] = {
     "prune": prune_channels,
@@ -82,6 +82,7 @@ __all__ = [
     "WEIGHT_QUANTIZERS",
     "WeightCodes",
     "accuracy",
+    "mean_loss",
     "channel_groups",
     "channels_to_keep",
     "deployable_model",

@@ -108,6 +108,26 @@ def train(
 
 
 @torch.no_grad()
+@torch.no_grad()
+def mean_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
+    """Mean cross-entropy of ``model`` on ``x``/``y`` in nats per sample (``exp`` of it: the perplexity).
+
+    Example:
+        >>> m = nn.Linear(2, 4)
+        >>> _ = nn.init.zeros_(m.weight), nn.init.zeros_(m.bias)
+        >>> round(math.exp(mean_loss(m, torch.ones(3, 2), torch.tensor([0, 1, 2]))), 6)  # uniform over 4
+        4.0
+    """
+    if len(x) == 0:
+        return float("nan")
+    model.eval()
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start : start + batch_size])
+        total += float(F.cross_entropy(logits, y[start : start + batch_size], reduction="sum"))
+    return total / len(x)
+
+
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
     """Top-1 accuracy of ``model`` on ``x``/``y`` in [0, 1]."""
     if len(x) == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 from torch import nn
 
-from jointnas.compression import PipelineConfig, accuracy, fold_batchnorm, run_pipeline
+from jointnas.compression import PipelineConfig, accuracy, fold_batchnorm, mean_loss, run_pipeline
 from jointnas.devices import (
     LatencyTable,
     estimate_flash_bytes,
@@ -147,6 +148,7 @@ def evaluate_candidate(
     t0 = time.perf_counter()
     val_acc = accuracy(model, task.x_val, task.y_val)
     test_acc = accuracy(model, task.x_test, task.y_test)
+    test_loss = mean_loss(model, task.x_test, task.y_test)
     eval_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -173,6 +175,8 @@ def evaluate_candidate(
         "candidate": candidate.to_dict(),
         "val_accuracy": val_acc,
         "test_accuracy": test_acc,
+        "test_loss": test_loss,  # cross-entropy, nats per sample (text tasks: per character)
+        "test_perplexity": math.exp(test_loss) if math.isfinite(test_loss) else None,
         "teacher_val_accuracy": result.reports[0].val_accuracy,
         "params": costs["params"],
         "nonzero_params": costs["nonzero_params"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -198,7 +199,11 @@ def test_tinychat_trial_rated_fitting_the_uno_replies_on_it_as_on_the_host(tmp_p
         **{"budget.n_trials": 1, "pipeline.train_epochs": 3, "pipeline.finetune_epochs": 1},
     )
     study = run_study(config, create_or_resume(config, f"sqlite:///{tmp_path / 'tc.db'}"), config_path=None)
-    assert study.trials[0].user_attrs["fits_device"]["arduino-uno"] is True
+    attrs = study.trials[0].user_attrs
+    assert attrs["fits_device"]["arduino-uno"] is True
+    # beside character accuracy, the test split's loss (nats per character) and perplexity
+    assert attrs["test_perplexity"] == pytest.approx(math.exp(attrs["test_loss"]))
+    assert 1.0 < attrs["test_perplexity"] < attrs["candidate"]["num_classes"]  # better than uniform guessing
     report = export_trial(study, 0, tmp_path / "out")
     board = report["c_build"]["board"]
     assert board["matches_host"] is True and board["fits"] is True and not board["warnings"]
