@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import torch
 
 from jointnas.devices import load_profile
 from jointnas.devices.toolchain import BuildError
@@ -326,6 +327,7 @@ def main() -> None:
         Path(args.doc).write_text(render_doc(json.loads(Path(args.out).read_text())))
         return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(1)  # one torch thread, as the other benchmarks (two would fight other jobs' cores)
     if "tinychat_arduino" in args.studies and not args.tinychat_data.is_file():
         raise SystemExit(f"{args.tinychat_data} is missing; give the real pairs file with --tinychat-data")
     work = Path(tempfile.mkdtemp(prefix="jointnas-mcu-"))
@@ -353,6 +355,7 @@ def main() -> None:
         "load_average_before": [round(v, 2) for v in load_before],
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "versions": versions(),
+        "torch_threads": torch.get_num_threads(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
