@@ -171,8 +171,35 @@ def measured_section() -> str:
     out.append(
         f"\n**Tasks** (`benchmarks/tasks.py` → `tasks.json`): `studies/mnist1d_mcu.toml`, {m['trials_complete']} trials in {m['wall_time_s']:.0f} s: best trial #{m['best_val_trial']['number']} reaches {m['best_val_trial']['test_accuracy'] * 100:.1f}% test accuracy at {m['best_val_trial']['flash_bytes']:,} B Flash, {m['best_val_trial']['sram_bytes']:,} B SRAM on the STM32F746 model; the CIFAR-10 and tinychat study files run 3 trials on tiny files in the real formats."
     )
-
+    out.append(_mcu())
     return "\n".join(out).rstrip() + "\n"
+
+
+def _mcu() -> str:
+    """The microcontroller paragraph: estimates vs the boards' builds (`benchmarks/mcu.py`)."""
+    m = R("mcu")
+    parts = []
+    for name, s in m["studies"].items():
+        figures = []
+        for device, d in s["summary"]["devices"].items():
+            lat = d["median_abs_latency_error"]
+            figures.append(
+                f"{device}: {d['rated_fits']} rated as fitting, {d['rated_fits_that_link_and_run']} of them link and run, "
+                f"{d['contradicted']} verdicts contradicted, median |Flash error| {100 * d['median_abs_flash_error']:.0f}%"
+                + ("" if lat is None else f", median |latency error| {100 * lat:.0f}% vs simavr")
+            )
+        agree = s["summary"]["min_c_vs_torch_agreement"]
+        parts.append(
+            f"`{name}` ({s['n_trials']} trials, front {s['front']}; C library vs torch on the test split ≥ {100 * agree:.1f}%): "
+            + "; ".join(figures)
+        )
+    return (
+        "\n**Microcontrollers** (`benchmarks/mcu.py` → `mcu.json`, every front trial exported, its C library built by "
+        "avr-gcc / arm-none-eabi-gcc and, on the Uno, run in simavr; the estimates are not yet calibrated to the "
+        "builds): "
+        + ". ".join(parts)
+        + ". Per-trial figures and every contradicted verdict: [docs/mcu.md](docs/mcu.md)."
+    )
 
 
 def main() -> None:
