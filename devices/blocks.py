@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -140,72 +141,65 @@ def group_blocks(
     return out
 
 
-def block_graph(spec: BlockSpec, seed: int = 0) -> onnx.ModelProto:
-    """A float ONNX graph of ``spec`` with random weights (input ``x`` of shape ``[1, *in_shape]``)."""
-    rng = np.random.default_rng(seed)
-    inits: list[onnx.TensorProto] = []
-    nodes: list[onnx.NodeProto] = []
-    cur = "x"
-    rank = len(spec.in_shape)
-    counter = 0
+class _GraphBuilder:
+    """Nodes and random initializers of one block graph, with fresh tensor names in creation order."""
 
-    def fresh(prefix: str) -> str:
-        nonlocal counter
-        counter += 1
-        return f"{prefix}{counter}"
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.inits: list[onnx.TensorProto] = []
+        self.nodes: list[onnx.NodeProto] = []
+        self.counter = 0
 
-    if spec.pool:
-        pooled = fresh("p")
-        nodes.append(helper.make_node("GlobalAveragePool", [cur], [pooled]))
-        flat = fresh("f")
-        nodes.append(helper.make_node("Flatten", [pooled], [flat], axis=1))
-        cur, rank = flat, 1
-    for op in spec.ops:
-        w_name, b_name, out = fresh("w"), fresh("b"), fresh("z")
-        inputs = [cur, w_name]
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def node(self, op_type: str, inputs: list[str], prefix: str, **attrs: Any) -> str:
+        out = self.fresh(prefix)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
+    def weights(self, op: Any, shape: tuple[int, ...], w_name: str, b_name: str) -> list[str]:
+        """The op's weight (and bias) initializers; the names its node takes after the input."""
+        w = self.rng.standard_normal(shape, dtype=np.float32) * 0.1
+        self.inits.append(numpy_helper.from_array(w, w_name))
+        if not op.bias:
+            return [w_name]
+        self.inits.append(numpy_helper.from_array(self.rng.standard_normal(op.out_channels, dtype=np.float32), b_name))
+        return [w_name, b_name]
+
+    def op(self, op: Any, cur: str, rank: int) -> tuple[str, int]:
+        """Emit one conv/linear op (and its ReLU) after tensor ``cur`` of ``rank``; the new tensor and rank."""
+        w_name, b_name, out = self.fresh("w"), self.fresh("b"), self.fresh("z")
         if op.kind == "linear":
             if rank != 1:
-                flat = fresh("f")
-                nodes.append(helper.make_node("Flatten", [cur], [flat], axis=1))
-                inputs[0], rank = flat, 1
-            w = rng.standard_normal((op.out_channels, op.in_channels), dtype=np.float32) * 0.1
-            inits.append(numpy_helper.from_array(w, w_name))
-            if op.bias:
-                inits.append(numpy_helper.from_array(rng.standard_normal(op.out_channels, dtype=np.float32), b_name))
-                inputs.append(b_name)
-            nodes.append(helper.make_node("Gemm", inputs, [out], transB=1))
+                cur, rank = self.node("Flatten", [cur], "f", axis=1), 1
+            names = self.weights(op, (op.out_channels, op.in_channels), w_name, b_name)
+            self.nodes.append(helper.make_node("Gemm", [cur, *names], [out], transB=1))
         else:
             spatial = rank - 1
             k = [op.kernel] * spatial
-            w = rng.standard_normal((op.out_channels, op.in_channels // op.groups, *k), dtype=np.float32) * 0.1
-            inits.append(numpy_helper.from_array(w, w_name))
-            if op.bias:
-                inits.append(numpy_helper.from_array(rng.standard_normal(op.out_channels, dtype=np.float32), b_name))
-                inputs.append(b_name)
-            nodes.append(
-                helper.make_node(
-                    "Conv",
-                    inputs,
-                    [out],
-                    kernel_shape=k,
-                    strides=[op.stride] * spatial,
-                    pads=[op.kernel // 2] * (2 * spatial),
-                    group=op.groups,
-                )
-            )
-        cur = out
-        if op.relu:
-            r = fresh("r")
-            nodes.append(helper.make_node("Relu", [cur], [r]))
-            cur = r
+            names = self.weights(op, (op.out_channels, op.in_channels // op.groups, *k), w_name, b_name)
+            conv = {"kernel_shape": k, "strides": [op.stride] * spatial, "pads": [op.kernel // 2] * (2 * spatial)}
+            self.nodes.append(helper.make_node("Conv", [cur, *names], [out], **conv, group=op.groups))
+        return (self.node("Relu", [out], "r") if op.relu else out), rank
+
+
+def block_graph(spec: BlockSpec, seed: int = 0) -> onnx.ModelProto:
+    """A float ONNX graph of ``spec`` with random weights (input ``x`` of shape ``[1, *in_shape]``)."""
+    g = _GraphBuilder(seed)
+    cur, rank = "x", len(spec.in_shape)
+    if spec.pool:
+        pooled = g.node("GlobalAveragePool", [cur], "p")
+        cur, rank = g.node("Flatten", [pooled], "f", axis=1), 1
+    for op in spec.ops:
+        cur, rank = g.op(op, cur, rank)
     if spec.residual:
-        a = fresh("a")
-        nodes.append(helper.make_node("Add", ["x", cur], [a]))
-        cur = a
-    nodes.append(helper.make_node("Identity", [cur], ["y"]))
+        cur = g.node("Add", ["x", cur], "a")
+    g.nodes.append(helper.make_node("Identity", [cur], ["y"]))
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, *spec.in_shape])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    graph = helper.make_graph(nodes, "block", [x], [y], inits)
+    graph = helper.make_graph(g.nodes, "block", [x], [y], g.inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
