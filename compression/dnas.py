@@ -133,6 +133,47 @@ def expected_penalty(
     return total
 
 
+class _ValStream:
+    """Validation batches for the α steps: a fresh permutation (from ``gen``) each time one is used up."""
+
+    def __init__(self, n: int, batch_size: int, gen: torch.Generator) -> None:
+        self.n, self.batch_size, self.gen = n, batch_size, gen
+        self.order = torch.randperm(n, generator=gen)
+        self.pos = 0
+
+    def next(self) -> Tensor:
+        if self.pos >= self.n:
+            self.order, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        idx = self.order[self.pos : self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+
+def _weight_loss(
+    net: Supernet,
+    logits: Mapping[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    config: DNASConfig,
+    tau: float,
+    gen: torch.Generator,
+) -> Tensor:
+    """The weight step's loss on one batch: one sampled path (``path``) or Gumbel-mixed paths (``mixed``)."""
+    if config.weight_sampling == "path":
+        choice = {
+            n: net.decision(n).options[int(torch.multinomial(F.softmax(v.detach(), 0), 1, generator=gen))]
+            for n, v in logits.items()
+        }
+        out = net(x, choice)
+    else:
+        probs = {n: gumbel_softmax(v.detach(), tau, gen) for n, v in logits.items()}
+        out = net(x, weights=probs)
+    loss = F.cross_entropy(out, y)
+    if not torch.isfinite(loss):
+        raise TrainingDivergedError(f"supernet loss became {loss.item()}; lower the learning rate")
+    return loss
+
+
 def train_dnas(
     net: Supernet,
     x_train: Tensor,
@@ -168,8 +209,7 @@ def train_dnas(
     per_anchor: list[list[float]] = []
     val_losses: list[float] = []
     step = 0
-    val_order = torch.randperm(len(x_val), generator=gen)
-    val_pos = 0
+    val = _ValStream(len(x_val), config.batch_size, gen)
     net.train()
     for epoch in range(config.epochs):
         tau = temperature(epoch, config)
@@ -178,28 +218,14 @@ def train_dnas(
         for start in range(0, len(x_train), config.batch_size):
             k = step % len(anchors)
             idx = order[start : start + config.batch_size]
-            if config.weight_sampling == "path":
-                choice = {
-                    n: net.decision(n).options[int(torch.multinomial(F.softmax(v.detach(), 0), 1, generator=gen))]
-                    for n, v in logits[k].items()
-                }
-                logits_out = net(x_train[idx], choice)
-            else:
-                probs = {n: gumbel_softmax(v.detach(), tau, gen) for n, v in logits[k].items()}
-                logits_out = net(x_train[idx], weights=probs)
-            loss = F.cross_entropy(logits_out, y_train[idx])
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(f"supernet loss became {loss.item()}; lower the learning rate")
+            loss = _weight_loss(net, logits[k], x_train[idx], y_train[idx], config, tau, gen)
             opt_w.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(weights, config.grad_clip)
             opt_w.step()
             sched.step()
             if epoch >= config.warmup_epochs and len(x_val):
-                if val_pos >= len(x_val):
-                    val_order, val_pos = torch.randperm(len(x_val), generator=gen), 0
-                vidx = val_order[val_pos : val_pos + config.batch_size]
-                val_pos += config.batch_size
+                vidx = val.next()
                 probs = {n: gumbel_softmax(v, tau, gen) for n, v in logits[k].items()}
                 ce = F.cross_entropy(net(x_val[vidx], weights=probs), y_val[vidx])
                 soft = {n: F.softmax(v, 0) for n, v in logits[k].items()}
