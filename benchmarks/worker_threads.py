@@ -34,6 +34,7 @@ import optuna
 from optuna.trial import TrialState
 
 from jointnas.search.cli.worker import available_cores
+from jointnas.search.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 NARROW = {  # quickstart.toml lines -> one candidate shape, so conditions train the same network
@@ -68,7 +69,7 @@ def _condition(config: Path, name: str, n_trials: int, flags: list[str]) -> dict
     started = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=3600)
     wall = time.perf_counter() - started
-    study = optuna.load_study(study_name=name, storage=url)
+    study = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat_s=None))
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
     timings = [t.user_attrs["timings_s"] for t in trials]

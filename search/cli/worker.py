@@ -70,7 +70,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not url:
         raise UserInputError(f"no storage given; pass --storage URL or set {STORAGE_ENV}")
     set_torch_threads(args.torch_threads)
-    storage = open_storage(url, heartbeat_s=args.heartbeat, grace_s=args.grace)
+    storage = open_storage(url, heartbeat_s=args.heartbeat, grace_s=args.grace, must_exist=True)
     study = load_study(storage, args.study_name)
     config = config_from_study(study, args.n_trials)
     if args.timeout is not None:

@@ -91,6 +91,11 @@ RUN_REFUSALS = {
         "latency table",
         "unreadable",
     ),
+    "table-under-a-file": (
+        _with((DEVICE, '[device]\nlut = "afile/t.json"\nrepeats = 3'), {"afile": ""}),
+        "[device] lut",
+        "afile is a file, not a folder",
+    ),
     "table-of-another-device": (
         _with(
             (DEVICE, '[device]\nname = "rpi4"\nlut = "t.json"\nrepeats = 3'),
@@ -192,6 +197,20 @@ def test_read_only_commands_never_create_a_storage_file(tmp_path, capsys, comman
     path = tmp_path / ("none.db" if kind == "sqlite" else "none.log")
     assert line.startswith(f"error: cannot open storage {url}: file {path} does not exist; check --storage"), line
     assert _files(tmp_path) == []
+
+
+def test_worker_on_a_missing_storage_file_creates_none(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    line = _refused(capsys, ["worker", "--storage", url, "--study-name", "x"])
+    assert "file " in line and "does not exist; check --storage" in line
+    assert _files(tmp_path) == []
+
+
+def test_compare_checks_the_device_before_creating_sibling_studies(tmp_path, capsys):
+    cfg = write_config(tmp_path, TINY_CONFIG.replace("[device]\n", '[device]\nname = "rpi4"\n'), "tiny.toml")
+    line = _refused(capsys, ["compare", str(cfg), "--out", str(tmp_path / "cmp")])
+    assert "device 'rpi4' predicts latency from a table built on the board" in line
+    assert _files(tmp_path) == ["tiny.toml"]
 
 
 @pytest.fixture
