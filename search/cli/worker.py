@@ -16,7 +16,7 @@ from ..artifacts import default_artifact_dir
 from ..attrs import STUDY_ARTIFACT_DIR
 from ..config import apply_overrides
 from ..samplers import make_sampler
-from ..storage import DEFAULT_HEARTBEAT_S, mask_password, open_storage, storage_file
+from ..storage import DEFAULT_HEARTBEAT_S, check_storage_exists, mask_password, open_storage, storage_file
 from ..study import load_study, n_complete, run_study
 from ..tools.dashboard import save_study_notes
 from ..worker import STORAGE_ENV, config_from_study
@@ -69,8 +69,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     url = args.storage or os.environ.get(STORAGE_ENV)
     if not url:
         raise UserInputError(f"no storage given; pass --storage URL or set {STORAGE_ENV}")
+    check_storage_exists(url)  # a worker joins a study: it never creates a storage file
     set_torch_threads(args.torch_threads)
-    storage = open_storage(url, heartbeat_s=args.heartbeat, grace_s=args.grace, must_exist=True)
+    storage = open_storage(url, heartbeat_s=args.heartbeat, grace_s=args.grace)
     study = load_study(storage, args.study_name)
     config = config_from_study(study, args.n_trials)
     if args.timeout is not None:
