@@ -168,6 +168,16 @@ def check_storage_folder(url: str) -> None:
         raise UserInputError(f"cannot open storage {mask_password(url)}: folder {path.parent} does not exist")
 
 
+def check_storage_exists(url: str) -> None:
+    """Refuse an SQLite or journal file that does not exist (a command that only reads or joins a study)."""
+    path = storage_file(url)
+    if path is not None and not path.is_file():
+        raise UserInputError(
+            f"cannot open storage {mask_password(url)}: file {path} does not exist; check --storage "
+            "(this command reads a study and creates no storage)"
+        )
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return mask_password(text.splitlines()[0] if text else type(exc).__name__)
@@ -286,12 +296,8 @@ def open_storage(
         reconnect_s: seconds a call that lost its connection is retried before `StorageLost`.
     """
     remember_secrets(url)
-    path = storage_file(url)
-    if must_exist and path is not None and not path.is_file():
-        raise UserInputError(
-            f"cannot open storage {mask_password(url)}: file {path} does not exist; check --storage "
-            "(this command reads a study and creates no storage)"
-        )
+    if must_exist:
+        check_storage_exists(url)
     with warnings.catch_warnings():
         # Heartbeats, the retry callback and the Redis backend are "experimental" in Optuna 5.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -10,9 +10,11 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial
 
+from jointnas.objectives import load_task
+
 from ..config import apply_overrides, load_config
-from ..storage import mask_password
-from ..study import resolve_storage
+from ..storage import check_storage_folder, mask_password
+from ..study import device_model, resolve_storage
 from ..tools.compare import write_compare
 from ..tools.workflows import WORKFLOWS, parse_workflows, run_workflow, stage_configs, summarize
 from .paths import output_dir
@@ -31,6 +33,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for name in workflows:
         stage_configs(config, name)  # validate every transform before any training
     url = resolve_storage(config, config_path)
+    # Storage folder, data, device profile and latency table: refused before any sibling study is created.
+    check_storage_folder(url)
+    load_task(config.task)
+    device_model(config, config_path)
     print(f"comparing {', '.join(workflows)} on {mask_password(url)}", file=sys.stderr)
     runs = []
     with StepProgress("compare", total=config.budget.n_trials * len(workflows)) as progress:

@@ -31,7 +31,7 @@ from ..study import (
 from ..tools.dashboard import save_study_notes
 from ..worker import record_run, run_artifact_dir, start_workers, wait_workers
 from .exits import EXIT_INTERRUPTED, EXIT_OK
-from .paths import output_dir
+from .paths import output_dir, output_file
 from .progress import TrialProgress, format_metric
 from .worker import set_torch_threads, threads_per_worker
 
@@ -95,7 +95,11 @@ def _checked_run(args: argparse.Namespace, config_path: Path) -> tuple[StudyConf
     output_dir(artifact_dir, "--artifact-dir" if args.artifact_dir else "artifact directory")
     task = load_task(config.task)
     check_family_input(config.space.family, task.input_shape)
-    return config, url, artifact_dir, task, device_model(config, config_path)
+    table = device_model(config, config_path)
+    lut = getattr(table, "path", None)
+    if lut is not None and not lut.exists():  # a table measured here is saved there after the first trial
+        output_file(lut, "[device] lut", "lut.json")
+    return config, url, artifact_dir, task, table
 
 
 def cmd_run(args: argparse.Namespace) -> int:

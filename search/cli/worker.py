@@ -18,7 +18,7 @@ from ..attrs import STUDY_ARTIFACT_DIR
 from ..budget import interrupt_reason, raise_terminated
 from ..config import apply_overrides
 from ..heartbeat import DEFAULT_RECONNECT_S
-from ..storage import DEFAULT_HEARTBEAT_S, mask_password, open_storage, storage_file
+from ..storage import DEFAULT_HEARTBEAT_S, check_storage_exists, mask_password, open_storage, storage_file
 from ..study import load_study, n_complete, run_study, seed_sampler
 from ..tools.dashboard import save_study_notes
 from ..worker import STORAGE_ENV, config_from_study
@@ -71,6 +71,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     url = args.storage or os.environ.get(STORAGE_ENV)
     if not url:
         raise UserInputError(f"no storage given; pass --storage URL or set {STORAGE_ENV}")
+    check_storage_exists(url)  # a worker joins a study: it never creates a storage file
     set_torch_threads(args.torch_threads)
     storage = open_storage(url, heartbeat_s=args.heartbeat, grace_s=args.grace, reconnect_s=args.reconnect)
     study = load_study(storage, args.study_name)

@@ -91,6 +91,11 @@ RUN_REFUSALS = {
         "latency table",
         "unreadable",
     ),
+    "table-under-a-file": (
+        _with((DEVICE, '[device]\nlut = "afile/t.json"\nrepeats = 3'), {"afile": ""}),
+        "[device] lut",
+        "afile is a file, not a folder",
+    ),
     "table-of-another-device": (
         _with(
             (DEVICE, '[device]\nname = "rpi4"\nlut = "t.json"\nrepeats = 3'),
@@ -194,6 +199,20 @@ def test_read_only_commands_never_create_a_storage_file(tmp_path, capsys, comman
     assert _files(tmp_path) == []
 
 
+def test_worker_on_a_missing_storage_file_creates_none(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    line = _refused(capsys, ["worker", "--storage", url, "--study-name", "x"])
+    assert "file " in line and "does not exist; check --storage" in line
+    assert _files(tmp_path) == []
+
+
+def test_compare_checks_the_device_before_creating_sibling_studies(tmp_path, capsys):
+    cfg = write_config(tmp_path, TINY_CONFIG.replace("[device]\n", '[device]\nname = "rpi4"\n'), "tiny.toml")
+    line = _refused(capsys, ["compare", str(cfg), "--out", str(tmp_path / "cmp")])
+    assert "device 'rpi4' predicts latency from a table built on the board" in line
+    assert _files(tmp_path) == ["tiny.toml"]
+
+
 @pytest.fixture
 def stored(tmp_path) -> str:
     cfg = write_config(tmp_path, TINY_CONFIG, "tiny.toml")
@@ -264,3 +283,41 @@ def test_run_with_a_password_holding_at_and_slash_never_shows_it(tmp_path):
     assert res.stderr.startswith("error: cannot open storage postgresql://nobody:***@127.0.0.1:1/test: ")
     assert "s3c" not in res.stderr and "retPW" not in res.stderr and "ab/" not in res.stderr
     assert _files(tmp_path) == ["tiny.toml"]
+
+
+CWD_TASK = """
+import torch
+from torch.utils.data import TensorDataset
+
+
+def load(config):
+    g = torch.Generator().manual_seed(0)
+    split = lambda n: TensorDataset(torch.randn(n, 1, 8, 8, generator=g), torch.arange(n) % 3)
+    return split(30), split(12), split(12), (1, 8, 8)
+"""
+
+
+def test_a_task_module_in_the_working_directory_is_found(tmp_path, monkeypatch):
+    from jointnas.objectives import TaskConfig, load_task
+
+    (tmp_path / "cwd_task_mod.py").write_text(CWD_TASK)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    task = load_task(TaskConfig(dataset="cwd_task_mod:load"))
+    assert task.num_classes == 3 and task.input_shape == (1, 8, 8) and len(task.y_train) == 30
+
+
+def test_the_console_script_finds_a_task_module_in_the_working_directory(tmp_path):
+    import shutil
+    import subprocess
+
+    script = shutil.which("jointnas", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the jointnas console script is not installed next to this interpreter")
+    (tmp_path / "cwd_task_mod2.py").write_text(CWD_TASK)
+    # The device check comes after the task load: its refusal shows the task module was imported.
+    text = TINY_CONFIG.replace('dataset = "digits"', 'dataset = "cwd_task_mod2:load"')
+    cfg = write_config(tmp_path, text.replace("[device]\n", '[device]\nname = "rpi4"\n'), "tiny.toml")
+    res = subprocess.run([script, "run", str(cfg)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 2 and "device 'rpi4' predicts latency from a table" in res.stderr, res.stderr
+    assert not (tmp_path / "tiny.db").exists()
