@@ -128,3 +128,45 @@ def test_first_runs_started_together_on_one_sqlite_file_create_the_study_once(tm
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0 and out.split() == [name, "True"], err[-2000:]
     assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(url))] == [name]
+
+
+@pytest.mark.slow
+def test_a_storage_that_drops_its_connections_mid_trial_ends_the_worker_in_one_line(tmp_path):
+    """PostgreSQL behind a proxy that goes away mid-trial: bounded retries, exit 2, one line; the
+    trial left RUNNING is failed (with its reason) and retried by the next worker after the grace period."""
+    from ._distributed import TcpProxy
+
+    service_or_skip(PG_URL)
+    name = unique("drop")
+    slow = make_config(tmp_path, name, PG_URL).read_text().replace("train_epochs = 1", "train_epochs = 2")
+    (tmp_path / "slow.toml").write_text(slow)
+    record_run(create_or_resume(load_config(tmp_path / "slow.toml"), PG_URL), 2, None)
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    via_proxy = PG_URL.replace("5432", str(proxy.port))
+    fast = ("--no-artifacts", "--heartbeat", "1", "--grace", "3")
+    victim = worker(via_proxy, name, *fast, "--reconnect", "4")
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(t.state == TrialState.RUNNING for t in _trials(name)):
+            time.sleep(0.2)
+        proxy.stop()  # the server "goes away" while the trial trains
+        out, err = victim.communicate(timeout=180)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    lines = err.strip().splitlines()
+    assert victim.returncode == 2, err[-3000:]
+    assert "Traceback" not in err
+    assert lines[-1].startswith("error: storage postgresql://postgres@127.0.0.1:")
+    assert "unreachable for 4 s" in lines[-1]
+    (left,) = [t for t in _trials(name) if t.state == TrialState.RUNNING]  # nothing could mark it
+    resumed = worker(PG_URL, name, *fast)
+    out, err = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0, err[-3000:]
+    trials = {t.number: t for t in _trials(name)}
+    assert trials[left.number].state == TrialState.FAIL
+    reason = f"worker {left.user_attrs['worker']} stopped sending heartbeats"
+    assert trials[left.number].user_attrs["fail_reason"] == reason
+    states = collections.Counter(t.state for t in trials.values())
+    assert states[TrialState.COMPLETE] == 2 and states[TrialState.RUNNING] == 0
+    optuna.delete_study(study_name=name, storage=open_storage(PG_URL, heartbeat_s=None))
