@@ -30,6 +30,7 @@ from ..tools.dashboard import save_study_notes
 from ..worker import record_run, run_artifact_dir, start_workers, wait_workers
 from .exits import EXIT_INTERRUPTED, EXIT_OK
 from .progress import TrialProgress, format_metric
+from .worker import add_heartbeat_options
 
 
 def _summary(trial: FrozenTrial) -> str:
@@ -85,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Missing or malformed data, or a family that cannot take it: exit 2 before the storage is touched.
     task = load_task(config.task)
     check_family_input(config.space.family, task.input_shape)
-    study = create_or_resume(config, url)
+    study = create_or_resume(config, url, heartbeat_s=args.heartbeat, grace_s=args.grace)
     print(f"study {config.study.name!r} on {mask_password(url)}", file=sys.stderr)
     artifact_dir = run_artifact_dir(config, config_path, url, args.artifact_dir)
     record_run(study, config.budget.n_trials, artifact_dir)
@@ -101,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     n_trials=config.budget.n_trials,
                     artifact_dir=artifact_dir,
                     lut=lut,
-                    extra=["--timeout", str(config.budget.timeout)] if config.budget.timeout else None,
+                    extra=_worker_options(args, config.budget.timeout),
                 )
             )
             if code != EXIT_OK:
@@ -123,6 +124,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{n_complete(study)} complete trials in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     print_trials(study, front(study), args.json, "Pareto front")
     return EXIT_OK
+
+
+def _worker_options(args: argparse.Namespace, timeout: float | None) -> list[str]:
+    """The options ``run --workers K`` passes on to each worker."""
+    extra = ["--heartbeat", str(args.heartbeat)] + (["--grace", str(args.grace)] if args.grace else [])
+    return extra + (["--timeout", str(timeout)] if timeout else [])
 
 
 def _open(args: argparse.Namespace) -> optuna.Study:
@@ -152,6 +159,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--json", action="store_true", help="print the final front as JSON")
     run.add_argument("--workers", type=int, default=1, help="local worker processes sharing the budget")
     run.add_argument("--artifact-dir", help="where trials store ONNX models and summaries")
+    add_heartbeat_options(run)
     run.set_defaults(func=cmd_run)
 
     for name, func, text in (
