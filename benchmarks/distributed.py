@@ -13,7 +13,10 @@ Writes benchmarks/results/distributed.json. Usage:
   objective (random sampler, one worker, heartbeats on) in a study that already holds 1k / 10k
   COMPLETE trials, in interleaved rounds.
 * ``kill_and_resume``: 3 workers, one SIGKILLed mid-trial, a fresh worker started; lost and
-  duplicated trials counted from the storage.
+  duplicated trials counted from the storage; on PostgreSQL, and (``kill_and_resume_journal``,
+  ``kill_and_resume_redis``) on a journal file and on the Redis service (leases, heartbeat 1 s,
+  grace 2 s). ``--kill-only`` measures just these rows (about a minute) and keeps the other sections
+  of an existing results file.
 
 Workers are `tests/search_tests/_sleep_worker.py`: the real `jointnas.search.budget.run_trials`
 without torch, so a worker starts in about a second.
@@ -49,8 +52,9 @@ def _name(tag: str) -> str:
     return f"bench-{tag}-{uuid.uuid4().hex[:8]}"
 
 
-def _driver_url(storage) -> str:
-    return storage.url  # open_storage resolved the driver (postgresql+psycopg2://...)
+def _driver_url(storage, url: str) -> str:
+    """The URL a light worker opens: open_storage's resolved RDB driver URL, else ``url`` (journals)."""
+    return getattr(storage, "url", url)  # RDB: postgresql+psycopg2://...
 
 
 def _spawn(url: str, study: str, n: int, trial: str, *hb: int, start_at: float = 0.0) -> subprocess.Popen[str]:
@@ -71,7 +75,7 @@ def throughput(url: str, workers: int, n_trials: int, trial: str) -> dict[str, f
     name = _name(f"tp{workers}")
     optuna.create_study(study_name=name, storage=storage)
     start_at = time.time() + 5.0  # after every worker has loaded (about a second each)
-    _finish([_spawn(_driver_url(storage), name, n_trials, trial, 5, start_at=start_at) for _ in range(workers)])
+    _finish([_spawn(_driver_url(storage, url), name, n_trials, trial, 5, start_at=start_at) for _ in range(workers)])
     trials = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.COMPLETE,))
     span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
     optuna.delete_study(study_name=name, storage=storage)
@@ -239,7 +243,7 @@ def kill_and_resume(url: str, budget: int, trial: str) -> dict[str, object]:
     storage = open_storage(url, heartbeat_s=None)
     name = _name("kill")
     optuna.create_study(study_name=name, storage=storage)
-    driver = _driver_url(storage)
+    driver = _driver_url(storage, url)
     procs = [_spawn(driver, name, budget, trial, 1, 2) for _ in range(3)]
     victim, killed = procs[0], None
     deadline = time.time() + 120
@@ -263,6 +267,7 @@ def kill_and_resume(url: str, budget: int, trial: str) -> dict[str, object]:
     duplicated += len(trials) - len({t.number for t in trials})
     optuna.delete_study(study_name=name, storage=storage)
     return {
+        "storage": mask_password(url).split("://")[0],
         "budget": budget,
         "workers": 3,
         "killed_trial": killed,
@@ -273,15 +278,44 @@ def kill_and_resume(url: str, budget: int, trial: str) -> dict[str, object]:
     }
 
 
+def kill_rows(url: str, redis_url: str, budget: int) -> dict[str, object]:
+    """Kill-and-resume on ``url`` (PostgreSQL), a journal file in a temporary folder, and Redis."""
+    import tempfile
+
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, where in (
+            ("kill_and_resume", url),
+            ("kill_and_resume_journal", f"journal://{tmp}/kill.log"),
+            ("kill_and_resume_redis", redis_url),
+        ):
+            kr = kill_and_resume(where, budget, "1.0")
+            print(
+                f"kill and resume ({kr['storage']}): lost {kr['lost']}, duplicated {kr['duplicated']}, "
+                f"states {kr['states']}",
+                flush=True,
+            )
+            rows[key] = kr
+    rows["kill_and_resume_load"] = round(os.getloadavg()[0], 1)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test, about a minute)")
     parser.add_argument("--storage", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis for the kill row")
+    parser.add_argument("--kill-only", action="store_true", help="only the kill-and-resume rows")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/distributed.json"))
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.simplefilter("ignore")
     url = args.storage
+    if args.kill_only:
+        old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+        _write(args.out, {**old, **kill_rows(url, args.redis, 6 if args.quick else 12)})
+        print(f"wrote {args.out}")
+        return
     n_tp, sizes, measured, budget = (12, [100, 1000], 20, 6) if args.quick else (60, [1000, 10000], 100, 12)
     results: dict[str, object] = {"storage": mask_password(url), "quick": args.quick}
 
@@ -324,9 +358,7 @@ def main() -> None:
     results["storage_overhead_goal_ms"] = 50
     _write(args.out, results)
 
-    kr = kill_and_resume(url, budget, "1.0")
-    print(f"kill and resume: lost {kr['lost']}, duplicated {kr['duplicated']}, states {kr['states']}", flush=True)
-    results["kill_and_resume"] = kr
+    results.update(kill_rows(url, args.redis, budget))
     load = os.getloadavg()
     results["notes"] = (
         f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 ≈ this benchmark alone); "

@@ -40,6 +40,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from .attrs import TRIAL_FAIL_REASON, TRIAL_SURPLUS, TRIAL_WORKER
+from .heartbeat import storage_lost
 
 #: Seconds a worker sleeps while the remaining budget is held by running trials.
 POLL_S = 0.5
@@ -279,7 +280,13 @@ def run_trials(
         # One optimize loop for all of this worker's trials (the gate callback waits or stops between
         # trials): Optuna's per-call set-up and session teardown are paid once, not per trial. The
         # gate's last look is the count this worker stopped with.
-        study.optimize(guarded, catch=catch, callbacks=[*callbacks, gate])
+        try:
+            study.optimize(guarded, catch=catch, callbacks=[*callbacks, gate])
+        except Exception:
+            lost = storage_lost(study._storage)  # the storage went away: one line, not Optuna's follow-ups
+            if lost is not None:
+                raise lost from None
+            raise
     return done
 
 

@@ -58,6 +58,15 @@ class StorageLost(UserInputError):
     """The storage stayed unreachable for the reconnect period (one line, exit 2)."""
 
 
+def storage_lost(storage: BaseStorage) -> StorageLost | None:
+    """The `StorageLost` of ``storage`` (or of the storage Optuna's cache wraps), if it gave up.
+
+    Optuna may hide it behind an error of its own (a trial that cannot be told), so the caller asks.
+    """
+    lost = getattr(getattr(storage, "_backend", storage), "_lost", None)
+    return StorageLost(lost) if isinstance(lost, str) else None
+
+
 def stale_reason(trial: FrozenTrial) -> str:
     """The ``fail_reason`` of a trial whose worker stopped renewing it."""
     return f"worker {trial.user_attrs.get(TRIAL_WORKER, 'unknown')} stopped sending heartbeats"
@@ -100,11 +109,11 @@ class _Reconnecting:
     masked_url: str = "storage"
     #: One masked line describing an error (`open_storage` sets the storage module's).
     describe: Callable[[BaseException], str] = staticmethod(lambda exc: type(exc).__name__)
-    _lost: bool = False
+    _lost: str | None = None  # the `StorageLost` message, once the reconnect period ran out
 
     def _retry(self, call: Callable[[], T]) -> T:
-        if self._lost:  # one wait per process: later calls fail at once
-            raise StorageLost(f"storage {self.masked_url} is unreachable")
+        if self._lost is not None:  # one wait per process: later calls fail at once
+            raise StorageLost(self._lost)
         deadline = time.monotonic() + self.reconnect_s
         pause = BACKOFF_S[0]
         while True:
@@ -114,12 +123,12 @@ class _Reconnecting:
                 if not _lost_connection(exc):
                     raise
                 if time.monotonic() + pause > deadline:
-                    self._lost = True
-                    raise StorageLost(
+                    self._lost = (
                         f"storage {self.masked_url} unreachable for {self.reconnect_s:g} s "
                         f"({self.describe(_cause(exc))}); its running trial is retried by the next worker after the "
                         "grace period: start a worker again when the storage is back"
-                    ) from None
+                    )
+                    raise StorageLost(self._lost) from None
             time.sleep(pause)
             pause = min(2 * pause, BACKOFF_S[1])
 
@@ -129,13 +138,16 @@ _RETRIED = [
     name
     for name, member in vars(BaseStorage).items()
     if callable(member) and not name.startswith("_") and name not in ("remove_session",)
-] + ["_get_stale_trial_ids"]
+] + ["_get_stale_trial_ids", "_create_new_trial", "_get_trials", "_set_trial_param", "_get_best_trial_id"]
+# (the private ones: RDBStorage methods Optuna's trial cache, `_CachedStorage`, calls directly)
 
 
 def _reconnecting(cls: type[T]) -> type[T]:
     """Class decorator: every call in `_RETRIED` goes through `_Reconnecting._retry`."""
     for name in _RETRIED:
-        method = getattr(cls, name)
+        method = getattr(cls, name, None)
+        if method is None:
+            continue
 
         @functools.wraps(method)
         def retried(self: _Reconnecting, *args: Any, _method: Any = method, **kwargs: Any) -> Any:
@@ -214,4 +226,5 @@ __all__ = [
     "ReasonRDBStorage",
     "StorageLost",
     "stale_reason",
+    "storage_lost",
 ]

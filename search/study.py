@@ -102,16 +102,17 @@ def seed_sampler(config: StudyConfig, study: optuna.Study, salt: int = 0) -> int
     return seed
 
 
-def create_or_resume(config: StudyConfig, storage_url: str) -> optuna.Study:
+def create_or_resume(config: StudyConfig, storage_url: str, **storage_options: Any) -> optuna.Study:
     """Open the study named in ``config``, creating it with its definition, or check it on resume.
 
     A stored config that differs from ``config`` (apart from storage and budget) is refused with the
     differing keys, before anything is written. The sampler is seeded by `seed_sampler`. Two first
-    runs started together create the study once: the slower one loads it.
+    runs started together create the study once: the slower one loads it. ``storage_options``: for
+    `open_storage` (``heartbeat_s``, ``grace_s``, ``reconnect_s``).
     """
     # The sampler's options first: a refused option must not leave an SQLite file behind.
     make_sampler(config.sampler.name, config.sampler.options, seed=config.study.seed, space=config.space)
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, **storage_options)
     name = config.study.name
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     study = None if name in existing else _create(config, storage)

@@ -33,7 +33,7 @@ from ..worker import record_run, run_artifact_dir, start_workers, wait_workers
 from .exits import EXIT_INTERRUPTED, EXIT_OK
 from .paths import output_dir, output_file
 from .progress import TrialProgress, format_metric
-from .worker import set_torch_threads, threads_per_worker
+from .worker import add_heartbeat_options, set_torch_threads, threads_per_worker
 
 
 def _summary(trial: FrozenTrial) -> str:
@@ -105,7 +105,7 @@ def _checked_run(args: argparse.Namespace, config_path: Path) -> tuple[StudyConf
 def cmd_run(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
     config, url, artifact_dir, task, table = _checked_run(args, config_path)
-    study = create_or_resume(config, url)
+    study = create_or_resume(config, url, heartbeat_s=args.heartbeat, grace_s=args.grace)
     print(f"study {config.study.name!r} on {mask_password(url)}", file=sys.stderr)
     record_run(study, config.budget.n_trials, artifact_dir)
     started = time.perf_counter()
@@ -123,7 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     n_trials=config.budget.n_trials,
                     artifact_dir=artifact_dir,
                     lut=lut,
-                    extra=extra + (["--timeout", str(config.budget.timeout)] if config.budget.timeout else []),
+                    extra=extra + _worker_options(args, config.budget.timeout),
                 )
             )
             if code != EXIT_OK:
@@ -147,6 +147,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{n_complete(study)} complete trials in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     print_trials(study, front(study), args.json, "Pareto front")
     return EXIT_OK
+
+
+def _worker_options(args: argparse.Namespace, timeout: float | None) -> list[str]:
+    """The options ``run --workers K`` passes on to each worker."""
+    extra = ["--heartbeat", str(args.heartbeat)] + (["--grace", str(args.grace)] if args.grace else [])
+    return extra + (["--timeout", str(timeout)] if timeout else [])
 
 
 def _open(args: argparse.Namespace) -> optuna.Study:
@@ -182,6 +188,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "torch's default with one worker)",
     )
     run.add_argument("--artifact-dir", help="where trials store ONNX models and summaries")
+    add_heartbeat_options(run)
     run.set_defaults(func=cmd_run)
 
     for name, func, text in (

@@ -111,6 +111,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_heartbeat_options(p: argparse.ArgumentParser) -> None:
+    """``--heartbeat`` and ``--grace``, the same for ``run`` and ``worker`` and for every storage."""
+    p.add_argument(
+        "--heartbeat", type=int, default=DEFAULT_HEARTBEAT_S, help="seconds between heartbeats (every storage)"
+    )
+    p.add_argument("--grace", type=int, help="seconds without heartbeat before a trial is retried (default 2x)")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "worker",
@@ -122,10 +130,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, help="seconds after which this worker starts no new trial")
     p.add_argument("--artifact-dir", help="artifact directory (default: the study's, else next to the storage)")
     p.add_argument("--no-artifacts", action="store_true", help="do not upload ONNX models and summaries")
-    p.add_argument(
-        "--heartbeat", type=int, default=DEFAULT_HEARTBEAT_S, help="seconds between heartbeats (every storage)"
-    )
-    p.add_argument("--grace", type=int, help="seconds without heartbeat before a trial is retried (default 2x)")
+    add_heartbeat_options(p)
     p.add_argument(
         "--reconnect",
         type=float,
