@@ -270,13 +270,6 @@ def prune_channels(
     return model.train(model.training)  # new submodules take the model's mode
 
 
-def prune_block_hidden(block: InvertedResidual, idx: Tensor) -> None:
-    """Keep only hidden channels ``idx`` of one inverted-residual block (in place)."""
-    group = ChannelGroup("hidden", block.hidden_channels, 0.0, ["expand"], ["dw"], ["project.conv"])
-    _check_prunable(block, group.producers + group.depthwise)
-    prune_group(block, group, idx)
-
-
 __all__ = [
     "CRITERIA",
     "SCOPES",
@@ -286,7 +279,6 @@ __all__ = [
     "channels_to_keep",
     "group_importance",
     "plan_channel_pruning",
-    "prune_block_hidden",
     "prune_channels",
     "prune_group",
 ]

@@ -25,7 +25,7 @@ classifier after ``n`` stages). ``net.decisions`` lists them with their ``option
   model with the inherited weights (``build_model`` layout, same parameter count).
 * Costs: ``net.choice_layers(head_bits)`` lists every layer any choice can produce as a `ChoiceLayer`
   (a `LayerInfo` as `trace_layers` reports it on the BN-folded deployable model, plus the decision
-  options it requires). Price each ``layer`` once with the device code (``LatencyTable.lookup``,
+  options it requires). Price each ``layer`` once with the device code (e.g.
   ``layer_flash_bytes``) into a tensor ``costs``; then ``CostModel(layers, net.decisions)`` gives
   ``expected(costs, probs)`` = Σ_layers cost·P(layer present) (differentiable; with independent
   per-decision probabilities this is Σ p(choice)·cost(choice)) and ``of_choice(costs, choice)``.

@@ -287,12 +287,6 @@ class DNASSampler(BaseSampler):
         self.fallback.after_trial(study, trial, state, values)
 
     # ---- training, sharing ----------------------------------------------------------------------
-    def derived_choice(self, anchor: int) -> dict[str, Any]:
-        """The most probable architecture of anchor ``anchor`` (after training or loading)."""
-        assert self._logits is not None, "train or load the supernet first"
-        net = self._supernet()
-        return net.choice_from_probs({n: torch.softmax(v, 0) for n, v in self._logits[anchor].items()})
-
     def _ensure_trained(self, study: Study) -> list[dict[str, torch.Tensor]]:
         with self._lock:
             if self._logits is None:
