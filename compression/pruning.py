@@ -30,8 +30,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from jointnas.spaces import Candidate, UserInputError, stage_of_block
-from jointnas.spaces.layers import ConvBNAct, DenseAct, InvertedResidual
+from jointnas.spaces import Candidate, UserInputError, get_family, stage_of_block
+from jointnas.spaces.layers import ConvBNAct, InvertedResidual
 
 from ._modules import set_submodule
 
@@ -105,7 +105,7 @@ def channel_groups(model: nn.Module, candidate: Candidate, scope: Scope = "hidde
     stage_idx = stage_of_block(candidate)
     blocks = list(model.blocks)
     groups: list[ChannelGroup] = []
-    if candidate.family == "mlp" or all(isinstance(b, DenseAct) for b in blocks):
+    if get_family(candidate.family).layout == "dense":
         for i, block in enumerate(blocks):
             nxt = f"blocks.{i + 1}.linear" if i + 1 < len(blocks) else "classifier"
             groups.append(

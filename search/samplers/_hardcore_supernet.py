@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from jointnas.compression import TrainConfig, train
 from jointnas.spaces import Candidate
+from jointnas.spaces.params import stage_param
 from jointnas.spaces.supernet import Supernet
 
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
@@ -46,7 +47,9 @@ def path_choice(choices: SpaceChoices, arch: Arch) -> dict[str, Any]:
     )
     for i, (c, j) in enumerate(zip(arch.choices, arch.depths, strict=True)):
         k, e = choices.block_choices[c]
-        out.update({f"s{i}_kernel": k, f"s{i}_expansion": e, f"s{i}_depth": choices.depths[j]})
+        out.update(
+            {stage_param(i, "kernel"): k, stage_param(i, "expansion"): e, stage_param(i, "depth"): choices.depths[j]}
+        )
     return out
 
 
@@ -85,8 +88,8 @@ def latency_model(net: Supernet, choices: SpaceChoices, macro: Macro, table: Any
         if stage is None:  # stem, head
             fixed_ms += term
             continue
-        k = decisions[f"s{stage}_kernel"].options[req[f"s{stage}_kernel"][0]]
-        e = decisions[f"s{stage}_expansion"].options[req[f"s{stage}_expansion"][0]]
+        k = decisions[stage_param(stage, "kernel")].options[req[stage_param(stage, "kernel")][0]]
+        e = decisions[stage_param(stage, "expansion")].options[req[stage_param(stage, "expansion")][0]]
         b = int(cb.slot.split(".")[1]) - int(first_block[stage])
         block_ms[stage][b, choices.block_choices.index((k, e))] = term
     return LatencyModel(macro, fixed_ms, block_ms, choices.depths)
@@ -174,5 +177,11 @@ def inherit(net: Supernet, choices: SpaceChoices, candidate: Candidate) -> nn.Mo
         {"n_stages": len(candidate.stages)} if "n_stages" in {d.name for d in net.decisions} else {}
     )
     for i, stage in enumerate(candidate.stages):
-        choice.update({f"s{i}_kernel": stage.kernel, f"s{i}_expansion": stage.expansion, f"s{i}_depth": stage.depth})
+        choice.update(
+            {
+                stage_param(i, "kernel"): stage.kernel,
+                stage_param(i, "expansion"): stage.expansion,
+                stage_param(i, "depth"): stage.depth,
+            }
+        )
     return net.extract(choice)

@@ -101,7 +101,7 @@ def test_make_sampler_builds_dnas_with_checked_options():
         make_sampler("dnas", {"lambda": 1.0}, seed=0, space=SpaceConfig())
     with pytest.raises(UserInputError, match="lambdas entry 'x' must be a number"):
         make_sampler("dnas", {"lambdas": ["x"]}, seed=0, space=SpaceConfig())
-    with pytest.raises(UserInputError, match="family = 'cnn'"):
+    with pytest.raises(UserInputError, match=r"a supernet covers \('cnn', 'cnn1d'\), not 'mlp'"):
         make_sampler("dnas", {}, seed=0, space=SpaceConfig(family="mlp"))
 
 
