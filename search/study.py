@@ -79,8 +79,9 @@ def create_or_resume(config: StudyConfig, storage_url: str) -> optuna.Study:
     A stored config that differs from ``config`` (apart from storage and budget) is refused with the
     differing keys, before anything is written.
     """
-    storage = open_storage(storage_url)
+    # The sampler's options are checked before the storage is opened (a bad option writes nothing).
     sampler = make_sampler(config.sampler.name, config.sampler.options, seed=config.study.seed, space=config.space)
+    storage = open_storage(storage_url)
     name = config.study.name
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     if name in existing:
