@@ -228,7 +228,8 @@ def hardcore_rank_correlation(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     for i, arch in enumerate(picks):
         candidate = choices.candidate(arch, task.input_shape, task.num_classes)
-        inherited = sn.path_accuracy(net, choices, arch, task.x_val, task.y_val)
+        with torch.no_grad(), sn.batch_statistics(net):  # inherited weights, BN recalibrated on the batch
+            inherited = float((net(task.x_val, sn.path_choice(choices, arch)).argmax(1) == task.y_val).float().mean())
         model = sn.inherit(net, choices, candidate)
         gen = torch.Generator().manual_seed(seed)
         train(model, task.x_train, task.y_train, TrainConfig(epochs=args.finetune_epochs, lr=3e-3), generator=gen)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from jointnas.spaces import Candidate
+from jointnas.spaces.quant import WEIGHT_QUANTIZERS, quantize_weight
 
 from .cgen import CLibrary, generate_c_library
 from .export import deployable_model, export_onnx, onnx_logits, onnx_parity, quantize_onnx_int8
@@ -34,7 +35,6 @@ from .pruning import (
 )
 from .quantization import (
     PACT,
-    WEIGHT_QUANTIZERS,
     QuantConv1d,
     QuantConv2d,
     QuantLinear,
@@ -42,7 +42,6 @@ from .quantization import (
     fold_batchnorm,
     integer_weights,
     quantize_model,
-    quantize_weight,
 )
 from .sparsity import (
     MagnitudePruner,

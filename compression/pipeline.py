@@ -6,19 +6,20 @@ import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from jointnas.spaces import Candidate, build_model, layer_flash_bytes, trace_layers
+from jointnas.spaces.quant import WEIGHT_QUANTIZERS
 
 from .export import deployable_model
 from .lowrank import RANK_MODES, factorize_low_rank
 from .plan import validate_plan
 from .pruning import CRITERIA, SCOPES, prune_channels
-from .quantization import WEIGHT_QUANTIZERS, quantize_model
+from .quantization import quantize_model
 from .sparsity import SCHEDULES, SPARSITY_SCOPES, MagnitudePruner, SparsityConfig, gradual_prune
 from .training import TrainConfig, accuracy, train
 
@@ -128,13 +129,16 @@ class PipelineResult:
     layer_sparsity: dict[str, float] = field(default_factory=dict)
 
 
-def deployed_costs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """Params (weights + biases), MACs per sample and Flash bytes (`layer_flash_bytes`) of the deployment form."""
+def deployed_costs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The size of ``model``'s deployment form (`deployable_model`): params (weights + biases), nonzero
+    params, MACs per sample, Flash bytes (`layer_flash_bytes`) and the traced ``layers``."""
     layers = trace_layers(deployable_model(model), input_shape)
     return {
         "params": sum(layer.weight_numel + layer.bias_numel for layer in layers),
+        "nonzero_params": sum(layer.weight_nonzero + layer.bias_numel for layer in layers),
         "macs": sum(layer.macs for layer in layers),
         "flash_bytes": sum(layer_flash_bytes(layer) for layer in layers),
+        "layers": layers,
     }
 
 

@@ -30,8 +30,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from jointnas.spaces import Candidate, UserInputError, stage_of_block
-from jointnas.spaces.layers import ConvBNAct, DenseAct, InvertedResidual
+from jointnas.spaces import Candidate, UserInputError, get_family, stage_of_block
+from jointnas.spaces.layers import ConvBNAct, InvertedResidual
 
 from ._modules import set_submodule
 
@@ -105,7 +105,7 @@ def channel_groups(model: nn.Module, candidate: Candidate, scope: Scope = "hidde
     stage_idx = stage_of_block(candidate)
     blocks = list(model.blocks)
     groups: list[ChannelGroup] = []
-    if candidate.family == "mlp" or all(isinstance(b, DenseAct) for b in blocks):
+    if get_family(candidate.family).layout == "dense":
         for i, block in enumerate(blocks):
             nxt = f"blocks.{i + 1}.linear" if i + 1 < len(blocks) else "classifier"
             groups.append(
@@ -270,13 +270,6 @@ def prune_channels(
     return model.train(model.training)  # new submodules take the model's mode
 
 
-def prune_block_hidden(block: InvertedResidual, idx: Tensor) -> None:
-    """Keep only hidden channels ``idx`` of one inverted-residual block (in place)."""
-    group = ChannelGroup("hidden", block.hidden_channels, 0.0, ["expand"], ["dw"], ["project.conv"])
-    _check_prunable(block, group.producers + group.depthwise)
-    prune_group(block, group, idx)
-
-
 __all__ = [
     "CRITERIA",
     "SCOPES",
@@ -286,7 +279,6 @@ __all__ = [
     "channels_to_keep",
     "group_importance",
     "plan_channel_pruning",
-    "prune_block_hidden",
     "prune_channels",
     "prune_group",
 ]

@@ -16,94 +16,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from jointnas.spaces import WEIGHT_BITS, Candidate, UserInputError, stage_of_block
+from jointnas.spaces import Candidate, UserInputError, stage_of_block
 from jointnas.spaces.layers import ConvBNAct, DenseAct
+from jointnas.spaces.quant import (
+    check_bits,
+    check_method,
+    lsq_init_step,
+    per_channel,
+    quantize_activation,
+    quantize_weight,
+    weight_scale,
+)
 
 from ._modules import set_submodule
-
-WEIGHT_QUANTIZERS = ("maxabs", "dorefa", "lsq")
-
-
-def _ste(x: Tensor, q: Tensor) -> Tensor:
-    """Forward exactly ``q``, backward identity to ``x`` (``x - x.detach()`` is an exact zero)."""
-    return q.detach() + (x - x.detach())
-
-
-def _round_ste(x: Tensor) -> Tensor:
-    """``round(x)`` forward, identity backward."""
-    return torch.round(x).detach() + (x - x.detach())
-
-
-def _grad_scale(x: Tensor, factor: float) -> Tensor:
-    """``x`` forward, gradient multiplied by ``factor`` (LSQ's step-size gradient scaling)."""
-    return (x - x * factor).detach() + x * factor
-
-
-def _per_channel(weight: Tensor) -> tuple[int, ...]:
-    return tuple(range(1, weight.dim()))
-
-
-def weight_scale(weight: Tensor, bits: int) -> Tensor:
-    """Per-output-channel scale of symmetric ``bits`` quantization (max-abs), shaped to broadcast."""
-    qmax = 2 ** (bits - 1) - 1
-    amax = weight.detach().abs().amax(dim=_per_channel(weight), keepdim=True).clamp_min(1e-8)
-    return amax / qmax
-
-
-def lsq_init_step(weight: Tensor, bits: int) -> Tensor:
-    """Initial per-channel LSQ step, shaped to broadcast.
-
-    LSQ's ``2·mean|w| / sqrt(qmax)`` (Esser et al. 2020), capped at the max-abs scale ``max|w| / qmax``:
-    the paper's rule suits 2-4 bits but is needlessly coarse at 8-16 bits, where nothing need clip.
-    """
-    qmax = 2 ** (bits - 1) - 1
-    lsq = 2 * weight.detach().abs().mean(dim=_per_channel(weight), keepdim=True) / qmax**0.5
-    return torch.minimum(lsq, weight_scale(weight, bits)).clamp_min(1e-8)
-
-
-def _check_bits(bits: int) -> None:
-    if bits not in WEIGHT_BITS:
-        raise UserInputError(f"weight bit-width {bits} is unsupported; choose one of {list(WEIGHT_BITS)}")
-
-
-def _check_method(method: str) -> None:
-    if method not in WEIGHT_QUANTIZERS:
-        raise UserInputError(f"unknown weight quantizer {method!r}; choose one of {list(WEIGHT_QUANTIZERS)}")
-
-
-def quantize_weight(weight: Tensor, bits: int, method: str = "maxabs", step: Tensor | None = None) -> Tensor:
-    """Fake-quantize ``weight`` to ``bits`` per output channel with straight-through gradients.
-
-    Args:
-        weight: conv/linear weight, output channels first.
-        bits: 1 (binary), 2, 4, 8, 16, or 32 (unchanged).
-        method: ``maxabs`` (symmetric, scale = max|w|/qmax), ``dorefa`` or ``lsq`` (needs ``step``).
-        step: LSQ's learned per-channel step, shaped to broadcast against ``weight``.
-    """
-    if bits >= 32:
-        return weight
-    _check_bits(bits)
-    _check_method(method)
-    if bits == 1:  # binary for every method: sign(w)·mean|w| per channel (XNOR-Net / DoReFa k=1)
-        alpha = weight.detach().abs().mean(dim=_per_channel(weight), keepdim=True)
-        return _ste(weight, torch.where(weight >= 0, alpha, -alpha))
-    qmax = 2 ** (bits - 1) - 1
-    if method == "lsq":
-        if step is None:
-            raise UserInputError("the 'lsq' weight quantizer needs its learned step; quantize with quantize_model")
-        per_channel = weight[0].numel()
-        s = _grad_scale(step.abs() + 1e-12, 1.0 / (per_channel * qmax) ** 0.5)
-        return _round_ste(torch.clamp(weight / s, -qmax, qmax)) * s
-    if method == "dorefa":
-        # DoReFa-Net: squash with tanh, normalize to [0, 1], quantize to 2^k - 1 steps, map to [-1, 1];
-        # rescaled per channel by max|w| so the layer keeps its magnitude once BatchNorm is folded.
-        levels = 2**bits - 1
-        t = torch.tanh(weight)
-        t = t / (2 * t.detach().abs().amax(dim=_per_channel(weight), keepdim=True).clamp_min(1e-8)) + 0.5
-        q = 2 * _round_ste(t * levels) / levels - 1
-        return q * weight.detach().abs().amax(dim=_per_channel(weight), keepdim=True)
-    scale = weight_scale(weight, bits)
-    return _ste(weight, torch.clamp(torch.round(weight / scale), -qmax, qmax) * scale)
 
 
 @dataclass(frozen=True)
@@ -134,10 +59,10 @@ def integer_weights(weight: Tensor, bits: int, method: str = "maxabs", step: Ten
 
     ``integer_weights(w, b, m).dequantize()`` equals ``quantize_weight(w, b, m)`` up to float rounding.
     """
-    _check_bits(bits)
-    _check_method(method)
+    check_bits(bits)
+    check_method(method)
     weight = weight.detach()
-    reduce = _per_channel(weight)
+    reduce = per_channel(weight)
     if bits == 1:
         return WeightCodes((weight >= 0).to(torch.int32), weight.abs().mean(dim=reduce), 1, signed=False)
     qmax = 2 ** (bits - 1) - 1
@@ -167,7 +92,7 @@ class _QuantMixin:
     step: nn.Parameter | None
 
     def _setup_quant(self, weight_bits: int, act_bits: int, method: str) -> None:
-        _check_method(method)
+        check_method(method)
         self.weight_bits = weight_bits
         self.act_bits = act_bits
         self.weight_quantizer = method
@@ -231,11 +156,7 @@ class PACT(nn.Module):
             lo, hi = self.clip_range()
             scale = hi / levels
             return torch.round(torch.clamp(x, lo, hi) / scale) * scale
-        alpha = self.alpha.abs() + 1e-6
-        lo = -alpha if self.signed else torch.zeros_like(alpha)
-        y = torch.minimum(torch.maximum(x, lo), alpha)
-        scale = alpha / levels
-        return _ste(y, torch.round(y / scale) * scale)
+        return quantize_activation(x, self.bits, self.alpha, self.signed)
 
     def clip_range(self) -> tuple[float, float]:
         """The learned clipping interval as constants: ``(-α, α)`` signed, ``(0, α)`` unsigned."""
@@ -322,7 +243,7 @@ def quantize_model(
     initialises the activation clipping levels; without it they are set by the first batch the model
     sees.
     """
-    _check_method(weight_quantizer)
+    check_method(weight_quantizer)
     fold_batchnorm(model)
     stage_idx = stage_of_block(candidate)
     for i, block in enumerate(model.blocks):

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from jointnas.spaces import LayerInfo, UserInputError
 
@@ -32,52 +31,6 @@ from .blocks import BlockSpec, block_graph, group_blocks, overhead_spec
 from .profile import DeviceProfile, load_profile
 
 LUT_FORMAT_VERSION = 2
-
-
-def layer_key(layer: LayerInfo) -> str:
-    """Key of a single layer measured alone (`measure_layer_ms`); tables are keyed by `BlockSpec.key`."""
-    shape = "x".join(str(d) for d in layer.in_shape)
-    return (
-        f"{layer.kind}|in={shape}|out={layer.out_channels}|k={layer.kernel}|s={layer.stride}"
-        f"|g={layer.groups}|relu={int(layer.relu)}"
-    )
-
-
-def _op_graph(layer: LayerInfo, seed: int = 0) -> onnx.ModelProto:
-    rng = np.random.default_rng(seed)
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, *layer.in_shape])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    nodes = []
-    if layer.kind == "linear":
-        w = rng.standard_normal((layer.out_channels, layer.in_channels), dtype=np.float32)
-        b = rng.standard_normal(layer.out_channels, dtype=np.float32)
-        inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
-        src = "x"
-        if len(layer.in_shape) != 1:
-            nodes.append(helper.make_node("Flatten", ["x"], ["xf"], axis=1))
-            src = "xf"
-        nodes.append(helper.make_node("Gemm", [src, "w", "b"], ["z"], transB=1))
-    else:
-        spatial = len(layer.in_shape) - 1
-        k = [layer.kernel] * spatial
-        w = rng.standard_normal((layer.out_channels, layer.in_channels // layer.groups, *k), dtype=np.float32)
-        b = rng.standard_normal(layer.out_channels, dtype=np.float32)
-        inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
-        pad = layer.kernel // 2
-        nodes.append(
-            helper.make_node(
-                "Conv",
-                ["x", "w", "b"],
-                ["z"],
-                kernel_shape=k,
-                strides=[layer.stride] * spatial,
-                pads=[pad] * (2 * spatial),
-                group=layer.groups,
-            )
-        )
-    nodes.append(helper.make_node("Relu" if layer.relu else "Identity", ["z"], ["y"]))
-    graph = helper.make_graph(nodes, "op", [x], [y], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 def ort_session(model: onnx.ModelProto | bytes | str, threads: int, disabled_optimizers: Sequence[str] = ()):
@@ -159,13 +112,6 @@ def robust_cv(samples: Sequence[float]) -> float:
     med = statistics.median(samples)
     mad = statistics.median(abs(x - med) for x in samples)
     return 1.4826 * mad / med if med > 0 else 0.0
-
-
-def measure_layer_ms(layer: LayerInfo, threads: int, warmup: int, repeats: int) -> tuple[float, float]:
-    """Measure one layer's ORT latency in milliseconds (median) and its coefficient of variation."""
-    session = ort_session(_op_graph(layer), threads)
-    feed = {"x": np.random.default_rng(0).standard_normal((1, *layer.in_shape), dtype=np.float32)}
-    return time_session(session, feed, warmup, repeats)
 
 
 def device_fingerprint() -> dict[str, str | int]:
@@ -456,10 +402,6 @@ class LatencyTable:
                     ms = min(m for m, _ in xs)
                     self.entries[spec.key] = Entry(ms, statistics.median(c for _, c in xs))
                 self._dirty = True
-
-    def lookup(self, layer: LayerInfo) -> float:
-        """Milliseconds of one layer measured as a block of its own."""
-        return self.predict_raw_ms([layer])
 
     def _raw(self, specs: Sequence[BlockSpec]) -> float:
         # Every block was timed as a session of its own: count one session's fixed cost, not n. A block

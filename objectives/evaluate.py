@@ -11,10 +11,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 from torch import nn
 
-from jointnas.compression import PipelineConfig, accuracy, fold_batchnorm, mean_loss, run_pipeline
+from jointnas.compression import PipelineConfig, accuracy, deployed_costs, fold_batchnorm, mean_loss, run_pipeline
 from jointnas.devices import (
     LatencyTable,
-    estimate_flash_bytes,
     estimate_sram_bytes,
     fit_profiles,
     fit_report,
@@ -22,7 +21,7 @@ from jointnas.devices import (
     load_profile,
     profile_names,
 )
-from jointnas.spaces import Candidate, build_model, trace_layers
+from jointnas.spaces import Candidate, build_model
 
 from .tasks import TaskData
 
@@ -99,17 +98,11 @@ class Evaluation:
 
 
 def model_costs(model: nn.Module, input_shape: tuple[int, ...], table: LatencyTable) -> dict[str, Any]:
-    """Params, MACs, Flash, SRAM and LUT latency of a deployable (BN-folded) model."""
-    layers = trace_layers(model, input_shape)
-    return {
-        "params": sum(layer.weight_numel + layer.bias_numel for layer in layers),
-        "nonzero_params": sum(layer.weight_nonzero + layer.bias_numel for layer in layers),
-        "macs": sum(layer.macs for layer in layers),
-        "flash_bytes": estimate_flash_bytes(layers),
-        "sram_bytes": estimate_sram_bytes(layers),
-        "latency_ms": table.predict_ms(layers),
-        "layers": layers,
-    }
+    """`compression.deployed_costs` of a deployable model plus its SRAM and LUT latency."""
+    costs = deployed_costs(model, input_shape)
+    costs["sram_bytes"] = estimate_sram_bytes(costs["layers"])
+    costs["latency_ms"] = table.predict_ms(costs["layers"])
+    return costs
 
 
 def evaluate_candidate(

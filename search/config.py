@@ -113,13 +113,18 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
         where = f"[{'.'.join(str(p) for p in loc[:-1])}]" if loc[:-1] else "top level"
         return f"{source}: unknown key {loc[-1]!r} in {where}; {hint}"
+    return f"{source}: {key or 'config'}: {error_message(err)}"
+
+
+def error_message(err: Any) -> str:
+    """A pydantic error (one of ``exc.errors()``) as ``problem (got value)``, lower-case first."""
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     msg = msg[0].lower() + msg[1:] if msg else msg
     got = err.get("input")
     shown = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"
-    return f"{source}: {key or 'config'}: {msg}{shown}"
+    return f"{msg}{shown}"
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> StudyConfig:

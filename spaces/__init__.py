@@ -10,26 +10,43 @@ from jointnas.spaces._lazy import lazy_exports
 if TYPE_CHECKING:
     from jointnas.spaces.candidate import ACTIVATION_BITS, WEIGHT_BITS, Candidate, Stage
     from jointnas.spaces.families import (
+        CompressionKnobs,
+        Family,
+        SpaceConfig,
         build_model,
         check_family_input,
         family_names,
+        get_family,
+        grid_search_space,
         register_family,
+        sample_candidate,
         stage_of_block,
     )
     from jointnas.spaces.normalization import InputNormalization
+    from jointnas.spaces.params import FixedParams, Suggester, stage_param
     from jointnas.spaces.profile import LayerInfo, count_params, layer_flash_bytes, trace_layers, weight_storage_bytes
-    from jointnas.spaces.space import CompressionKnobs, SpaceConfig, Suggester, grid_search_space, sample_candidate
 
 _EXPORTS = {
     **dict.fromkeys(("ACTIVATION_BITS", "WEIGHT_BITS", "Candidate", "Stage"), "candidate"),
     **dict.fromkeys(
-        ("build_model", "check_family_input", "family_names", "register_family", "stage_of_block"), "families"
+        (
+            "Family",
+            "build_model",
+            "check_family_input",
+            "family_names",
+            "get_family",
+            "register_family",
+            "stage_of_block",
+        ),
+        "families",
     ),
     **dict.fromkeys(
         ("LayerInfo", "count_params", "layer_flash_bytes", "trace_layers", "weight_storage_bytes"), "profile"
     ),
     "InputNormalization": "normalization",
-    **dict.fromkeys(("CompressionKnobs", "SpaceConfig", "Suggester", "grid_search_space", "sample_candidate"), "space"),
+    **dict.fromkeys(("FixedParams", "Suggester", "stage_param"), "params"),
+    # The space's names come through the families package, which registers the built-in families.
+    **dict.fromkeys(("CompressionKnobs", "SpaceConfig", "grid_search_space", "sample_candidate"), "families"),
 }
 # UserInputError is light (no torch): storage and the CLI's error path import it without the space code.
 __getattr__ = lazy_exports(__name__, _EXPORTS)
@@ -38,6 +55,8 @@ __all__ = [
     "ACTIVATION_BITS",
     "Candidate",
     "CompressionKnobs",
+    "Family",
+    "FixedParams",
     "InputNormalization",
     "LayerInfo",
     "SpaceConfig",
@@ -49,11 +68,13 @@ __all__ = [
     "check_family_input",
     "count_params",
     "family_names",
+    "get_family",
     "grid_search_space",
     "layer_flash_bytes",
     "register_family",
     "sample_candidate",
     "stage_of_block",
+    "stage_param",
     "trace_layers",
     "weight_storage_bytes",
 ]

@@ -48,7 +48,7 @@ class Candidate:
     """Architecture + compression plan.
 
     Args:
-        family: registered family name (``"cnn"`` or ``"mlp"``).
+        family: a registered family name (`jointnas.spaces.families`).
         input_shape: input shape without batch, e.g. ``(1, 8, 8)``.
         num_classes: classifier outputs.
         stages: the stages in order.

@@ -7,26 +7,20 @@ proposal) for a `Candidate`; parameters of absent stages and layers are never su
 
 from __future__ import annotations
 
-import math
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from jointnas.spaces._errors import UserInputError
 from jointnas.spaces.candidate import Candidate, Stage
+from jointnas.spaces.params import Suggester, choice, float_grid, float_range, stage_param
+
+if TYPE_CHECKING:
+    from torch import nn
 
 WeightBits = Literal[1, 2, 4, 8, 16, 32]
 ActBits = Literal[2, 4, 8, 16, 32]
 HeadBits = Literal[8, 16, 32]
-
-
-class Suggester(Protocol):
-    """The subset of ``optuna.Trial`` the space needs."""
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1) -> int: ...
-
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float: ...
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
 
 
 class _Strict(BaseModel):
@@ -55,17 +49,38 @@ class CompressionKnobs(_Strict):
         return self
 
 
+def stage_knobs(suggester: Suggester, i: int, knobs: CompressionKnobs, prefix: str = "s") -> dict[str, Any]:
+    """The compression knobs of stage ``i`` as `Stage` fields."""
+    return {
+        "prune_ratio": float_range(suggester, stage_param(i, "prune", prefix), knobs.prune_ratio, knobs.prune_step),
+        "rank_ratio": float_range(suggester, stage_param(i, "rank", prefix), knobs.rank_ratio, knobs.rank_step),
+        "weight_bits": choice(suggester, stage_param(i, "wbits", prefix), knobs.weight_bits),
+        "act_bits": choice(suggester, stage_param(i, "abits", prefix), knobs.act_bits),
+    }
+
+
+def knob_grid(i: int, knobs: CompressionKnobs, prefix: str = "s") -> dict[str, list[Any]]:
+    """Every value of stage ``i``'s compression knobs (`stage_knobs`' parameters)."""
+    return {
+        stage_param(i, "prune", prefix): float_grid(knobs.prune_ratio, knobs.prune_step),
+        stage_param(i, "rank", prefix): float_grid(knobs.rank_ratio, knobs.rank_step),
+        stage_param(i, "wbits", prefix): list(knobs.weight_bits),
+        stage_param(i, "abits", prefix): list(knobs.act_bits),
+    }
+
+
 class SpaceConfig(_Strict):
     """Architecture family and ranges.
 
-    CNN (MobileNetV2-style; ``cnn`` for images, ``cnn1d`` for 1-D series): ``stages`` gives the base
-    output channels of each possible stage (its length is the maximum stage count), ``strides`` their
-    first-block strides, ``min_stages`` how many are always present; per stage: ``depth`` range,
-    ``width_mult``, ``kernel`` and ``expansion`` choices.
-    MLP: ``depth`` is the hidden-layer count range and ``widths`` the per-layer choices.
+    ``family`` names a registered `jointnas.spaces.families.Family`; each family reads some of the
+    range keys (its module says which). The built-ins: ``cnn`` / ``cnn1d`` (MobileNetV2-style, images /
+    1-D series): ``stages`` gives the base output channels of each possible stage (its length is the
+    maximum stage count), ``strides`` their first-block strides, ``min_stages`` how many are always
+    present; per stage: ``depth`` range, ``width_mult``, ``kernel`` and ``expansion`` choices.
+    ``mlp``: ``depth`` is the hidden-layer count range and ``widths`` the per-layer choices.
     """
 
-    family: Literal["cnn", "cnn1d", "mlp"] = "cnn"
+    family: str = "cnn"
     stages: list[int] = Field(default_factory=lambda: [16, 24, 32], min_length=1, max_length=8)
     strides: list[Literal[1, 2]] = Field(default_factory=lambda: [1, 2, 2])
     min_stages: int = Field(1, ge=1, le=8)
@@ -77,18 +92,19 @@ class SpaceConfig(_Strict):
     widths: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
     compression: CompressionKnobs = Field(default_factory=CompressionKnobs)
 
+    @field_validator("family")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in family_names():
+            raise ValueError(f"unknown family {name!r}; choose one of {', '.join(family_names())}")
+        return name
+
     @model_validator(mode="after")
     def _consistent(self) -> SpaceConfig:
         lo, hi = self.depth
         if not (1 <= lo <= hi <= 8):
             raise ValueError(f"depth range {[lo, hi]} must satisfy 1 <= low <= high <= 8")
-        if self.family in ("cnn", "cnn1d"):
-            if len(self.strides) != len(self.stages):
-                raise ValueError(
-                    f"strides has {len(self.strides)} entries but stages has {len(self.stages)}; give one each"
-                )
-            if self.min_stages > len(self.stages):
-                raise ValueError(f"min_stages={self.min_stages} exceeds the {len(self.stages)} stages given")
+        get_family(self.family).check_space(self)
         for name in ("stages", "expansion", "stem_channels", "widths"):
             if any(v < 1 or v > 4096 for v in getattr(self, name)):
                 raise ValueError(f"{name} values must lie in [1, 4096]")
@@ -97,34 +113,93 @@ class SpaceConfig(_Strict):
         return self
 
 
-def _float_range(suggester: Suggester, name: str, bounds: tuple[float, float], step: float) -> float:
-    lo, hi = bounds
-    if lo == hi:
-        return lo
-    n = math.floor((hi - lo) / step + 1e-9)
-    return suggester.suggest_float(name, lo, lo + n * step, step=step)
+# -- families ---------------------------------------------------------------------------------------
+
+Layout = Literal["inverted_residual", "dense"]
 
 
-def _int_range(suggester: Suggester, name: str, bounds: tuple[int, int]) -> int:
-    lo, hi = bounds
-    return lo if lo == hi else suggester.suggest_int(name, lo, hi)
+class Family:
+    """One architecture family. Subclass it, implement `sample`, `grid` and `build`, register an instance.
+
+    Attributes:
+        name: the ``[space] family`` value.
+        layout: the block contract of the built model, what pruning and the latency-table enumeration
+            (``jointnas lut build``) rely on: ``"inverted_residual"`` (``model.stem``, then
+            ``model.blocks`` of `InvertedResidual`, ``stage.depth`` blocks a stage, then
+            ``model.classifier``) or ``"dense"`` (``model.blocks`` of `DenseAct`, one a stage, on the
+            flattened input, then ``model.classifier``; a one-stage candidate on a flat input is one
+            block).
+        input_dims: dimensions of an input without batch (``None``: any shape).
+        supernet: whether `jointnas.spaces.supernet.Supernet` covers the family (weight-sharing samplers).
+    """
+
+    name: str = ""
+    layout: Layout = "dense"
+    input_dims: int | None = None
+    supernet: bool = False
+
+    def check_space(self, space: SpaceConfig) -> None:
+        """Raise ``ValueError`` (a config message) when the ``[space]`` keys the family reads disagree."""
+
+    def sample(
+        self, suggester: Suggester, space: SpaceConfig, input_shape: tuple[int, ...], num_classes: int
+    ) -> Candidate:
+        """Ask ``suggester`` for one candidate of ``space`` (parameters of absent stages are not asked)."""
+        raise NotImplementedError
+
+    def grid(self, space: SpaceConfig) -> dict[str, list[Any]]:
+        """Every parameter `sample` can suggest with all its values (one value: left out)."""
+        raise NotImplementedError
+
+    def build(self, candidate: Candidate) -> nn.Module:
+        """The candidate's uncompressed float torch module."""
+        raise NotImplementedError
+
+    def stage_widths(self, space: SpaceConfig) -> list[list[int]]:
+        """The channel counts stage ``i`` can have, for every stage position (the latency table's blocks)."""
+        raise NotImplementedError
+
+    def blocks_of(self, stage: Stage) -> int:
+        """How many entries of ``model.blocks`` a stage builds."""
+        return stage.depth if self.layout == "inverted_residual" else 1
+
+    def describe(self, candidate: dict[str, Any]) -> str:
+        """A one-line architecture summary of a stored candidate (the CLI's trial tables)."""
+        return f"{self.name} " + "-".join(str(s["channels"]) for s in candidate.get("stages") or [])
+
+    def check_input(self, input_shape: tuple[int, ...]) -> None:
+        """Raise `UserInputError` when the family cannot take inputs of ``input_shape``."""
+        if self.input_dims is None or len(input_shape) == self.input_dims:
+            return
+        layout = {2: "(channels, length)", 3: "(channels, height, width)"}.get(self.input_dims, f"{self.input_dims}-D")
+        fits = [f.name for f in _FAMILIES.values() if f.input_dims in (None, len(input_shape))]
+        raise UserInputError(
+            f"family {self.name!r} needs inputs shaped {layout}, but the task gives {tuple(input_shape)}; "
+            f"set [space] family to one of {fits}"
+        )
 
 
-def _choice(suggester: Suggester, name: str, choices: list[Any]) -> Any:
-    return choices[0] if len(choices) == 1 else suggester.suggest_categorical(name, list(choices))
+_FAMILIES: dict[str, Family] = {}
 
 
-def _stage_knobs(suggester: Suggester, prefix: str, knobs: CompressionKnobs) -> dict[str, Any]:
-    return {
-        "prune_ratio": round(_float_range(suggester, f"{prefix}_prune", knobs.prune_ratio, knobs.prune_step), 6),
-        "rank_ratio": round(_float_range(suggester, f"{prefix}_rank", knobs.rank_ratio, knobs.rank_step), 6),
-        "weight_bits": _choice(suggester, f"{prefix}_wbits", knobs.weight_bits),
-        "act_bits": _choice(suggester, f"{prefix}_abits", knobs.act_bits),
-    }
+def register_family(family: Family) -> Family:
+    """Register ``family`` under ``family.name`` (a later registration of the name replaces it)."""
+    if not family.name:
+        raise ValueError("a family needs a name")
+    _FAMILIES[family.name] = family
+    return family
 
 
-def _round_channels(value: float) -> int:
-    return max(4, int(round(value / 4.0)) * 4)
+def family_names() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def get_family(name: str) -> Family:
+    """The registered family ``name``."""
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise UserInputError(f"unknown architecture family {name!r}; choose one of {family_names()}") from None
 
 
 def sample_candidate(
@@ -139,66 +214,9 @@ def sample_candidate(
         >>> c.family, len(c.stages) == trial.params["n_layers"]
         ('mlp', True)
     """
-    knobs = space.compression
-    head_bits = _choice(suggester, "head_bits", knobs.head_bits)
-    stages: list[Stage] = []
-    if space.family == "mlp":
-        n = _int_range(suggester, "n_layers", space.depth)
-        for i in range(n):
-            width = _choice(suggester, f"l{i}_width", space.widths)
-            stages.append(Stage(channels=int(width), **_stage_knobs(suggester, f"l{i}", knobs)))
-        return Candidate("mlp", tuple(input_shape), num_classes, tuple(stages), head_bits=head_bits)
-
-    stem = _choice(suggester, "stem_channels", space.stem_channels)
-    n_stages = _int_range(suggester, "n_stages", (space.min_stages, len(space.stages)))
-    for i in range(n_stages):
-        mult = _choice(suggester, f"s{i}_width", space.width_mult)
-        stages.append(
-            Stage(
-                channels=_round_channels(space.stages[i] * mult),
-                depth=_int_range(suggester, f"s{i}_depth", space.depth),
-                kernel=_choice(suggester, f"s{i}_kernel", space.kernel),
-                expansion=_choice(suggester, f"s{i}_expansion", space.expansion),
-                stride=space.strides[i],
-                **_stage_knobs(suggester, f"s{i}", knobs),
-            )
-        )
-    return Candidate(space.family, tuple(input_shape), num_classes, tuple(stages), int(stem), head_bits)
+    return get_family(space.family).sample(suggester, space, tuple(input_shape), num_classes)
 
 
 def grid_search_space(space: SpaceConfig) -> dict[str, list[Any]]:
     """Every parameter `sample_candidate` can suggest, with all its values (for ``GridSampler``)."""
-    knobs = space.compression
-    grid: dict[str, list[Any]] = {}
-
-    def add(name: str, values: list[Any]) -> None:
-        if len(values) > 1:
-            grid[name] = list(values)
-
-    def frange(bounds: tuple[float, float], step: float) -> list[float]:
-        lo, hi = bounds
-        n = math.floor((hi - lo) / step + 1e-9)
-        return [round(lo + k * step, 10) for k in range(n + 1)]
-
-    def knob_grid(prefix: str) -> None:
-        add(f"{prefix}_prune", frange(knobs.prune_ratio, knobs.prune_step))
-        add(f"{prefix}_rank", frange(knobs.rank_ratio, knobs.rank_step))
-        add(f"{prefix}_wbits", list(knobs.weight_bits))
-        add(f"{prefix}_abits", list(knobs.act_bits))
-
-    add("head_bits", list(knobs.head_bits))
-    if space.family == "mlp":
-        add("n_layers", list(range(space.depth[0], space.depth[1] + 1)))
-        for i in range(space.depth[1]):
-            add(f"l{i}_width", list(space.widths))
-            knob_grid(f"l{i}")
-        return grid
-    add("stem_channels", list(space.stem_channels))
-    add("n_stages", list(range(space.min_stages, len(space.stages) + 1)))
-    for i in range(len(space.stages)):
-        add(f"s{i}_width", list(space.width_mult))
-        add(f"s{i}_depth", list(range(space.depth[0], space.depth[1] + 1)))
-        add(f"s{i}_kernel", list(space.kernel))
-        add(f"s{i}_expansion", list(space.expansion))
-        knob_grid(f"s{i}")
-    return grid
+    return {name: values for name, values in get_family(space.family).grid(space).items() if len(values) > 1}

@@ -25,7 +25,7 @@ classifier after ``n`` stages). ``net.decisions`` lists them with their ``option
   model with the inherited weights (``build_model`` layout, same parameter count).
 * Costs: ``net.choice_layers(head_bits)`` lists every layer any choice can produce as a `ChoiceLayer`
   (a `LayerInfo` as `trace_layers` reports it on the BN-folded deployable model, plus the decision
-  options it requires). Price each ``layer`` once with the device code (``LatencyTable.lookup``,
+  options it requires). Price each ``layer`` once with the device code (e.g.
   ``layer_flash_bytes``) into a tensor ``costs``; then ``CostModel(layers, net.decisions)`` gives
   ``expected(costs, probs)`` = Σ_layers cost·P(layer present) (differentiable; with independent
   per-decision probabilities this is Σ p(choice)·cost(choice)) and ``of_choice(costs, choice)``.
@@ -44,14 +44,18 @@ from torch import Tensor, nn
 
 from jointnas.spaces._errors import UserInputError
 from jointnas.spaces.candidate import Candidate
-from jointnas.spaces.families import INPUT_DIMS, build_model, check_family_input
+from jointnas.spaces.families import (
+    SpaceConfig,
+    build_model,
+    family_names,
+    get_family,
+    grid_search_space,
+    sample_candidate,
+)
 from jointnas.spaces.layers import ConvBNAct
+from jointnas.spaces.params import FixedParams, round_channels, stage_param
 from jointnas.spaces.profile import LayerInfo
 from jointnas.spaces.quant import quantize_activation, quantize_weight
-from jointnas.spaces.space import SpaceConfig, grid_search_space, sample_candidate
-
-SUPERNET_FAMILIES = ("cnn", "cnn1d")
-"""`SpaceConfig` families a `Supernet` covers."""
 
 KINDS = ("kernel", "expansion", "depth", "wbits", "abits")
 """Decision kinds of every stage, in order; the decision of stage ``i`` is named ``s{i}_{kind}``."""
@@ -99,10 +103,6 @@ def gumbel_softmax(logits: Tensor, tau: float, generator: torch.Generator | None
     """A relaxed one-hot sample ``softmax((logits + Gumbel noise) / tau)`` (reproducible with ``generator``)."""
     u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype).clamp(1e-9, 1 - 1e-9)
     return F.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)
-
-
-def _round_channels(value: float) -> int:
-    return max(4, int(round(value / 4.0)) * 4)  # as spaces.space does for stage widths
 
 
 def _out_size(size: int, kernel: int, stride: int) -> int:
@@ -239,30 +239,11 @@ class _SuperBlock(nn.Module):
         return x + y if self.use_residual else y
 
 
-class _FixedParams:
-    """A `Suggester` answering from ``params``; absent knobs mean no compression / the largest option."""
-
-    def __init__(self, params: Mapping[str, Any]) -> None:
-        self.params = params
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1) -> int:
-        return int(self.params.get(name, high))
-
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float:
-        return float(self.params.get(name, high if name.endswith("_rank") else low))
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        value = self.params.get(name, max(choices))
-        if value not in choices:
-            raise UserInputError(f"parameter {name}={value!r} is not one of {list(choices)}")
-        return value
-
-
 class Supernet(nn.Module):
     """Weight-sharing supernet of a ``cnn`` or ``cnn1d`` space (see the module docstring for the interface).
 
     Args:
-        space: the study's space (family ``"cnn"`` or ``"cnn1d"``).
+        space: the study's space (a family with ``supernet``: the built-in ``cnn`` and ``cnn1d``).
         input_shape: input shape without batch, ``(C, H, W)`` (``cnn``) or ``(C, L)`` (``cnn1d``).
         num_classes: classifier outputs.
         width_mult: stage width multiplier (one of ``space.width_mult``; default the largest).
@@ -289,13 +270,15 @@ class Supernet(nn.Module):
         stem_channels: int | None = None,
     ) -> None:
         super().__init__()
-        if space.family not in SUPERNET_FAMILIES:
+        family = get_family(space.family)
+        if not family.supernet:
+            covered = [name for name in family_names() if get_family(name).supernet]
             raise UserInputError(
-                f"the supernet covers the {' and '.join(map(repr, SUPERNET_FAMILIES))} families, not "
+                f"the supernet covers the {' and '.join(map(repr, covered))} families, not "
                 f"{space.family!r}; set [space] family"
             )
-        check_family_input(space.family, tuple(input_shape))
-        self.dims = INPUT_DIMS[space.family] - 1  # spatial dimensions
+        family.check_input(tuple(input_shape))
+        self.dims = len(input_shape) - 1  # spatial dimensions
         width_mult = max(space.width_mult) if width_mult is None else width_mult
         stem_channels = max(space.stem_channels) if stem_channels is None else stem_channels
         if width_mult not in space.width_mult:
@@ -315,10 +298,10 @@ class Supernet(nn.Module):
             "wbits": tuple(sorted(knobs.weight_bits)),
             "abits": tuple(sorted(knobs.act_bits)),
         }
-        self.widths = [_round_channels(c * width_mult) for c in space.stages]
+        self.widths = [round_channels(c * width_mult) for c in space.stages]
         n_stages = Decision("n_stages", -1, "n_stages", tuple(range(space.min_stages, len(space.stages) + 1)))
         self.decisions: tuple[Decision, ...] = (n_stages,) + tuple(
-            Decision(f"s{i}_{kind}", i, kind, options[kind]) for i in range(len(space.stages)) for kind in KINDS
+            Decision(stage_param(i, kind), i, kind, options[kind]) for i in range(len(space.stages)) for kind in KINDS
         )
         self._by_name = {d.name: d for d in self.decisions}
         self.stem = ConvBNAct(input_shape[0], stem_channels, 3, dims=self.dims)
@@ -383,7 +366,7 @@ class Supernet(nn.Module):
             full = self._full(choice)
             n = full["n_stages"]
             for i, blocks in enumerate(self.stages[:n]):
-                c = {kind: full[f"s{i}_{kind}"] for kind in KINDS}
+                c = {kind: full[stage_param(i, kind)] for kind in KINDS}
                 for block in blocks[: c["depth"]]:
                     x = block.forward_path(x, c["expansion"], c["kernel"], c["wbits"], c["abits"])
             return self.heads[n - 1](_pool(x))
@@ -391,9 +374,9 @@ class Supernet(nn.Module):
         p_n = self._probs(weights, "n_stages", x)
         out = None
         for i, blocks in enumerate(self.stages[: counts[-1]]):
-            p = {kind: self._probs(weights, f"s{i}_{kind}", x) for kind in KINDS}
-            bits = (self._by_name[f"s{i}_wbits"].options, self._by_name[f"s{i}_abits"].options)
-            depths = self._by_name[f"s{i}_depth"].options
+            p = {kind: self._probs(weights, stage_param(i, kind), x) for kind in KINDS}
+            bits = (self._by_name[stage_param(i, "wbits")].options, self._by_name[stage_param(i, "abits")].options)
+            depths = self._by_name[stage_param(i, "depth")].options
             for j, block in enumerate(blocks):
                 if j < depths[0]:
                     x = block.forward_mixed(x, p, bits)
@@ -423,7 +406,7 @@ class Supernet(nn.Module):
         n = full["n_stages"]
         values: dict[str, Any] = {"stem_channels": self.stem_channels}
         for i in range(n):
-            values[f"s{i}_width"] = self.width_mult
+            values[stage_param(i, "width")] = self.width_mult
         values.update({k: v for k, v in full.items() if self._by_name[k].stage < n})
         grid = grid_search_space(self.space)
         return {k: v for k, v in values.items() if k in grid}
@@ -432,7 +415,7 @@ class Supernet(nn.Module):
         """The plain `Candidate` of ``choice``; ``params`` set the knobs outside the supernet."""
         merged = dict(params or {})
         merged.update(self.params_of(choice))
-        return sample_candidate(_FixedParams(merged), self.space, self.input_shape, self.num_classes)
+        return sample_candidate(FixedParams(merged), self.space, self.input_shape, self.num_classes)
 
     @torch.no_grad()
     def extract(self, choice: Choice | None = None) -> nn.Module:
@@ -443,8 +426,8 @@ class Supernet(nn.Module):
         model.classifier.load_state_dict(self.heads[full["n_stages"] - 1].state_dict())
         it = iter(model.blocks)
         for i, blocks in enumerate(self.stages[: full["n_stages"]]):
-            e, k = full[f"s{i}_expansion"], full[f"s{i}_kernel"]
-            for sb in blocks[: full[f"s{i}_depth"]]:
+            e, k = full[stage_param(i, "expansion")], full[stage_param(i, "kernel")]
+            for sb in blocks[: full[stage_param(i, "depth")]]:
                 b = next(it)
                 h = sb.cin * e
                 b.expand.conv.weight.copy_(sb.expand_w[:h])
@@ -487,11 +470,11 @@ class Supernet(nn.Module):
         for i, blocks in enumerate(self.stages):
             present_n = tuple(x for x, n in enumerate(counts) if n > i)
             stage_req = (("n_stages", present_n),) if len(present_n) < len(counts) else ()
-            ks, es, ds = (self._by_name[f"s{i}_{kind}"].options for kind in ("kernel", "expansion", "depth"))
-            wbs, abs_ = self._by_name[f"s{i}_wbits"].options, self._by_name[f"s{i}_abits"].options
+            ks, es, ds = (self._by_name[stage_param(i, kind)].options for kind in ("kernel", "expansion", "depth"))
+            wbs, abs_ = self._by_name[stage_param(i, "wbits")].options, self._by_name[stage_param(i, "abits")].options
             for j, sb in enumerate(blocks):
                 present = tuple(x for x, d in enumerate(ds) if d > j)
-                depth_req = stage_req + (((f"s{i}_depth", present),) if len(present) < len(ds) else ())
+                depth_req = stage_req + (((stage_param(i, "depth"), present),) if len(present) < len(ds) else ())
                 out_size = _out_shape(size, 1, sb.stride)
                 res = sb.cin * math.prod(size) if sb.use_residual else 0
                 tag = f"blocks.{flat}"
@@ -502,10 +485,10 @@ class Supernet(nn.Module):
                             for ia, ab in enumerate(abs_):
                                 req = (
                                     *depth_req,
-                                    (f"s{i}_expansion", (ie,)),
-                                    (f"s{i}_kernel", (ik,)),
-                                    (f"s{i}_wbits", (iw,)),
-                                    (f"s{i}_abits", (ia,)),
+                                    (stage_param(i, "expansion"), (ie,)),
+                                    (stage_param(i, "kernel"), (ik,)),
+                                    (stage_param(i, "wbits"), (iw,)),
+                                    (stage_param(i, "abits"), (ia,)),
                                 )
                                 layers = (
                                     _conv_info(f"{tag}.expand.conv", (sb.cin, *size), hid, 1, 1, 1, wb, ab, res, True),

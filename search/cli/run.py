@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from jointnas.objectives import TaskData, load_task
-from jointnas.spaces import UserInputError, check_family_input
+from jointnas.spaces import UserInputError, check_family_input, family_names, get_family
 
 from ..config import StudyConfig, apply_overrides, load_config
 from ..storage import check_storage_folder, mask_password, open_storage
@@ -39,10 +39,7 @@ from .worker import add_heartbeat_options, set_torch_threads, threads_per_worker
 def _summary(trial: FrozenTrial) -> str:
     cand = trial.user_attrs.get("candidate") or {}
     stages = cand.get("stages") or []
-    if cand.get("family") == "mlp":
-        arch = "mlp " + "-".join(str(s["channels"]) for s in stages)
-    else:
-        arch = "cnn " + " ".join(f"{s['channels']}x{s['depth']}k{s['kernel']}e{s['expansion']}" for s in stages)
+    arch = get_family(cand["family"]).describe(cand) if cand.get("family") in family_names() else "?"
     comp = " ".join(f"p{s['prune_ratio']:g}/r{s['rank_ratio']:g}/w{s['weight_bits']}a{s['act_bits']}" for s in stages)
     return f"{arch} | {comp}"
 

@@ -11,14 +11,18 @@ from jointnas.spaces import SpaceConfig, UserInputError, grid_search_space
 
 from ._dnas import DNASSampler
 from ._hardcore import HardCoReNASSampler
+from ._options import SamplerOptions, signature_options
 
 
 def _construct(cls: type, name: str, options: dict[str, Any], **fixed: Any) -> optuna.samplers.BaseSampler:
+    """``cls(**fixed, **options)`` once ``options`` pass its declared options (`signature_options` for
+    Optuna's samplers, the sampler's `SamplerOptions` model for jointnas's)."""
+    model = getattr(cls, "Options", None)
+    if isinstance(model, type) and issubclass(model, SamplerOptions):
+        model.parse(options)
+    else:
+        signature_options(cls, name, options, fixed)
     params = inspect.signature(cls).parameters
-    for key in options:
-        if key not in params or key in fixed:
-            allowed = sorted(p for p in params if p not in fixed)
-            raise UserInputError(f"sampler {name!r} has no option {key!r}; options: {', '.join(allowed)}")
     kwargs = {k: v for k, v in fixed.items() if k in params}
     try:
         return cls(**kwargs, **options)

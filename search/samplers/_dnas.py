@@ -19,7 +19,9 @@ from optuna.trial import FrozenTrial, TrialState
 from jointnas.compression.dnas import DNASConfig, Penalty, train_dnas
 from jointnas.devices import LatencyTable
 from jointnas.spaces import SpaceConfig, UserInputError, sample_candidate
-from jointnas.spaces.supernet import SUPERNET_FAMILIES, CostModel, Supernet
+from jointnas.spaces.families import family_names, get_family
+from jointnas.spaces.params import FixedParams
+from jointnas.spaces.supernet import CostModel, Supernet
 
 from ._artifact_once import default_artifact_store, train_once
 from ._supernet_costs import flash_costs, latency_costs, sram_costs
@@ -29,24 +31,12 @@ ATTR_PREFIX = "dnas"
 ATTR_SUPERNET = f"{ATTR_PREFIX}:supernet"
 
 
-class _Recorder:
-    """A `Suggester` that answers from ``params`` and records each parameter's distribution."""
-
-    def __init__(self, params: Mapping[str, Any]) -> None:
-        self.params = params
-        self.dists: dict[str, BaseDistribution] = {}
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1) -> int:
-        self.dists[name] = IntDistribution(low, high, step=step)
-        return int(self.params.get(name, high))
-
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float:
-        self.dists[name] = FloatDistribution(low, high, step=step)
-        return float(self.params.get(name, high if name.endswith("_rank") else low))
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        self.dists[name] = CategoricalDistribution(list(choices))
-        return self.params.get(name, max(choices))
+def _distribution(kind: str, *args: Any) -> BaseDistribution:
+    """The Optuna distribution of one `FixedParams.asked` record."""
+    if kind == "categorical":
+        return CategoricalDistribution(args[0])
+    low, high, step = args
+    return IntDistribution(low, high, step=step) if kind == "int" else FloatDistribution(low, high, step=step)
 
 
 def _anchors(lambdas: Sequence[Any], lambda_sram: float) -> list[dict[str, float]]:
@@ -147,9 +137,10 @@ class DNASSampler(BaseSampler):
         seed: int | None = None,
     ) -> None:
         self.space = space if isinstance(space, SpaceConfig) else SpaceConfig.model_validate(space)
-        if self.space.family not in SUPERNET_FAMILIES:
+        if not get_family(self.space.family).supernet:
+            covered = ", ".join(repr(n) for n in family_names() if get_family(n).supernet)
             raise UserInputError(
-                f"the dnas sampler needs [space] family = 'cnn' or 'cnn1d' (a supernet), not {self.space.family!r}"
+                f"the dnas sampler needs a [space] family a supernet covers ({covered}), not {self.space.family!r}"
             )
         self.anchors = _anchors(lambdas, lambda_sram)
         if epochs < 1 or not 0 <= warmup_epochs < epochs:
@@ -245,9 +236,9 @@ class DNASSampler(BaseSampler):
         if self._space_cache is None:
             net = self._supernet()
             params = net.params_of(net.largest_choice())
-            rec = _Recorder(params)
-            sample_candidate(rec, self.space, net.input_shape, net.num_classes)
-            self._space_cache = {k: rec.dists[k] for k in params}
+            asked = FixedParams(params)
+            sample_candidate(asked, self.space, net.input_shape, net.num_classes)
+            self._space_cache = {k: _distribution(*asked.asked[k]) for k in params}
         return dict(self._space_cache)
 
     def sample_relative(
@@ -287,12 +278,6 @@ class DNASSampler(BaseSampler):
         self.fallback.after_trial(study, trial, state, values)
 
     # ---- training, sharing ----------------------------------------------------------------------
-    def derived_choice(self, anchor: int) -> dict[str, Any]:
-        """The most probable architecture of anchor ``anchor`` (after training or loading)."""
-        assert self._logits is not None, "train or load the supernet first"
-        net = self._supernet()
-        return net.choice_from_probs({n: torch.softmax(v, 0) for n, v in self._logits[anchor].items()})
-
     def _ensure_trained(self, study: Study) -> list[dict[str, torch.Tensor]]:
         with self._lock:
             if self._logits is None:

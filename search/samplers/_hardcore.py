@@ -30,11 +30,12 @@ from optuna.trial import FrozenTrial, TrialState
 from jointnas.devices import LatencyTable
 from jointnas.objectives import TaskData
 from jointnas.spaces import Candidate, SpaceConfig, UserInputError
+from jointnas.spaces.params import stage_param
 
 from ..attrs import STUDY_CONFIG
 from ._artifact_once import default_artifact_store, train_once
 from ._hardcore_fw import ScoreModel, SearchResult, search_macros
-from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
+from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices, covers
 
 ATTR_SUPERNET = "hardcore:supernet"
 ATTR_BUDGET = "hardcore:budget_ms"
@@ -400,7 +401,7 @@ def _check(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 def arch_distributions(space: SpaceConfig) -> dict[str, BaseDistribution]:
     """Distributions of the architecture parameters `sample_candidate` suggests for a CNN ``space``."""
     out: dict[str, BaseDistribution] = {}
-    if space.family != "cnn":
+    if not covers(space.family):
         return out
 
     def cat(name: str, values: list[Any]) -> None:
@@ -411,9 +412,9 @@ def arch_distributions(space: SpaceConfig) -> dict[str, BaseDistribution]:
     if space.min_stages < len(space.stages):
         out["n_stages"] = IntDistribution(space.min_stages, len(space.stages))
     for i in range(len(space.stages)):
-        cat(f"s{i}_width", list(space.width_mult))
+        cat(stage_param(i, "width"), list(space.width_mult))
         if space.depth[0] < space.depth[1]:
-            out[f"s{i}_depth"] = IntDistribution(*space.depth)
-        cat(f"s{i}_kernel", list(space.kernel))
-        cat(f"s{i}_expansion", list(space.expansion))
+            out[stage_param(i, "depth")] = IntDistribution(*space.depth)
+        cat(stage_param(i, "kernel"), list(space.kernel))
+        cat(stage_param(i, "expansion"), list(space.expansion))
     return out

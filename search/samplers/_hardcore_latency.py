@@ -30,22 +30,14 @@ import numpy as np
 import torch
 
 from jointnas.spaces import Candidate, SpaceConfig, UserInputError, sample_candidate
+from jointnas.spaces.families import family_names, get_family
+from jointnas.spaces.params import FixedParams, stage_param
 
 
-class FixedSuggester:
-    """An ``optuna.Trial`` stand-in answering ``suggest_*`` from a dict (first choice when absent)."""
-
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.params = params
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1) -> int:
-        return int(self.params.get(name, low))
-
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float:
-        return float(self.params.get(name, low))
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        return self.params.get(name, list(choices)[0])
+def covers(family: str) -> bool:
+    """Whether HardCoReNAS covers ``family``: a supernet family over images ``(C, H, W)``."""
+    f = get_family(family)
+    return f.supernet and f.input_dims == 3
 
 
 @dataclass(frozen=True)
@@ -82,10 +74,11 @@ class SpaceChoices:
 
     @classmethod
     def from_space(cls, space: SpaceConfig) -> SpaceChoices:
-        if space.family != "cnn":
+        if not covers(space.family):
+            covered = ", ".join(repr(n) for n in family_names() if covers(n))
             raise UserInputError(
-                f"sampler 'hardcore' searches CNN block choices and depths; [space] family is {space.family!r}, "
-                'use family = "cnn" or another sampler'
+                f"sampler 'hardcore' searches the block choices and depths of an image supernet; [space] family "
+                f"is {space.family!r}, use family = one of {covered} or another sampler"
             )
         choices = tuple((int(k), int(e)) for k in space.kernel for e in space.expansion)
         depths = tuple(range(space.depth[0], space.depth[1] + 1))
@@ -111,10 +104,10 @@ class SpaceChoices:
         params: dict[str, Any] = {"stem_channels": m.stem_channels, "n_stages": m.n_stages}
         for i in range(m.n_stages):
             k, e = self.block_choices[arch.choices[i]]
-            params[f"s{i}_width"] = m.width_mults[i]
-            params[f"s{i}_kernel"] = k
-            params[f"s{i}_expansion"] = e
-            params[f"s{i}_depth"] = self.depths[arch.depths[i]]
+            params[stage_param(i, "width")] = m.width_mults[i]
+            params[stage_param(i, "kernel")] = k
+            params[stage_param(i, "expansion")] = e
+            params[stage_param(i, "depth")] = self.depths[arch.depths[i]]
         return params
 
     def arch_from_params(self, params: dict[str, Any]) -> Arch:
@@ -123,23 +116,26 @@ class SpaceChoices:
         n = int(params.get("n_stages", len(sp.stages) if sp.min_stages == len(sp.stages) else sp.min_stages))
         macro = Macro(
             int(params.get("stem_channels", sp.stem_channels[0])),
-            tuple(float(params.get(f"s{i}_width", sp.width_mult[0])) for i in range(n)),
+            tuple(float(params.get(stage_param(i, "width"), sp.width_mult[0])) for i in range(n)),
         )
         choices = tuple(
             self.block_choices.index(
-                (int(params.get(f"s{i}_kernel", sp.kernel[0])), int(params.get(f"s{i}_expansion", sp.expansion[0])))
+                (
+                    int(params.get(stage_param(i, "kernel"), sp.kernel[0])),
+                    int(params.get(stage_param(i, "expansion"), sp.expansion[0])),
+                )
             )
             for i in range(n)
         )
-        depths = tuple(self.depths.index(int(params.get(f"s{i}_depth", sp.depth[0]))) for i in range(n))
+        depths = tuple(self.depths.index(int(params.get(stage_param(i, "depth"), sp.depth[0]))) for i in range(n))
         return Arch(macro, choices, depths)
 
     def candidate(
         self, arch: Arch, input_shape: tuple[int, ...], num_classes: int, extra: dict[str, Any] | None = None
     ) -> Candidate:
-        """The `Candidate` of ``arch`` (compression knobs from ``extra`` params, else their first value)."""
+        """The `Candidate` of ``arch`` (compression knobs from ``extra`` params, else uncompressed: `FixedParams`)."""
         return sample_candidate(
-            FixedSuggester({**(extra or {}), **self.arch_params(arch)}), self.space, input_shape, num_classes
+            FixedParams({**(extra or {}), **self.arch_params(arch)}), self.space, input_shape, num_classes
         )
 
 

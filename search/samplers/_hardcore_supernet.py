@@ -7,6 +7,8 @@ from the supernet's per-choice layer descriptions, and inherited-weight models f
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ from torch import Tensor, nn
 
 from jointnas.compression import TrainConfig, train
 from jointnas.spaces import Candidate
+from jointnas.spaces.params import stage_param
 from jointnas.spaces.supernet import Supernet
 
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
@@ -44,7 +47,9 @@ def path_choice(choices: SpaceChoices, arch: Arch) -> dict[str, Any]:
     )
     for i, (c, j) in enumerate(zip(arch.choices, arch.depths, strict=True)):
         k, e = choices.block_choices[c]
-        out.update({f"s{i}_kernel": k, f"s{i}_expansion": e, f"s{i}_depth": choices.depths[j]})
+        out.update(
+            {stage_param(i, "kernel"): k, stage_param(i, "expansion"): e, stage_param(i, "depth"): choices.depths[j]}
+        )
     return out
 
 
@@ -83,28 +88,11 @@ def latency_model(net: Supernet, choices: SpaceChoices, macro: Macro, table: Any
         if stage is None:  # stem, head
             fixed_ms += term
             continue
-        k = decisions[f"s{stage}_kernel"].options[req[f"s{stage}_kernel"][0]]
-        e = decisions[f"s{stage}_expansion"].options[req[f"s{stage}_expansion"][0]]
+        k = decisions[stage_param(stage, "kernel")].options[req[stage_param(stage, "kernel")][0]]
+        e = decisions[stage_param(stage, "expansion")].options[req[stage_param(stage, "expansion")][0]]
         b = int(cb.slot.split(".")[1]) - int(first_block[stage])
         block_ms[stage][b, choices.block_choices.index((k, e))] = term
     return LatencyModel(macro, fixed_ms, block_ms, choices.depths)
-
-
-class LatencyPricer:
-    """`LatencyModel` per macro (one supernet per width/stem, built only to list its block options)."""
-
-    def __init__(self, choices: SpaceChoices, input_shape: tuple[int, ...], num_classes: int, table: Any) -> None:
-        self.choices, self.input_shape, self.num_classes, self.table = choices, input_shape, num_classes, table
-        self._models: dict[Macro, LatencyModel] = {}
-
-    def model(self, macro: Macro) -> LatencyModel:
-        if macro not in self._models:
-            net = build_supernet(self.choices, macro, self.input_shape, self.num_classes)
-            self._models[macro] = latency_model(net, self.choices, macro, self.table)
-        return self._models[macro]
-
-    def arch_ms(self, arch: Arch) -> float:
-        return self.model(arch.macro).arch_ms(arch.choices, arch.depths)
 
 
 class _PathSampler(nn.Module):
@@ -157,21 +145,19 @@ def train_supernet(
     }
 
 
-@torch.no_grad()
-def path_losses(net: Supernet, choices: SpaceChoices, archs: list[Arch], x: Tensor, y: Tensor) -> list[float]:
-    """Validation cross-entropy of each sub-network with inherited weights.
-
-    BatchNorm uses the batch statistics of ``x`` (momentum 0: the shared running statistics, mixed
-    over every trained path, stay untouched) — the usual BN recalibration of one-shot evaluation.
-    """
-    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+@contextmanager
+def batch_statistics(net: Supernet) -> Iterator[Supernet]:
+    """``net`` in training mode with BatchNorm momentum 0 for the block: each forward normalizes with
+    the batch's statistics and the shared running statistics (mixed over every trained path) stay
+    untouched — the usual BN recalibration of one-shot evaluation."""
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
     momenta = [bn.momentum for bn in bns]
     was_training = net.training
     try:
         for bn in bns:
             bn.momentum = 0.0
         net.train()
-        return [float(F.cross_entropy(net(x, path_choice(choices, a)), y)) for a in archs]
+        yield net
     finally:
         for bn, m in zip(bns, momenta, strict=True):
             bn.momentum = m
@@ -179,20 +165,10 @@ def path_losses(net: Supernet, choices: SpaceChoices, archs: list[Arch], x: Tens
 
 
 @torch.no_grad()
-def path_accuracy(net: Supernet, choices: SpaceChoices, arch: Arch, x: Tensor, y: Tensor) -> float:
-    """Validation accuracy of one sub-network with inherited weights (BN as in `path_losses`)."""
-    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
-    momenta = [bn.momentum for bn in bns]
-    try:
-        for bn in bns:
-            bn.momentum = 0.0
-        net.train()
-        pred = net(x, path_choice(choices, arch)).argmax(dim=1)
-        return float((pred == y).float().mean())
-    finally:
-        for bn, m in zip(bns, momenta, strict=True):
-            bn.momentum = m
-        net.eval()
+def path_losses(net: Supernet, choices: SpaceChoices, archs: list[Arch], x: Tensor, y: Tensor) -> list[float]:
+    """Validation cross-entropy of each sub-network with inherited weights (BN: `batch_statistics`)."""
+    with batch_statistics(net):
+        return [float(F.cross_entropy(net(x, path_choice(choices, a)), y)) for a in archs]
 
 
 def inherit(net: Supernet, choices: SpaceChoices, candidate: Candidate) -> nn.Module:
@@ -201,5 +177,11 @@ def inherit(net: Supernet, choices: SpaceChoices, candidate: Candidate) -> nn.Mo
         {"n_stages": len(candidate.stages)} if "n_stages" in {d.name for d in net.decisions} else {}
     )
     for i, stage in enumerate(candidate.stages):
-        choice.update({f"s{i}_kernel": stage.kernel, f"s{i}_expansion": stage.expansion, f"s{i}_depth": stage.depth})
+        choice.update(
+            {
+                stage_param(i, "kernel"): stage.kernel,
+                stage_param(i, "expansion"): stage.expansion,
+                stage_param(i, "depth"): stage.depth,
+            }
+        )
     return net.extract(choice)

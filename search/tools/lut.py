@@ -17,18 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import torch
 from torch import nn
 
 from jointnas.compression import (
     channels_to_keep,
     factorize_low_rank,
-    fold_batchnorm,
     prune_channels,
     rank_for,
     saves_parameters,
 )
-from jointnas.compression.export import export_onnx
+from jointnas.compression.export import deployable_model, export_onnx
 from jointnas.devices import (
     REPEATS,
     ROUNDS,
@@ -45,56 +45,32 @@ from jointnas.devices import (
 )
 from jointnas.objectives import load_task
 from jointnas.spaces import Candidate, Stage, UserInputError, build_model, sample_candidate, trace_layers
+from jointnas.spaces.families import get_family
+from jointnas.spaces.params import float_grid
 
 from ..config import StudyConfig
-
-
-class RandomSuggester:
-    """Optuna's ``suggest_*`` answered uniformly at random (a stand-in trial for sampling the space)."""
-
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
-        self.params: dict[str, Any] = {}
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1) -> int:
-        value = int(self.rng.integers(0, (high - low) // step + 1)) * step + low
-        self.params[name] = value
-        return value
-
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float:
-        if step is None:
-            value = float(self.rng.uniform(low, high))
-        else:
-            value = low + int(self.rng.integers(0, math.floor((high - low) / step + 1e-9) + 1)) * step
-        self.params[name] = value
-        return value
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        value = list(choices)[int(self.rng.integers(0, len(choices)))]
-        self.params[name] = value
-        return value
 
 
 def random_candidates(config: StudyConfig, n: int, seed: int) -> list[Candidate]:
     """``n`` candidates of the study's space drawn uniformly at random (reproducible by ``seed``)."""
     task = load_task(config.task)
-    rng = np.random.default_rng(seed)
-    return [sample_candidate(RandomSuggester(rng), config.space, task.input_shape, task.num_classes) for _ in range(n)]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    return [sample_candidate(study.ask(), config.space, task.input_shape, task.num_classes) for _ in range(n)]
 
 
-def deployable_model(
+def timing_model(
     candidate: Candidate, steps: list[str], prune_scope: str = "hidden", rank_mode: str = "ratio"
 ) -> nn.Module:
-    """The candidate's model as ONNX Runtime runs it: pruned and factorized as the pipeline does
-    (untrained weights suffice for timing), BatchNorm folded. Fake quantization is left out: ``ort``
-    devices execute the float graph."""
+    """The candidate's model as ONNX Runtime times it: pruned and factorized as the pipeline does
+    (untrained weights suffice for timing), in deployment form (`compression.export.deployable_model`).
+    Fake quantization is left out: ``ort`` devices execute the float graph."""
     torch.manual_seed(0)
     model = build_model(candidate)
     if "prune" in steps:
         prune_channels(model, candidate, scope=prune_scope)
     if "lowrank" in steps:
         factorize_low_rank(model, candidate, rank_mode)
-    return fold_batchnorm(model).eval()
+    return deployable_model(model)
 
 
 def export_onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
@@ -105,16 +81,6 @@ def export_onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
 
 
 # -- the space's blocks --------------------------------------------------------------------------------
-
-
-def _frange(bounds: tuple[float, float], step: float) -> list[float]:
-    lo, hi = bounds
-    n = math.floor((hi - lo) / step + 1e-9)
-    return [round(lo + k * step, 6) for k in range(n + 1)]
-
-
-def _round_channels(value: float) -> int:
-    return max(4, int(round(value / 4.0)) * 4)
 
 
 def _exec_bits(bits: int, native: set[int]) -> int:
@@ -130,20 +96,25 @@ def _conv1x1(cin: int, out: int, relu: bool, rank_ratio: float, lowrank: bool) -
     return [OpSpec("conv", cin, out, 1, 1, 1, relu, True)]
 
 
-def _cnn_blocks(config: StudyConfig, input_shape: tuple[int, ...], n_classes: int, native: set[int]) -> set[BlockSpec]:
-    """Every stem, inverted-residual block and head the CNN space can produce after pruning (channel
-    groups as `compression.pruning.channel_groups` forms them) and ratio-mode low-rank factorization.
+def _inverted_residual_blocks(
+    config: StudyConfig, input_shape: tuple[int, ...], n_classes: int, profile: DeviceProfile
+) -> set[BlockSpec]:
+    """Every stem, inverted-residual block and head the space of an ``inverted_residual`` family can
+    produce after pruning (channel groups as `compression.pruning.channel_groups` forms them) and
+    ratio-mode low-rank factorization.
 
     A stage's input width is any pruned width of the previous stage's output (its ratio is that
     stage's); the stem's group takes the first stage's ratio. The result may hold a few combinations no
     candidate reaches (the price of enumerating stage by stage), never too few.
     """
     space, knobs, steps = config.space, config.space.compression, config.pipeline.steps
+    widths = get_family(space.family).stage_widths(space)
     prune_all = "prune" in steps and config.pipeline.prune_scope == "all"
     prune_hidden = "prune" in steps
     lowrank = "lowrank" in steps
-    prunes = _frange(knobs.prune_ratio, knobs.prune_step)
-    ranks = _frange(knobs.rank_ratio, knobs.rank_step)
+    prunes = float_grid(knobs.prune_ratio, knobs.prune_step)
+    ranks = float_grid(knobs.rank_ratio, knobs.rank_step)
+    native = set(profile.native_bits)
     bits = {(_exec_bits(w, native), _exec_bits(a, native)) for w in knobs.weight_bits for a in knobs.act_bits}
     head_bits = {_exec_bits(b, native) for b in knobs.head_bits}
 
@@ -151,7 +122,7 @@ def _cnn_blocks(config: StudyConfig, input_shape: tuple[int, ...], n_classes: in
         return channels_to_keep(n, p) if applies else n
 
     specs: set[BlockSpec] = set()
-    c_in, *size = input_shape  # (H, W) for ``cnn``, (L,) for ``cnn1d``
+    c_in, *size = input_shape  # the spatial dimensions: (H, W) of an image, (L,) of a series
     # incoming groups: (original width, ratio of the group or None when any ratio of the grid)
     incoming: set[tuple[int, None]] = set()
     for stem, p in itertools.product(space.stem_channels, prunes):
@@ -164,8 +135,8 @@ def _cnn_blocks(config: StudyConfig, input_shape: tuple[int, ...], n_classes: in
             )
         incoming.add((stem, None))
     first_stage = True
-    for i, (base, stride) in enumerate(zip(space.stages, space.strides, strict=True)):
-        outs = sorted({_round_channels(base * m) for m in space.width_mult})
+    for i, stride in enumerate(space.strides):
+        outs = widths[i]
         out_size = [(d + stride - 1) // stride for d in size]
         group_widths: set[int] = set()
         for (cin, _), out, k, e, p, r in itertools.product(
@@ -205,37 +176,38 @@ def _cnn_blocks(config: StudyConfig, input_shape: tuple[int, ...], n_classes: in
     return specs
 
 
-def _mlp_blocks(
+def _dense_blocks(
     config: StudyConfig, input_shape: tuple[int, ...], n_classes: int, profile: DeviceProfile
 ) -> set[BlockSpec]:
-    """Every dense block and head of the MLP space, from one-layer candidates run through the real
-    pruning and low-rank code (input width: any pruned width of the previous layer)."""
+    """Every dense block and head of the space of a ``dense`` family, from one-layer candidates run
+    through the real pruning and low-rank code (input width: any pruned width of the previous layer)."""
     space, knobs, steps = config.space, config.space.compression, list(config.pipeline.steps)
-    prunes = _frange(knobs.prune_ratio, knobs.prune_step)
-    ranks = _frange(knobs.rank_ratio, knobs.rank_step)
-    pruned = "prune" in steps  # an MLP's layer widths are its hidden units: pruned under either scope
+    prunes = float_grid(knobs.prune_ratio, knobs.prune_step)
+    ranks = float_grid(knobs.rank_ratio, knobs.rank_step)
+    pruned = "prune" in steps  # a dense layer's width is its hidden units: pruned under either scope
     specs: set[BlockSpec] = set()
     ins = {math.prod(input_shape)}
-    for _ in range(space.depth[1]):
-        for cin, width, p, r in itertools.product(sorted(ins), space.widths, prunes, ranks):
-            c = Candidate("mlp", (cin,), n_classes, (Stage(width, prune_ratio=p, rank_ratio=r),))
-            model = deployable_model(c, steps, config.pipeline.prune_scope, config.pipeline.rank_mode)
+    for widths in get_family(space.family).stage_widths(space):
+        for cin, width, p, r in itertools.product(sorted(ins), widths, prunes, ranks):
+            c = Candidate(space.family, (cin,), n_classes, (Stage(width, prune_ratio=p, rank_ratio=r),))
+            model = timing_model(c, steps, config.pipeline.prune_scope, config.pipeline.rank_mode)
             layers = trace_layers(model, c.input_shape)
             specs.update(spec for spec, _ in group_blocks(layers, profile.native_bits))
-        ins = {channels_to_keep(wd, p) if pruned else wd for wd in space.widths for p in prunes}
+        ins = {channels_to_keep(wd, p) if pruned else wd for wd in widths for p in prunes}
     return specs
+
+
+_LAYOUT_BLOCKS = {"inverted_residual": _inverted_residual_blocks, "dense": _dense_blocks}
+"""The block enumeration of each `jointnas.spaces.families.Family.layout`."""
 
 
 def space_blocks(config: StudyConfig, profile: DeviceProfile) -> list[BlockSpec]:
     """Every distinct block of the study's space as ``profile`` executes it, plus the session-overhead
     entry (sorted by key)."""
     task = load_task(config.task)
-    if config.space.family == "mlp":
-        specs = _mlp_blocks(config, task.input_shape, task.num_classes, profile)
-        overhead = overhead_spec((math.prod(task.input_shape),))
-    else:
-        specs = _cnn_blocks(config, task.input_shape, task.num_classes, set(profile.native_bits))
-        overhead = overhead_spec(task.input_shape)
+    layout = get_family(config.space.family).layout
+    specs = _LAYOUT_BLOCKS[layout](config, task.input_shape, task.num_classes, profile)
+    overhead = overhead_spec((math.prod(task.input_shape),) if layout == "dense" else task.input_shape)
     found = {spec.key: spec for spec in specs}
     found[overhead.key] = overhead
     return [found[k] for k in sorted(found)]
@@ -265,7 +237,7 @@ def measure_candidates(
     raw, cal, nblk, models = [], [], [], []
     pipe = config.pipeline
     for c in candidates:
-        model = deployable_model(c, list(pipe.steps), pipe.prune_scope, pipe.rank_mode)
+        model = timing_model(c, list(pipe.steps), pipe.prune_scope, pipe.rank_mode)
         layers = trace_layers(model, c.input_shape)
         raw.append(table.predict_raw_ms(layers))
         cal.append(table.predict_ms(layers))

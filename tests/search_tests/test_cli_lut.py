@@ -7,7 +7,7 @@ import json
 from jointnas.devices import LatencyTable, load_profile
 from jointnas.search.cli import main
 from jointnas.search.config import load_config
-from jointnas.search.tools.lut import random_candidates, space_blocks
+from jointnas.search.tools.lut import random_candidates, space_blocks, timing_model
 
 
 def test_space_blocks_cover_every_random_candidate(tiny_config):
@@ -15,12 +15,11 @@ def test_space_blocks_cover_every_random_candidate(tiny_config):
     blocks = {spec.key for spec in space_blocks(config, load_profile("ort-cpu"))}
     assert 40 < len(blocks) < 200
     table = LatencyTable(None)
-    from jointnas.search.tools.lut import deployable_model
     from jointnas.spaces import trace_layers
 
     for c in random_candidates(config, 30, seed=3):
         pipe = config.pipeline
-        layers = trace_layers(deployable_model(c, list(pipe.steps), pipe.prune_scope, pipe.rank_mode), c.input_shape)
+        layers = trace_layers(timing_model(c, list(pipe.steps), pipe.prune_scope, pipe.rank_mode), c.input_shape)
         missing = {s.key for s in table.blocks(layers)} - blocks
         assert not missing, (c, missing)
         assert {s.key for s in table.blocks(layers)} <= blocks
@@ -91,7 +90,6 @@ def test_study_on_a_microcontroller_uses_the_cycle_model_and_fit_constraint(tmp_
 
 def test_space_blocks_cover_an_mlp_space(tmp_path):
     from jointnas.search.config import parse_config
-    from jointnas.search.tools.lut import deployable_model
     from jointnas.spaces import trace_layers
 
     config = parse_config(
@@ -104,6 +102,6 @@ def test_space_blocks_cover_an_mlp_space(tmp_path):
     table = LatencyTable(None)
     for c in random_candidates(config, 20, seed=4):
         pipe = config.pipeline
-        model = deployable_model(c, list(pipe.steps), pipe.prune_scope, pipe.rank_mode)
+        model = timing_model(c, list(pipe.steps), pipe.prune_scope, pipe.rank_mode)
         assert {s.key for s in table.blocks(trace_layers(model, c.input_shape))} <= blocks
     assert "overhead|in=64||res=0|pool=0|b=w32a32" in blocks

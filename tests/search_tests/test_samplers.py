@@ -37,3 +37,22 @@ def test_constraints_make_feasible_trials_dominate(tmp_path, capsys):
         assert t.constraints == {"flash_bytes": t.values[2] - 1}
         assert t.user_attrs["fits"] == {"flash_bytes": False}
     assert study.best_trials == []  # nothing is feasible under a 1-byte budget
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ("{ multivariate = 7 }", "sampler 'tpe': options.multivariate: input should be a valid boolean (got 7)"),
+        (
+            '{ n_startup_trials = "x" }',
+            "sampler 'tpe': options.n_startup_trials: input should be a valid integer (got 'x')",
+        ),
+    ],
+)
+def test_a_wrong_option_type_of_an_optuna_sampler_is_one_line_and_writes_nothing(tmp_path, capsys, options, message):
+    text = TINY_CONFIG.replace('[sampler]\nname = "random"', f'[sampler]\nname = "tpe"\noptions = {options}')
+    cfg = write_config(tmp_path, text)
+    assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {message}" and "Traceback" not in err
+    assert not (tmp_path / "tiny.db").exists()

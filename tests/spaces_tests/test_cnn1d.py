@@ -14,9 +14,11 @@ from jointnas.compression import (
     prune_channels,
     quantize_model,
 )
-from jointnas.devices import LatencyTable, estimate_flash_bytes, estimate_sram_bytes, layer_key
+from jointnas.devices import LatencyTable, estimate_flash_bytes, estimate_sram_bytes
 from jointnas.devices.blocks import group_blocks
 from jointnas.spaces import Candidate, SpaceConfig, Stage, UserInputError, build_model, sample_candidate, trace_layers
+
+from ._layer_key import layer_key
 
 C1D = Candidate("cnn1d", (1, 40), 10, (Stage(8, 1, 5, 4, 1), Stage(16, 2, 3, 4, 2)), stem_channels=8, head_bits=8)
 

@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from jointnas.compression import quantize_model
-from jointnas.devices import LatencyTable, estimate_flash_bytes, layer_key
+from jointnas.devices import LatencyTable, estimate_flash_bytes
 from jointnas.search.samplers._supernet_costs import flash_costs, latency_costs
 from jointnas.spaces import SpaceConfig, UserInputError, build_model, count_params, trace_layers
 from jointnas.spaces.supernet import CostModel, Supernet, gumbel_softmax
+
+from ._layer_key import layer_key
 
 SPACE = SpaceConfig(
     stages=[8, 16],

@@ -101,7 +101,7 @@ def test_options_are_validated():
         HardCoReNASSampler(SPACE, inner_sampler="grid")
     with pytest.raises(UserInputError, match="sampler 'hardcore' has no option 'population_size'"):
         make_sampler("hardcore", {"population_size": 3}, seed=0, space=SPACE)
-    with pytest.raises(UserInputError, match='use family = "cnn" or another sampler'):
+    with pytest.raises(UserInputError, match="family is 'mlp', use family = one of 'cnn' or another sampler"):
         make_sampler("hardcore", {}, seed=0, space=SpaceConfig(family="mlp"))
     sampler = make_sampler("hardcore", {"scoring": "full", "inner_sampler": "tpe"}, seed=0, space=SPACE)
     assert isinstance(sampler, HardCoReNASSampler) and sampler.scoring == "full"

@@ -9,8 +9,8 @@ import torch
 from jointnas.compression import fold_batchnorm
 from jointnas.devices import LatencyTable
 from jointnas.search.samplers._hardcore_fw import ScoreModel, frank_wolfe, search_budget, search_macros
-from jointnas.search.samplers._hardcore_latency import Arch, SpaceChoices
-from jointnas.search.samplers._hardcore_supernet import LatencyPricer
+from jointnas.search.samplers._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
+from jointnas.search.samplers._hardcore_supernet import build_supernet, latency_model
 from jointnas.spaces import SpaceConfig, UserInputError, build_model, trace_layers
 
 SPACE = SpaceConfig(
@@ -23,6 +23,25 @@ SPACE = SpaceConfig(
     stem_channels=[8],
 )
 SHAPE = (1, 8, 8)
+
+
+class LatencyPricer:
+    """`LatencyModel` per macro (one supernet per width/stem, built only to list its block options)."""
+
+    def __init__(
+        self, choices: SpaceChoices, input_shape: tuple[int, ...], num_classes: int, table: LatencyTable
+    ) -> None:
+        self.choices, self.input_shape, self.num_classes, self.table = choices, input_shape, num_classes, table
+        self._models: dict[Macro, LatencyModel] = {}
+
+    def model(self, macro: Macro) -> LatencyModel:
+        if macro not in self._models:
+            net = build_supernet(self.choices, macro, self.input_shape, self.num_classes)
+            self._models[macro] = latency_model(net, self.choices, macro, self.table)
+        return self._models[macro]
+
+    def arch_ms(self, arch: Arch) -> float:
+        return self.model(arch.macro).arch_ms(arch.choices, arch.depths)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +150,7 @@ def test_repair_reaches_the_budget_from_the_slowest_subnetwork(pricer):
 
 
 def test_mlp_space_is_refused():
-    with pytest.raises(UserInputError, match='family = "cnn"'):
+    with pytest.raises(UserInputError, match="use family = one of 'cnn' or another sampler"):
         SpaceChoices.from_space(SpaceConfig(family="mlp"))
 
 
