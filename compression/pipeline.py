@@ -138,6 +138,22 @@ def deployed_costs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
     }
 
 
+def _train_configs(config: PipelineConfig) -> tuple[TrainConfig, TrainConfig]:
+    """The initial training's and every fine-tune's `TrainConfig`."""
+    base = TrainConfig(
+        epochs=config.train_epochs, lr=config.lr, batch_size=config.batch_size, weight_decay=config.weight_decay
+    )
+    finetune = TrainConfig(
+        epochs=config.finetune_epochs,
+        lr=config.finetune_lr,
+        batch_size=config.batch_size,
+        weight_decay=config.weight_decay,
+        kd_alpha=config.kd_alpha,
+        kd_temperature=config.kd_temperature,
+    )
+    return base, finetune
+
+
 def run_pipeline(
     candidate: Candidate,
     x_train: Tensor,
@@ -166,20 +182,7 @@ def run_pipeline(
     gen = torch.Generator().manual_seed(seed)
     timings: dict[str, float] = {}
     reports: list[StepReport] = []
-    base = TrainConfig(
-        epochs=config.train_epochs,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        weight_decay=config.weight_decay,
-    )
-    finetune = TrainConfig(
-        epochs=config.finetune_epochs,
-        lr=config.finetune_lr,
-        batch_size=config.batch_size,
-        weight_decay=config.weight_decay,
-        kd_alpha=config.kd_alpha,
-        kd_temperature=config.kd_temperature,
-    )
+    base, finetune = _train_configs(config)
 
     def record(step: str, model: nn.Module, seconds: float) -> None:
         timings[f"{step}_s"] = timings.get(f"{step}_s", 0.0) + seconds
