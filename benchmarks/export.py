@@ -26,6 +26,7 @@ from jointnas.search.storage import open_storage
 from jointnas.search.study import create_or_resume, front, load_study, lut_path, run_study, versions
 from jointnas.search.tools.export import export_trial
 from jointnas.search.tools.lut import build_table
+from jointnas.search.worker import record_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +58,9 @@ def main() -> None:
         t0 = time.perf_counter()
         lut_summary = build_table(config, config.device.name, lut, n_calibration=args.n_calibration)
         lut_summary["wall_s"] = round(time.perf_counter() - t0, 1)
-        study = run_study(config, create_or_resume(config, f"sqlite:///{work / 'q.db'}"), config_path=config_path)
+        study = create_or_resume(config, f"sqlite:///{work / 'q.db'}")
+        record_run(study, config.budget.n_trials, work / "artifacts")  # export reads the stored models there
+        study = run_study(config, study, config_path=config_path, artifact_dir=work / "artifacts")
         made_by = (
             "jointnas lut build --device ort-cpu --config studies/quickstart.toml "
             f"--n-calibration {args.n_calibration}; "
@@ -94,6 +97,7 @@ def main() -> None:
                 "sram_estimate_bytes": size["sram_estimate_bytes"],
                 "c_array": size["c_array"],
                 "export_s": round(time.perf_counter() - t0, 1),
+                "trial_s": round((trial.datetime_complete - trial.datetime_start).total_seconds(), 1),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
