@@ -203,3 +203,26 @@ def test_export_is_quiet_and_its_onnx_files_take_raw_pixels(tiny_study, tmp_path
     assert json.loads(meta["jointnas.class_labels"]) == [str(i) for i in range(10)]
     assert json.loads(meta["jointnas.input"]) == {"layout": "NCHW", "shape": ["batch", 1, 8, 8], "units": "raw"}
     assert json.loads(meta["jointnas.normalization"])["mean"] == list(task.normalization.mean)
+
+
+def test_a_microcontroller_study_is_judged_on_flash_and_the_cycle_model(tmp_path):
+    text = TINY_CONFIG.replace("n_trials = 2", "n_trials = 1").replace("[device]\n", '[device]\nname = "stm32f746"\n')
+    path = write_config(tmp_path, text + REQUIREMENTS, "mcu.toml")
+    config = load_config(path)
+    study = create_or_resume(config, f"sqlite:///{tmp_path / 'mcu.db'}")
+    record_run(study, 1, tmp_path / "artifacts")
+    study = run_study(config, study, config_path=path, artifact_dir=tmp_path / "artifacts")
+    report = export_trial(study, 0, tmp_path / "out")
+    deployed, baseline = report["deployed"], report["baseline"]
+    assert deployed["artifact"] == "c/ (C library)"
+    assert (
+        deployed["size_bytes"] == report["sizes"]["flash_estimate_bytes"] == report["sizes"]["c_array"]["array_bytes"]
+    )
+    assert baseline["size_bytes"] == report["sizes"]["baseline_flash_estimate_bytes"]
+    assert deployed["latency_ms"] == report["latency_ms"]["lut_predicted"] == study.trials[0].user_attrs["latency_ms"]
+    checks = {c["name"]: c for c in report["requirements"]}
+    assert checks["min_speedup"]["basis"] == "cycle-model latency on stm32f746 vs the baseline's"
+    assert checks["min_size_reduction"]["measured"] == pytest.approx(
+        1 - deployed["size_bytes"] / baseline["size_bytes"]
+    )
+    assert "| cycle-model latency on stm32f746 vs the baseline's |" in (tmp_path / "out" / "report.md").read_text()
