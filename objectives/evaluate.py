@@ -195,6 +195,7 @@ def measure_candidate(
         **_cost_attrs(costs, base_costs),
         "steps": [r.as_dict() for r in result.reports],  # accuracy, params, MACs, Flash after each step
         "layer_sparsity": result.layer_sparsity,
+        "curves": result.curves,  # per training run: per-epoch loss and validation accuracy
         "timings_s": timings,
         "fits": {k: v <= 0 for k, v in violations.items()},
         "fits_device": {n: r.fits for n, r in device_fit.items()},
