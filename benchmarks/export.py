@@ -4,9 +4,15 @@ For each front trial: INT8 ONNX test accuracy vs the accuracy the search reporte
 measured end-to-end ONNX Runtime latency vs the latency-table prediction (goal: within 15 %), and file
 sizes vs the Flash estimate. Writes benchmarks/results/export.json.
 
+The ``largest_architecture`` row times one quickstart trial of the space's largest architecture
+(3 stages, depth 2, width 1.0, expansion 6, kernel 5, stem 16; 8-bit weights and activations) trained 60
+epochs with fine-tunes of 5, then its export from the stored model (no training) and, for comparison,
+with ``--retrain``; ``model.onnx`` is scored on the raw digits pixels.
+
 Usage:
     python benchmarks/export.py [--n-trials N]                  # run studies/quickstart.toml first
     python benchmarks/export.py --storage URL --study-name NAME  # export an existing study's front
+    python benchmarks/export.py --largest-only --out benchmarks/results/export_largest.json
 """
 
 from __future__ import annotations
@@ -26,8 +32,75 @@ from jointnas.search.storage import open_storage
 from jointnas.search.study import create_or_resume, front, load_study, lut_path, run_study, versions
 from jointnas.search.tools.export import export_trial
 from jointnas.search.tools.lut import build_table
+from jointnas.search.worker import record_run
 
 ROOT = Path(__file__).resolve().parents[1]
+LARGEST = {
+    "head_bits": 8,
+    "stem_channels": 16,
+    "n_stages": 3,
+    **{
+        f"s{i}_{k}": v
+        for i in range(3)
+        for k, v in {
+            "width": 1.0,
+            "depth": 2,
+            "kernel": 5,
+            "expansion": 6,
+            "prune": 0.0,
+            "rank": 1.0,
+            "wbits": 8,
+            "abits": 8,
+        }.items()
+    },
+}
+
+
+def largest_row(work: Path) -> dict:
+    """Trial time of the largest architecture (60 + 5-epoch fine-tunes) vs its export without and with --retrain."""
+    import numpy as np
+
+    from jointnas.compression import onnx_logits
+    from jointnas.objectives import load_task
+
+    config_path = work / "largest.toml"
+    shutil.copy(ROOT / "studies/quickstart.toml", config_path)
+    overrides = {"budget.n_trials": 1, "pipeline.train_epochs": 60, "pipeline.finetune_epochs": 5}
+    config = apply_overrides(load_config(config_path), **overrides, **{"study.name": "largest"})
+    study = create_or_resume(config, f"sqlite:///{work / 'largest.db'}")
+    record_run(study, 1, work / "largest-artifacts")
+    study.enqueue_trial(LARGEST)
+    study = run_study(config, study, config_path=config_path, artifact_dir=work / "largest-artifacts")
+    trial = study.trials[0]
+    trial_s = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    t0 = time.perf_counter()
+    rep = export_trial(study, 0, work / "largest")
+    export_s = time.perf_counter() - t0
+    task = load_task(config.task)
+    raw = np.round(task.normalization.invert(task.x_test.numpy(), task.input_shape))  # digits pixels 0..16
+    raw_acc = float((onnx_logits(work / "largest" / "model.onnx", raw).argmax(1) == task.y_test.numpy()).mean())
+    t0 = time.perf_counter()
+    export_trial(study, 0, work / "largest-retrain", retrain=True)
+    retrain_s = time.perf_counter() - t0
+    return {
+        "params": LARGEST,
+        "train_epochs": 60,
+        "finetune_epochs": 5,
+        "trial_s": round(trial_s, 1),
+        "trial_train_s": round(
+            sum(
+                v for k, v in trial.user_attrs["timings_s"].items() if k != "total_s" and k not in ("eval_s", "cost_s")
+            ),
+            1,
+        ),
+        "export_s": round(export_s, 1),
+        "export_over_trial": round(export_s / trial_s, 3),
+        "export_retrain_s": round(retrain_s, 1),
+        "test_accuracy_reported": rep["accuracy"]["trial_reported_test"],
+        "test_accuracy_stored_torch": rep["accuracy"]["torch"],
+        "test_accuracy_model_onnx_raw_pixels": raw_acc,
+        "test_accuracy_model_int8_onnx": rep["accuracy"]["onnx_int8"],
+    }
 
 
 def main() -> None:
@@ -40,9 +113,17 @@ def main() -> None:
     parser.add_argument("--n-calibration", type=int, default=30, help="models timed to calibrate the table")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/export.json"))
     parser.add_argument("--keep", action="store_true", help="keep the study, table and exported files")
+    parser.add_argument("--largest-only", action="store_true", help="only the largest-architecture timing row")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="jointnas-export-"))
+    if args.largest_only:
+        row = largest_row(work)
+        result = {"largest_architecture": row, "versions": versions()}
+        Path(args.out).write_text(json.dumps(result, indent=2))
+        print(json.dumps(row, indent=2))
+        shutil.rmtree(work, ignore_errors=True)
+        return
     lut, lut_summary = (Path(args.lut) if args.lut else None), None
     if args.storage:
         study = load_study(open_storage(args.storage), args.study_name)
@@ -57,7 +138,9 @@ def main() -> None:
         t0 = time.perf_counter()
         lut_summary = build_table(config, config.device.name, lut, n_calibration=args.n_calibration)
         lut_summary["wall_s"] = round(time.perf_counter() - t0, 1)
-        study = run_study(config, create_or_resume(config, f"sqlite:///{work / 'q.db'}"), config_path=config_path)
+        study = create_or_resume(config, f"sqlite:///{work / 'q.db'}")
+        record_run(study, config.budget.n_trials, work / "artifacts")  # export reads the stored models there
+        study = run_study(config, study, config_path=config_path, artifact_dir=work / "artifacts")
         made_by = (
             "jointnas lut build --device ort-cpu --config studies/quickstart.toml "
             f"--n-calibration {args.n_calibration}; "
@@ -94,6 +177,7 @@ def main() -> None:
                 "sram_estimate_bytes": size["sram_estimate_bytes"],
                 "c_array": size["c_array"],
                 "export_s": round(time.perf_counter() - t0, 1),
+                "trial_s": round((trial.datetime_complete - trial.datetime_start).total_seconds(), 1),
             }
         )
         print(json.dumps(rows[-1]), flush=True)

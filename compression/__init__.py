@@ -10,7 +10,16 @@ from jointnas.spaces import Candidate
 from jointnas.spaces.quant import WEIGHT_QUANTIZERS, quantize_weight
 
 from .cgen import CLibrary, generate_c_library
-from .export import deployable_model, export_onnx, onnx_logits, onnx_parity, quantize_onnx_int8
+from .export import (
+    RawInput,
+    deployable_model,
+    export_onnx,
+    onnx_logits,
+    onnx_metadata,
+    onnx_parity,
+    quantize_onnx_int8,
+    tidy_onnx,
+)
 from .lowrank import (
     factorize_conv,
     factorize_conv1x1,
@@ -51,6 +60,7 @@ from .sparsity import (
     prune_magnitude,
     scheduled_sparsity,
 )
+from .stored import model_from_record, model_record
 from .training import TrainConfig, TrainingDivergedError, accuracy, distillation_loss, mean_loss, train
 
 METHODS: dict[str, Callable[[nn.Module, Candidate], nn.Module]] = {
@@ -76,6 +86,7 @@ __all__ = [
     "QuantLinear",
     "SparsityConfig",
     "StepReport",
+    "RawInput",
     "TrainConfig",
     "TrainingDivergedError",
     "WEIGHT_QUANTIZERS",
@@ -99,7 +110,10 @@ __all__ = [
     "integer_weights",
     "layer_rank",
     "layer_sparsity",
+    "model_from_record",
+    "model_record",
     "onnx_logits",
+    "onnx_metadata",
     "onnx_parity",
     "plan_channel_pruning",
     "prune_channels",
@@ -112,6 +126,7 @@ __all__ = [
     "rank_for_energy",
     "run_pipeline",
     "scheduled_sparsity",
+    "tidy_onnx",
     "saves_parameters",
     "train",
     "validate_plan",

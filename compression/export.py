@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import io
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from jointnas.spaces import UserInputError
+from jointnas.spaces import InputNormalization, UserInputError
 
 from ._modules import set_submodule
 from .quantization import QuantConv1d, QuantConv2d, QuantLinear, fold_batchnorm, same_geometry
@@ -67,11 +68,46 @@ def _bake(layer: QuantConv1d | QuantConv2d | QuantLinear) -> nn.Module:
     return plain
 
 
-def export_onnx(model: nn.Module, example_input: Tensor, path: str | Path) -> Path:
+class RawInput(nn.Module):
+    """``model`` behind the task's input standardization: it takes raw samples, ``(raw − mean) / std`` inside.
+
+    ``mean``/``std`` are buffers shaped to broadcast over a batch of ``input_shape`` (one value, one per
+    channel or one per feature), so the ONNX graph starts with one ``Sub`` and one ``Div``.
+    """
+
+    def __init__(self, model: nn.Module, normalization: InputNormalization, input_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.model = model
+        size, dims = len(normalization.mean), len(input_shape)
+        if size == 1:
+            shape: tuple[int, ...] = (1,) * dims
+        elif size == input_shape[0] and dims > 1:
+            shape = (size,) + (1,) * (dims - 1)
+        else:
+            shape = tuple(input_shape)
+        mean = torch.tensor(normalization.mean, dtype=torch.float32).reshape(shape)
+        std = torch.tensor(normalization.std, dtype=torch.float32).reshape(shape)
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def export_onnx(
+    model: nn.Module,
+    example_input: Tensor,
+    path: str | Path,
+    *,
+    normalization: InputNormalization | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
     """Export the deployable form of ``model`` to an FP32 ONNX file at ``path``; return the path.
 
     ``example_input`` is one batch (any batch size); the batch axis of the file is dynamic. Input and
-    output are named ``input`` and ``logits``.
+    output are named ``input`` and ``logits``. With ``normalization`` the file takes raw samples and
+    standardizes them itself (`RawInput`); ``metadata`` goes into the file's ``metadata_props``.
+    Initializers no node uses are dropped (ONNX Runtime would warn about each one on load).
 
     Example:
         >>> import tempfile, torch
@@ -84,6 +120,8 @@ def export_onnx(model: nn.Module, example_input: Tensor, path: str | Path) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     deploy = deployable_model(model)
+    if normalization is not None and not normalization.is_identity:
+        deploy = RawInput(deploy, normalization, tuple(example_input.shape[1:])).eval()
     param = next(deploy.parameters())
     example = example_input.detach().to(dtype=param.dtype, device=param.device)
     with warnings.catch_warnings():
@@ -103,7 +141,30 @@ def export_onnx(model: nn.Module, example_input: Tensor, path: str | Path) -> Pa
             do_constant_folding=True,
         )
     path.write_bytes(buffer.getvalue())
+    return tidy_onnx(path, metadata)
+
+
+def tidy_onnx(path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Drop initializers no node uses and set ``metadata`` (``metadata_props``) in the ONNX file at ``path``."""
+    import onnx
+
+    path = Path(path)
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
+    if metadata:
+        onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, **metadata})
+    onnx.save(proto, str(path))
     return path
+
+
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of the ONNX file at ``path``."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
 
 
 class _ArrayReader:
@@ -140,7 +201,9 @@ def quantize_onnx_int8(
     Args:
         fp32_path: file written by `export_onnx`.
         out_path: where the INT8 model goes.
-        calibration: task inputs (training split, a few hundred samples) for static quantization.
+        calibration: inputs as the FP32 file takes them (raw samples when it standardizes itself; a few
+            hundred from the training split) for static quantization. The file is pre-processed with
+            ONNX Runtime's `quant_pre_process` first; its ``metadata_props`` carry over.
         per_channel: one weight scale per output channel (else per tensor).
         mode: ``"static"`` = QDQ format, signed int8 weights and activations, MinMax calibration on
             ``calibration``; ``"dynamic"`` = int8 weights, activations quantized at run time (no
@@ -154,6 +217,7 @@ def quantize_onnx_int8(
         quantize_dynamic,
         quantize_static,
     )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     if not fp32_path.is_file():
@@ -162,25 +226,29 @@ def quantize_onnx_int8(
         raise UserInputError(f"quantization mode {mode!r} is unknown; use 'auto', 'static' or 'dynamic'")
     if mode == "auto":
         mode = "static" if _has_conv(fp32_path) else "dynamic"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if mode == "dynamic":
-        quantize_dynamic(str(fp32_path), str(out_path), per_channel=per_channel, weight_type=QuantType.QInt8)
-        return out_path
-    if calibration is None or len(calibration) == 0:
+    if mode == "static" and (calibration is None or len(calibration) == 0):
         raise UserInputError("static INT8 quantization needs calibration inputs; pass a batch of training data")
-    data = calibration.detach().cpu().numpy() if isinstance(calibration, Tensor) else np.asarray(calibration)
-    quantize_static(
-        str(fp32_path),
-        str(out_path),
-        _ArrayReader(data),
-        quant_format=QuantFormat.QDQ,
-        per_channel=per_channel,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-    )
-    return out_path
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="jointnas-quant-") as tmp:
+        # ONNX Runtime's recommended pre-processing (shape inference, graph optimization) first.
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared))
+        if mode == "dynamic":
+            quantize_dynamic(str(prepared), str(out_path), per_channel=per_channel, weight_type=QuantType.QInt8)
+        else:
+            data = calibration.detach().cpu().numpy() if isinstance(calibration, Tensor) else np.asarray(calibration)
+            quantize_static(
+                str(prepared),
+                str(out_path),
+                _ArrayReader(data),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
+    return tidy_onnx(out_path, onnx_metadata(fp32_path))
 
 
 def onnx_logits(path: str | Path, x: np.ndarray | Tensor, threads: int = 1) -> np.ndarray:

@@ -127,6 +127,9 @@ class PipelineResult:
     reports: list[StepReport]
     timings_s: dict[str, float]
     layer_sparsity: dict[str, float] = field(default_factory=dict)
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    """Per training run (``train`` and every ``finetune``/``sparsify``): its step name and per-epoch
+    mean training ``loss`` and ``val_accuracy``."""
 
 
 def deployed_costs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -140,6 +143,41 @@ def deployed_costs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
         "flash_bytes": sum(layer_flash_bytes(layer) for layer in layers),
         "layers": layers,
     }
+
+
+class _Curves:
+    """Per-epoch mean training loss and validation accuracy of each training run of one pipeline."""
+
+    def __init__(self, model: nn.Module, x_val: Tensor, y_val: Tensor) -> None:
+        self.model, self.x_val, self.y_val = model, x_val, y_val
+        self.runs: list[dict[str, Any]] = []
+
+    def __call__(self, step: str) -> Callable[[int, float], None]:
+        """The ``on_epoch`` hook of one training run named ``step``."""
+        run: dict[str, Any] = {"step": step, "loss": [], "val_accuracy": []}
+        self.runs.append(run)
+
+        def on_epoch(_epoch: int, loss: float) -> None:
+            run["loss"].append(loss)
+            run["val_accuracy"].append(accuracy(self.model, self.x_val, self.y_val))
+
+        return on_epoch
+
+
+def _train_configs(config: PipelineConfig) -> tuple[TrainConfig, TrainConfig]:
+    """The initial training's and every fine-tune's `TrainConfig`."""
+    base = TrainConfig(
+        epochs=config.train_epochs, lr=config.lr, batch_size=config.batch_size, weight_decay=config.weight_decay
+    )
+    finetune = TrainConfig(
+        epochs=config.finetune_epochs,
+        lr=config.finetune_lr,
+        batch_size=config.batch_size,
+        weight_decay=config.weight_decay,
+        kd_alpha=config.kd_alpha,
+        kd_temperature=config.kd_temperature,
+    )
+    return base, finetune
 
 
 def run_pipeline(
@@ -170,20 +208,7 @@ def run_pipeline(
     gen = torch.Generator().manual_seed(seed)
     timings: dict[str, float] = {}
     reports: list[StepReport] = []
-    base = TrainConfig(
-        epochs=config.train_epochs,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        weight_decay=config.weight_decay,
-    )
-    finetune = TrainConfig(
-        epochs=config.finetune_epochs,
-        lr=config.finetune_lr,
-        batch_size=config.batch_size,
-        weight_decay=config.weight_decay,
-        kd_alpha=config.kd_alpha,
-        kd_temperature=config.kd_temperature,
-    )
+    base, finetune = _train_configs(config)
 
     def record(step: str, model: nn.Module, seconds: float) -> None:
         timings[f"{step}_s"] = timings.get(f"{step}_s", 0.0) + seconds
@@ -194,7 +219,8 @@ def run_pipeline(
 
     t0 = time.perf_counter()
     model = build_model(candidate) if initial_model is None else initial_model
-    train(model, x_train, y_train, base, generator=gen, transform=augment)
+    curve = _Curves(model, x_val, y_val)
+    train(model, x_train, y_train, base, generator=gen, transform=augment, on_epoch=curve("train"))
     record("train", model, time.perf_counter() - t0)
     teacher = copy.deepcopy(model).eval()
     for p in teacher.parameters():
@@ -223,9 +249,10 @@ def run_pipeline(
                 generator=gen,
                 on_step=keep_masks,
                 transform=augment,
+                on_epoch=curve("finetune"),
             )
         record(step, model, time.perf_counter() - t0)
     layer_sparsity = pruner.fold(model) if pruner is not None else {}
     # Deployment form (BN folded, quantized weights baked with their integer codes): what is measured,
     # exported to ONNX and generated as the C library.
-    return PipelineResult(deployable_model(model), teacher, reports, timings, layer_sparsity)
+    return PipelineResult(deployable_model(model), teacher, reports, timings, layer_sparsity, curve.runs)

@@ -56,13 +56,15 @@ def train(
     generator: torch.Generator | None = None,
     on_step: Callable[[int, int], None] | None = None,
     transform: Callable[[Tensor, torch.Generator | None], Tensor] | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> float:
     """Train ``model`` in place on tensors ``x``/``y``; return the last epoch's mean loss.
 
     ``on_step(step, total_steps)`` runs after every optimizer step (``step`` counts from 1); gradual
     pruning uses it to update and re-apply its masks. ``transform(batch, generator)`` augments each
     input batch (e.g. random crop and flip); the teacher sees the same augmented batch. Raises
-    `TrainingDivergedError` as soon as a loss is not finite.
+    `TrainingDivergedError` as soon as a loss is not finite. ``on_epoch(epoch, mean_loss)`` runs after
+    every epoch (``epoch`` counts from 1) with the model in eval mode; training resumes in train mode.
     """
     if config.epochs <= 0 or len(x) == 0:
         return float("nan")
@@ -76,7 +78,7 @@ def train(
     model.train()
     epoch_loss = float("nan")
     step = 0
-    for _ in range(config.epochs):
+    for epoch in range(config.epochs):
         order = torch.randperm(len(x), generator=generator)
         running = 0.0
         for start in range(0, len(x), config.batch_size):
@@ -103,6 +105,10 @@ def train(
                 on_step(step, total)
             running += loss.item() * len(idx)
         epoch_loss = running / len(x)
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(epoch + 1, epoch_loss)
+            model.train()
     model.eval()
     return epoch_loss
 

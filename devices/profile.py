@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from jointnas.spaces import UserInputError
+from jointnas.spaces import WEIGHT_BITS, UserInputError
 
 LatencyKind = Literal["ort", "imported", "cycles"]
 
@@ -113,6 +113,27 @@ class DeviceProfile(BaseModel):
         if any(v <= 0 for v in self.cycles_per_mac.values()):
             raise ValueError("cycles_per_mac values must be > 0")
         return self
+
+    @property
+    def supported_weight_bits(self) -> tuple[int, ...]:
+        """Weight bit-widths a plan may use on this device; `jointnas.compression.validate_plan` refuses others.
+
+        Those it has a kernel for (``native_bits``, and the integer kernels ``cycles_per_mac`` prices), every
+        narrower width (stored packed, widened to a kernel's width at run time: the C library unpacks
+        1/2/4-bit codes, ONNX Runtime runs baked float weights) and float (32 bits), which every device
+        runs. A wider integer width without a kernel is refused (16-bit weights on a board with 8-bit
+        kernels only).
+
+        Example:
+            >>> load_profile("arduino-uno").supported_weight_bits  # 8-bit native, 16-bit kernel priced
+            (1, 2, 4, 8, 16, 32)
+            >>> board = DeviceProfile(name="b", clock_mhz=64, native_bits=(8,), cycles_per_mac={8: 2, 32: 40})
+            >>> board.supported_weight_bits
+            (1, 2, 4, 8, 32)
+        """
+        kernels = {*self.native_bits, *(b for b in self.cycles_per_mac if b < 32)}
+        widest = max(kernels, default=32)
+        return tuple(b for b in WEIGHT_BITS if b <= widest or b == 32)
 
     @property
     def is_mcu(self) -> bool:

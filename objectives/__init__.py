@@ -6,7 +6,9 @@ from .evaluate import (
     Evaluation,
     ObjectivesConfig,
     evaluate_candidate,
+    measure_candidate,
     model_costs,
+    train_candidate,
 )
 from .tasks import TaskConfig, TaskData, dataset_names, load_task, register_loader, register_task
 
@@ -20,7 +22,9 @@ __all__ = [
     "dataset_names",
     "evaluate_candidate",
     "load_task",
+    "measure_candidate",
     "model_costs",
     "register_loader",
     "register_task",
+    "train_candidate",
 ]

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 from torch import nn
 
-from jointnas.compression import PipelineConfig, accuracy, deployed_costs, fold_batchnorm, mean_loss, run_pipeline
+from jointnas.compression import (
+    PipelineConfig,
+    PipelineResult,
+    accuracy,
+    deployed_costs,
+    fold_batchnorm,
+    mean_loss,
+    run_pipeline,
+)
 from jointnas.devices import (
     LatencyTable,
     estimate_sram_bytes,
@@ -95,6 +103,9 @@ class Evaluation:
     violations: dict[str, float]
     attrs: dict[str, Any] = field(default_factory=dict)
     model: nn.Module | None = None
+    """The compressed model in deployment form (what the trial stores and exports)."""
+    teacher: nn.Module | None = None
+    """The trained, uncompressed model the pipeline compressed (the export's FP32 baseline)."""
 
 
 def model_costs(model: nn.Module, input_shape: tuple[int, ...], table: LatencyTable) -> dict[str, Any]:
@@ -105,27 +116,24 @@ def model_costs(model: nn.Module, input_shape: tuple[int, ...], table: LatencyTa
     return costs
 
 
-def evaluate_candidate(
+def train_candidate(
     candidate: Candidate,
     task: TaskData,
     pipeline: PipelineConfig,
-    table: LatencyTable,
-    objectives: ObjectivesConfig,
-    constraints: ConstraintsConfig,
     *,
     seed: int = 0,
     supported_weight_bits: Sequence[int] | None = None,
     initial_model: nn.Module | None = None,
-) -> Evaluation:
-    """Train, compress and fine-tune ``candidate``; measure every objective and constraint.
+    on_step: Callable[[str, nn.Module], dict[str, float]] | None = None,
+) -> PipelineResult:
+    """The train step of a trial: ``candidate`` through ``pipeline`` on ``task``'s splits.
 
-    Accuracy is the validation split's; the test split's accuracy is only recorded in ``attrs``.
-    ``supported_weight_bits`` (the device's) makes a plan with other bit-widths fail before training.
-    ``initial_model`` starts training from given weights (see `compression.run_pipeline`).
+    The one place a trial's model is trained (the search, ``jointnas export --retrain``): the task's
+    training ``augment`` is applied, ``supported_weight_bits`` (the device's, see
+    `jointnas.devices.DeviceProfile.supported_weight_bits`) makes a plan with other bit-widths fail
+    before training, ``initial_model`` starts from given weights (see `compression.run_pipeline`).
     """
-    t_start = time.perf_counter()
-
-    result = run_pipeline(
+    return run_pipeline(
         candidate,
         task.x_train,
         task.y_train,
@@ -133,10 +141,29 @@ def evaluate_candidate(
         task.y_val,
         pipeline,
         seed=seed,
+        on_step=on_step,
         supported_weight_bits=supported_weight_bits,
         initial_model=initial_model,
         augment=task.augment,
     )
+
+
+def measure_candidate(
+    candidate: Candidate,
+    result: PipelineResult,
+    task: TaskData,
+    table: LatencyTable,
+    objectives: ObjectivesConfig,
+    constraints: ConstraintsConfig,
+    *,
+    started: float | None = None,
+) -> Evaluation:
+    """The measure step of a trial: objective values, constraint violations and attrs of a trained ``result``.
+
+    Accuracy is the validation split's; the test split's accuracy is only recorded in ``attrs``.
+    ``started`` (a `time.perf_counter` value) is when training began, for the ``total_s`` timing.
+    """
+    t_start = time.perf_counter() if started is None else started
     model = result.model
     t0 = time.perf_counter()
     val_acc = accuracy(model, task.x_val, task.y_val)
@@ -158,8 +185,7 @@ def evaluate_candidate(
         "sram_bytes": float(costs["sram_bytes"]),
     }
     values = {m: measured[m] for m in objectives.metrics}
-    bounds = constraints.bounds()
-    violations = {k: measured[k] - bound for k, bound in bounds.items()}
+    violations = {k: measured[k] - bound for k, bound in constraints.bounds().items()}
     device_fit = {p.name: fit_report(costs["layers"], p) for p in fit_profiles(constraints.fits)}
     for name in constraints.fits:
         violations[f"fits:{name}"] = device_fit[load_profile(name).name].violation
@@ -171,6 +197,21 @@ def evaluate_candidate(
         "test_loss": test_loss,  # cross-entropy, nats per sample (text tasks: per character)
         "test_perplexity": math.exp(test_loss) if math.isfinite(test_loss) else None,
         "teacher_val_accuracy": result.reports[0].val_accuracy,
+        **_cost_attrs(costs, base_costs),
+        "steps": [r.as_dict() for r in result.reports],  # accuracy, params, MACs, Flash after each step
+        "layer_sparsity": result.layer_sparsity,
+        "curves": result.curves,  # per training run: per-epoch loss and validation accuracy
+        "timings_s": timings,
+        "fits": {k: v <= 0 for k, v in violations.items()},
+        "fits_device": {n: r.fits for n, r in device_fit.items()},
+        "device_fit": {n: r.to_dict() for n, r in device_fit.items()},
+        "feasible": all(v <= 0 for v in violations.values()),
+    }
+    return Evaluation(values, violations, attrs, model, result.teacher)
+
+
+def _cost_attrs(costs: dict[str, Any], base_costs: dict[str, Any]) -> dict[str, Any]:
+    return {
         "params": costs["params"],
         "nonzero_params": costs["nonzero_params"],
         "macs": costs["macs"],
@@ -183,12 +224,29 @@ def evaluate_candidate(
         "fp32_macs": base_costs["macs"],
         "flash_ratio_vs_fp32": costs["flash_bytes"] / max(1, base_costs["flash_bytes"]),
         "layer_bits": {layer.name: [layer.weight_bits, layer.act_bits] for layer in costs["layers"]},
-        "steps": [r.as_dict() for r in result.reports],  # accuracy, params, MACs, Flash after each step
-        "layer_sparsity": result.layer_sparsity,
-        "timings_s": timings,
-        "fits": {k: v <= 0 for k, v in violations.items()},
-        "fits_device": {n: r.fits for n, r in device_fit.items()},
-        "device_fit": {n: r.to_dict() for n, r in device_fit.items()},
-        "feasible": all(v <= 0 for v in violations.values()),
     }
-    return Evaluation(values, violations, attrs, model)
+
+
+def evaluate_candidate(
+    candidate: Candidate,
+    task: TaskData,
+    pipeline: PipelineConfig,
+    table: LatencyTable,
+    objectives: ObjectivesConfig,
+    constraints: ConstraintsConfig,
+    *,
+    seed: int = 0,
+    supported_weight_bits: Sequence[int] | None = None,
+    initial_model: nn.Module | None = None,
+) -> Evaluation:
+    """Train, compress and fine-tune ``candidate`` (`train_candidate`), then measure it (`measure_candidate`)."""
+    started = time.perf_counter()
+    result = train_candidate(
+        candidate,
+        task,
+        pipeline,
+        seed=seed,
+        supported_weight_bits=supported_weight_bits,
+        initial_model=initial_model,
+    )
+    return measure_candidate(candidate, result, task, table, objectives, constraints, started=started)

@@ -88,6 +88,13 @@ class TaskData:
     encoder: dict[str, Any] | None = None
     """How raw text becomes the input features (tinychat), as plain data for deployments; ``None`` otherwise."""
 
+    @property
+    def class_labels(self) -> list[str]:
+        """One label per class: the encoder's symbols (spaces as ``_``, then ``<end>``), else the indices."""
+        if self.encoder is not None:
+            return [*self.encoder["alphabet"].replace(" ", "_"), "<end>"]
+        return [str(i) for i in range(self.num_classes)]
+
 
 _TASKS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, tuple[int, ...]]]] = {}
 _LOADERS: dict[str, Callable[[TaskConfig], TaskData]] = {}

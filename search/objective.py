@@ -12,7 +12,7 @@ import torch
 from jointnas.compression import TrainingDivergedError
 from jointnas.devices import LatencyTable
 from jointnas.objectives import Evaluation, TaskData, evaluate_candidate
-from jointnas.spaces import sample_candidate
+from jointnas.spaces import UserInputError, sample_candidate
 
 from .budget import interrupt_reason
 from .config import StudyConfig
@@ -40,6 +40,9 @@ class Objective:
         self.task = task
         self.table = table
         self.bounds = list(config.constraints.bounds()) + [f"fits:{n}" for n in config.constraints.fits]
+        profile = getattr(table, "profile", None)
+        #: The device's weight bit-widths (`DeviceProfile.supported_weight_bits`): plan validation refuses others.
+        self.supported_weight_bits = None if profile is None else profile.supported_weight_bits
         #: The last successful evaluation (its ``model`` is exported as the trial's ONNX artifact).
         self.last_evaluation: Evaluation | None = None
 
@@ -66,8 +69,12 @@ class Objective:
                 cfg.objectives,
                 cfg.constraints,
                 seed=seed,
+                supported_weight_bits=self.supported_weight_bits,
                 initial_model=initial_model,
             )
+        except UserInputError as exc:  # a plan the device cannot run (validate_plan, before any training)
+            trial.set_user_attr("fail_reason", f"plan refused: {exc}")
+            raise TrialFailed(str(exc)) from None
         except TrainingDivergedError as exc:
             trial.set_user_attr("fail_reason", f"diverged: {exc}")
             raise TrialFailed(str(exc)) from None

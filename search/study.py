@@ -196,7 +196,7 @@ def run_study(
     objective = Objective(config, task, table)
     uploader = None
     if artifact_dir is not None:
-        uploader = ArtifactUploader(open_artifact_store(artifact_dir), objective, task.input_shape)
+        uploader = ArtifactUploader(open_artifact_store(artifact_dir), objective, task)
     run_trials(
         study,
         objective,

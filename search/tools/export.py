@@ -1,15 +1,18 @@
-"""Export of a chosen trial: rebuild, retrain, compress, write deployable files and a report.
+"""Export of a chosen trial: its stored model (or a retrained one) as deployable files and a report.
 
-`export_trial` rebuilds the trial's candidate (user attr ``candidate``) and runs it through the same
-pipeline with the study's stored config and the trial's seed, so without options it reproduces the
-trial's model. The pipeline's teacher (the trained, uncompressed model) is the FP32 baseline the
-``[requirements]`` are checked against; with ``distill=True`` every fine-tune also distils from it.
+`export_trial` reads the model the trial stored when it completed (`jointnas.search.artifacts`:
+compressed weights, the uncompressed baseline it came from, normalization, class labels) and trains
+nothing. With ``retrain=True`` it rebuilds the trial instead: the candidate (user attr ``candidate``)
+runs through the trial's train step (`jointnas.objectives.train_candidate`: the task's augmentation,
+the device's weight bit-widths) with the study's stored config and the trial's seed, so without other
+options it reproduces the trial's model; ``retrain_epochs`` and ``distill`` change that rebuild.
 
 Files written to ``out``: ``model.onnx`` (FP32, deployable form: see `float_deployable`),
 ``model.int8.onnx`` (ONNX Runtime static QDQ INT8 of it, calibrated on training inputs),
-``baseline.onnx`` (the uncompressed model),
+``baseline.onnx`` (the uncompressed model) — all three take the raw sample (normalization inside the
+graph) and carry study, trial, class labels, input layout and normalization in ``metadata_props`` —,
 ``c/`` (the C inference library for microcontrollers, `jointnas.compression.generate_c_library`, with an
-Arduino sketch in ``c/arduino/model/``), ``report.json`` and ``report.md``.
+Arduino sketch in ``c/arduino/model/``), ``report.json`` and ``report.md`` (`render_export_markdown`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,24 +29,27 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from jointnas.compression import (
+    PipelineConfig,
     accuracy,
     export_onnx,
     fold_batchnorm,
     generate_c_library,
+    model_from_record,
     onnx_logits,
     quantize_onnx_int8,
-    run_pipeline,
 )
 from jointnas.devices import ROUNDS, DeviceProfile, load_profile, measure_onnx_ms, open_latency_model
-from jointnas.objectives import load_task
+from jointnas.objectives import load_task, train_candidate
 from jointnas.objectives.evaluate import model_costs
 from jointnas.spaces import Candidate, UserInputError
 
-from ..attrs import STUDY_CONFIG
+from ..artifacts import load_stored_model, onnx_metadata, open_artifact_store
+from ..attrs import STUDY_ARTIFACT_DIR, STUDY_CONFIG
 from ..config import StudyConfig, parse_config
-from ..requirements import check_requirements
-from ..study import device_profile_ref, load_study
-from .mcu import measure_export, render_build_markdown
+from ..requirements import check_requirements, judged_figures
+from ..study import device_profile_ref
+from .mcu import measure_export
+from .report import render_export_markdown
 
 if TYPE_CHECKING:
     from torch import nn
@@ -89,17 +93,6 @@ def complete_trial(study: optuna.Study, number: int) -> FrozenTrial:
     return trial
 
 
-@contextlib.contextmanager
-def _quiet_ort_quantization() -> Iterator[None]:
-    # ONNX Runtime's quantizer logs a pre-processing hint on the root logger for every model.
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
-
-
 def float_deployable(model: nn.Module) -> nn.Module:
     """A copy of ``model`` in float deployment form: every PACT activation fake-quantizer becomes its clip.
 
@@ -129,23 +122,17 @@ def float_deployable(model: nn.Module) -> nn.Module:
     return model
 
 
-def _onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
-    return float((onnx_logits(path, x).argmax(1) == y).mean())
-
-
 def _c_library(model: nn.Module, task: TaskData, out: Path) -> dict[str, Any]:
     """The C inference library in ``out / "c"`` (`generate_c_library`); its weight bytes are the Flash estimate."""
-    encoder = task.encoder
-    labels = None if encoder is None else [*encoder["alphabet"].replace(" ", "_"), "<end>"]
     lib = generate_c_library(
         model,
         task.input_shape,
         out / "c",
         normalization=task.normalization,
-        class_labels=labels,
+        class_labels=task.class_labels,
         name="model",
         calibration=task.x_train[:CALIBRATION_SAMPLES],
-        encoder=encoder,
+        encoder=task.encoder,
     )
     return {
         "written": True,
@@ -158,17 +145,124 @@ def _c_library(model: nn.Module, task: TaskData, out: Path) -> dict[str, Any]:
     }
 
 
+@dataclasses.dataclass
+class ExportSource:
+    """What an export starts from, all checked before anything is written."""
+
+    study: optuna.Study
+    config: StudyConfig
+    trial: FrozenTrial
+    candidate: Candidate
+    seed: int
+    pipeline: PipelineConfig
+    retrain: bool
+    distill: bool
+    stored: tuple[Any, str] | None
+    """(artifact store, artifact id) of the trial's stored model; ``None`` when retraining."""
+
+
+def export_source(
+    study: optuna.Study,
+    number: int,
+    *,
+    retrain: bool = False,
+    retrain_epochs: int | None = None,
+    distill: bool = False,
+    artifact_dir: str | Path | None = None,
+) -> ExportSource:
+    """Check an export's inputs (study, trial, options, stored model) without writing anything."""
+    config = study_config(study)
+    trial = complete_trial(study, number)
+    if not retrain and (retrain_epochs is not None or distill):
+        raise UserInputError("--retrain-epochs and --distill change a rebuild of the trial; add --retrain")
+    overrides: dict[str, Any] = {}
+    if retrain_epochs is not None:
+        if retrain_epochs < 0:
+            raise UserInputError(f"--retrain-epochs {retrain_epochs} is negative; give 0 or more epochs")
+        overrides["train_epochs"] = retrain_epochs
+    if distill and config.pipeline.kd_alpha == 0:
+        overrides["kd_alpha"] = DISTILL_ALPHA
+    stored = None if retrain else _stored_model_ref(study, trial, artifact_dir)
+    return ExportSource(
+        study,
+        config,
+        trial,
+        Candidate.from_dict(trial.user_attrs["candidate"]),
+        int(trial.user_attrs.get("seed", config.study.seed + trial.number)),
+        config.pipeline.model_copy(update=overrides),
+        retrain,
+        distill,
+        stored,
+    )
+
+
+def _stored_model_ref(study: optuna.Study, trial: FrozenTrial, artifact_dir: str | Path | None) -> tuple[Any, str]:
+    model_id = (trial.user_attrs.get("artifacts") or {}).get("model")
+    if model_id is None:
+        raise UserInputError(
+            f"trial {trial.number} stored no model (run without artifacts, or by an older jointnas); "
+            "pass --retrain to rebuild it"
+        )
+    folder = artifact_dir or study.user_attrs.get(STUDY_ARTIFACT_DIR)
+    if folder is None or not Path(folder).is_dir():
+        where = f" ({folder} does not exist)" if folder else ""
+        raise UserInputError(f"no artifact directory for study {study.study_name!r}{where}; pass --artifact-dir DIR")
+    if not (Path(folder) / model_id).is_file():
+        raise UserInputError(
+            f"trial {trial.number}'s stored model {model_id} is not in {folder}; pass the study's --artifact-dir "
+            "or --retrain"
+        )
+    return open_artifact_store(folder), model_id
+
+
+def _retrained(src: ExportSource, task: TaskData, progress: Steps | None) -> tuple[nn.Module, nn.Module]:
+    """The trial's train step again: (compressed model, BN-folded uncompressed baseline)."""
+    import torch
+
+    last = [time.perf_counter()]
+
+    def on_step(name: str, model: nn.Module) -> dict[str, float]:
+        if progress is not None:
+            progress.mark(f"pipeline: {name}", time.perf_counter() - last[0])
+        last[0] = time.perf_counter()
+        return {}
+
+    # Retrain with the thread count the trial trained with: CPU kernels reduce in a thread-dependent order,
+    # so another count gives another model (trials from before this attr: keep the process default).
+    threads = int(src.trial.user_attrs.get("torch_threads", torch.get_num_threads()))
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    profile = load_profile(device_profile_ref(src.config, None))
+    result = train_candidate(
+        src.candidate,
+        task,
+        src.pipeline,
+        seed=src.seed,
+        supported_weight_bits=profile.supported_weight_bits,
+        on_step=on_step,
+    )
+    return result.model, fold_batchnorm(result.teacher)
+
+
+def _stored(src: ExportSource) -> tuple[nn.Module, nn.Module]:
+    """The trial's stored model and its baseline (no training)."""
+    store, model_id = src.stored
+    record = load_stored_model(store, model_id)
+    if record.get("teacher") is None:
+        raise UserInputError(f"trial {src.trial.number}'s stored model has no baseline; pass --retrain")
+    return model_from_record(record), fold_batchnorm(model_from_record(record["teacher"]))
+
+
 def _c_build(model: nn.Module, task: TaskData, out: Path, onnx_path: Path, profile: DeviceProfile) -> dict[str, Any]:
     """`measure_export` of ``out / "c"``: host build on the test split against torch and ONNX, then the board."""
     import tempfile
 
     import torch
 
-    x_test = task.x_test
     with torch.no_grad():
-        torch_classes = model.eval()(x_test).argmax(1).numpy()
-    references = {"torch": torch_classes, "model.onnx": onnx_logits(onnx_path, x_test.numpy()).argmax(1)}
-    raw = task.normalization.invert(x_test.numpy(), task.input_shape)
+        torch_classes = model.eval()(task.x_test).argmax(1).numpy()
+    raw = task.normalization.invert(task.x_test.numpy(), task.input_shape)
+    references = {"torch": torch_classes, "model.onnx": onnx_logits(onnx_path, raw).argmax(1)}
     with tempfile.TemporaryDirectory(prefix="jointnas-cbuild-") as work:
         return measure_export(
             out / "c",
@@ -182,133 +276,72 @@ def _c_build(model: nn.Module, task: TaskData, out: Path, onnx_path: Path, profi
         )
 
 
-def export_trial(
-    study: optuna.Study,
-    number: int,
-    out: str | Path,
-    *,
-    retrain_epochs: int | None = None,
-    distill: bool = False,
-    deploy: Literal["int8", "fp32"] = "int8",
-    lut: Path | None = None,
-    progress: Steps | None = None,
-) -> dict[str, Any]:
-    """Rebuild, retrain and compress trial ``number`` of ``study``; write its files and report to ``out``.
+def _onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
+    return float((onnx_logits(path, x).argmax(1) == y).mean())
 
-    Args:
-        study: a jointnas study (its stored config drives everything).
-        number: trial number; the trial must be COMPLETE.
-        out: output folder (created).
-        retrain_epochs: initial training epochs (default: the study's ``pipeline.train_epochs``).
-        distill: distil every fine-tune from the uncompressed teacher (``kd_alpha`` 0.5 unless set).
-        deploy: which file the requirements judge: ``int8`` (``model.int8.onnx``) or ``fp32`` (``model.onnx``).
-        lut: latency table file to predict with (default: a fresh in-memory table measured now).
-        progress: optional step progress to advance.
 
-    Returns:
-        The report (also written as ``report.json`` and ``report.md``). Accuracies are fractions of the
-        test split, latencies milliseconds (batch 1, the study's thread count), sizes bytes.
+def _write_onnx(src: ExportSource, task: TaskData, model: nn.Module, baseline: nn.Module, out: Path) -> dict[str, Path]:
+    """``model.onnx``, ``model.int8.onnx`` and ``baseline.onnx``, all taking raw samples."""
+    meta = onnx_metadata(src.study.study_name, src.trial.number, task)
+    example, norm = task.x_train[:1], task.normalization
+    fp32 = export_onnx(float_deployable(model), example, out / "model.onnx", normalization=norm, metadata=meta)
+    raw_calibration = norm.invert(task.x_train[:CALIBRATION_SAMPLES].numpy(), task.input_shape)
+    int8 = quantize_onnx_int8(fp32, out / "model.int8.onnx", calibration=raw_calibration)
+    base_meta = {**meta, "jointnas.model": "uncompressed baseline"}
+    base = export_onnx(baseline, example, out / "baseline.onnx", normalization=norm, metadata=base_meta)
+    return {"onnx_fp32": fp32, "onnx_int8": int8, "baseline_onnx_fp32": base}
+
+
+def _accuracies(src: ExportSource, task: TaskData, model: nn.Module, baseline: nn.Module, files: dict[str, Path]):
+    raw_test = task.normalization.invert(task.x_test.numpy(), task.input_shape)
+    y_test = task.y_test.numpy()
+    return {
+        "torch": accuracy(model, task.x_test, task.y_test),
+        "onnx_fp32": _onnx_accuracy(files["onnx_fp32"], raw_test, y_test),
+        "onnx_int8": _onnx_accuracy(files["onnx_int8"], raw_test, y_test),
+        "baseline_torch": accuracy(baseline, task.x_test, task.y_test),
+        "baseline_onnx_fp32": _onnx_accuracy(files["baseline_onnx_fp32"], raw_test, y_test),
+        "trial_reported_test": src.trial.user_attrs.get("test_accuracy"),
+        "trial_reported_val": src.trial.user_attrs.get("val_accuracy"),
+    }
+
+
+def _latencies(
+    src: ExportSource, task: TaskData, model: nn.Module, baseline: nn.Module, files: dict[str, Path], lut: Path | None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Latency figures (prediction and ONNX Runtime measurement), with the model's and baseline's costs.
+
+    The study's latency model (`open_latency_model`, as the search used it). Without ``lut`` an ORT table
+    is measured now, next to the end-to-end measurement, so both see the same machine load; the trial's
+    recorded prediction is reported as well.
     """
-    import torch
-
-    config = study_config(study)
-    trial = complete_trial(study, number)
-    candidate = Candidate.from_dict(trial.user_attrs["candidate"])
-    seed = int(trial.user_attrs.get("seed", config.study.seed + trial.number))
-    pipeline = config.pipeline
-    overrides: dict[str, Any] = {}
-    if retrain_epochs is not None:
-        if retrain_epochs < 0:
-            raise UserInputError(f"--retrain-epochs {retrain_epochs} is negative; give 0 or more epochs")
-        overrides["train_epochs"] = retrain_epochs
-    if distill and pipeline.kd_alpha == 0:
-        overrides["kd_alpha"] = DISTILL_ALPHA
-    pipeline = pipeline.model_copy(update=overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = config.device
-
-    def step(name: str):
-        return progress.step(name) if progress is not None else contextlib.nullcontext()
-
-    if progress is not None:
-        progress.add(7 + 1 + len(pipeline.steps))
-    with step("load task"):
-        task = load_task(config.task)
-
-    last = [time.perf_counter()]
-
-    def on_step(name: str, model: nn.Module) -> dict[str, float]:
-        if progress is not None:
-            progress.mark(f"pipeline: {name}", time.perf_counter() - last[0])
-        last[0] = time.perf_counter()
-        return {}
-
-    # Retrain with the thread count the trial trained with: CPU kernels reduce in a thread-dependent order,
-    # so another count gives another model (trials from before this attr: keep the process default).
-    threads = int(trial.user_attrs.get("torch_threads", torch.get_num_threads()))
-    if threads != torch.get_num_threads():
-        torch.set_num_threads(threads)
-    result = run_pipeline(
-        candidate, task.x_train, task.y_train, task.x_val, task.y_val, pipeline, seed=seed, on_step=on_step
+    device = src.config.device
+    table = open_latency_model(
+        device_profile_ref(src.config, None), lut, threads=device.threads, warmup=device.warmup, repeats=device.repeats
     )
-    model = result.model
-    baseline = fold_batchnorm(result.teacher)
-    x_test, y_test = task.x_test.numpy(), task.y_test.numpy()
-    example = task.x_train[:1]
-
-    with step("export ONNX (FP32, INT8, baseline)"):
-        fp32_path = export_onnx(float_deployable(model), example, out / "model.onnx")
-        int8_path = quantize_onnx_int8(
-            fp32_path, out / "model.int8.onnx", calibration=task.x_train[:CALIBRATION_SAMPLES]
-        )
-        base_path = export_onnx(baseline, example, out / "baseline.onnx")
-    with step("C library"):
-        c_array = _c_library(model, task, out)
-    with step("accuracy (torch, ONNX FP32, ONNX INT8)"):
-        acc = {
-            "torch": accuracy(model, task.x_test, task.y_test),
-            "onnx_fp32": _onnx_accuracy(fp32_path, x_test, y_test),
-            "onnx_int8": _onnx_accuracy(int8_path, x_test, y_test),
-            "baseline_torch": accuracy(baseline, task.x_test, task.y_test),
-            "baseline_onnx_fp32": _onnx_accuracy(base_path, x_test, y_test),
-            "trial_reported_test": trial.user_attrs.get("test_accuracy"),
-            "trial_reported_val": trial.user_attrs.get("val_accuracy"),
-        }
-    with step("C library built and run (host; the board's toolchain and simulator)"):
-        c_build = _c_build(model, task, out, fp32_path, load_profile(device_profile_ref(config, None)))
-    with step("latency table prediction"):
-        # The study's latency model (`open_latency_model`, as the search used it). Without ``lut`` an
-        # ORT table is measured now, next to the end-to-end measurement, so both see the same machine
-        # load; the trial's recorded prediction is reported as well.
-        table = open_latency_model(
-            device_profile_ref(config, None), lut, threads=device.threads, warmup=device.warmup, repeats=device.repeats
-        )
-        costs = model_costs(model, task.input_shape, table)
-        base_costs = model_costs(baseline, task.input_shape, table)
-        raw = table.predict_raw_ms(costs["layers"]) if hasattr(table, "predict_raw_ms") else costs["latency_ms"]
-        calibration = getattr(table, "calibration", None)
-    with step("measure ONNX Runtime latency"):
-        files = {"onnx_fp32": fp32_path, "onnx_int8": int8_path, "baseline_onnx_fp32": base_path}
-        # Interleaved passes over all files, each file's fastest kept, as the latency table is timed.
-        timings = measure_onnx_ms(
-            [p.read_bytes() for p in files.values()],
-            device.threads,
-            max(device.warmup, 20),
-            max(device.repeats, 20),
-            rounds=2 * ROUNDS,
-            disabled_optimizers=getattr(table, "disabled", ()),
-        )
-        lat = {name: ms for name, (ms, _) in zip(files, timings, strict=True)}
+    costs = model_costs(model, task.input_shape, table)
+    base_costs = model_costs(baseline, task.input_shape, table)
+    table.save()  # entries measured now join ``lut`` (as in the search)
+    raw = table.predict_raw_ms(costs["layers"]) if hasattr(table, "predict_raw_ms") else costs["latency_ms"]
+    # Interleaved passes over all files, each file's fastest kept, as the latency table is timed.
+    timings = measure_onnx_ms(
+        [p.read_bytes() for p in files.values()],
+        device.threads,
+        max(device.warmup, 20),
+        max(device.repeats, 20),
+        rounds=2 * ROUNDS,
+        disabled_optimizers=getattr(table, "disabled", ()),
+    )
+    lat = {name: ms for name, (ms, _) in zip(files, timings, strict=True)}
     predicted = costs["latency_ms"]
     latency = {
         "lut_predicted": predicted,
         "lut_block_sum": raw,
-        "lut_calibrated": calibration is not None,
+        "lut_calibrated": getattr(table, "calibration", None) is not None,
         "lut_blocks": len(table.blocks(costs["layers"])) if hasattr(table, "blocks") else None,
-        "device": getattr(table, "device", config.device.name),
+        "device": getattr(table, "device", device.name),
         "lut_file": str(lut) if lut is not None else None,
-        "trial_reported_lut": trial.user_attrs.get("latency_ms"),
+        "trial_reported_lut": src.trial.user_attrs.get("latency_ms"),
         "measured_onnx_fp32": lat["onnx_fp32"],
         "measured_onnx_int8": lat["onnx_int8"],
         "measured_baseline_onnx_fp32": lat["baseline_onnx_fp32"],
@@ -318,54 +351,149 @@ def export_trial(
         "fp32_vs_lut_block_sum": lat["onnx_fp32"] / raw - 1.0,
         "threads": device.threads,
     }
+    return latency, costs, base_costs
+
+
+def _sizes(src: ExportSource, files: dict[str, Path], costs: dict[str, Any], base_costs: dict[str, Any], c_lib, out):
     sizes = {
-        "model_onnx_bytes": fp32_path.stat().st_size,
-        "model_int8_onnx_bytes": int8_path.stat().st_size,
-        "baseline_onnx_bytes": base_path.stat().st_size,
+        "model_onnx_bytes": files["onnx_fp32"].stat().st_size,
+        "model_int8_onnx_bytes": files["onnx_int8"].stat().st_size,
+        "baseline_onnx_bytes": files["baseline_onnx_fp32"].stat().st_size,
         "flash_estimate_bytes": costs["flash_bytes"],
-        "trial_reported_flash_bytes": trial.user_attrs.get("flash_bytes"),
+        "trial_reported_flash_bytes": src.trial.user_attrs.get("flash_bytes"),
         "baseline_flash_estimate_bytes": base_costs["flash_bytes"],
         "sram_estimate_bytes": costs["sram_bytes"],
-        "c_array": c_array,
+        "c_array": c_lib,
     }
-    for name in c_array.get("files", []):
+    for name in c_lib.get("files", []):
         sizes[f"{name}_bytes"] = (out / name).stat().st_size
-    base_fig = {"accuracy": acc["baseline_onnx_fp32"], "latency_ms": lat["baseline_onnx_fp32"]}
-    base_fig["size_bytes"] = sizes["baseline_onnx_bytes"]
-    kind = "onnx_int8" if deploy == "int8" else "onnx_fp32"
-    artifact = "model.int8.onnx" if deploy == "int8" else "model.onnx"
-    deployed = {"accuracy": acc[kind], "latency_ms": lat[kind], "size_bytes": (out / artifact).stat().st_size}
-    checks = check_requirements(config.requirements, base_fig, deployed)
-    reported = acc["trial_reported_test"]
-    reproduced = (
-        None if reported is None or retrain_epochs is not None or distill else abs(acc["torch"] - reported) <= 0.005
+    return sizes
+
+
+def _requirements(src: ExportSource, deploy: str, acc: dict, lat: dict, sizes: dict) -> dict[str, Any]:
+    """The ``[requirements]`` judged on what the study's device runs (`judged_figures`)."""
+    kind, artifact = ("onnx_int8", "model.int8.onnx") if deploy == "int8" else ("onnx_fp32", "model.onnx")
+    figures = {
+        "accuracy_torch": acc["torch"],
+        "accuracy_onnx": acc[kind],
+        "baseline_accuracy_torch": acc["baseline_torch"],
+        "baseline_accuracy_onnx": acc["baseline_onnx_fp32"],
+        "latency_predicted": lat["lut_predicted"],
+        "baseline_latency_predicted": lat["baseline_lut_predicted"],
+        "latency_measured": lat[f"measured_{kind}"],
+        "baseline_latency_measured": lat["measured_baseline_onnx_fp32"],
+        "flash_bytes": sizes["flash_estimate_bytes"],
+        "baseline_flash_bytes": sizes["baseline_flash_estimate_bytes"],
+        "onnx_bytes": sizes["model_int8_onnx_bytes" if deploy == "int8" else "model_onnx_bytes"],
+        "baseline_onnx_bytes": sizes["baseline_onnx_bytes"],
+    }
+    judged = judged_figures(load_profile(device_profile_ref(src.config, None)), artifact, figures)
+    checks = check_requirements(src.config.requirements, judged.baseline, judged.model, judged.basis)
+    return {
+        "deployed": {"artifact": judged.artifact, **judged.model, "basis": judged.basis},
+        "baseline": {"artifact": judged.baseline_artifact, **judged.baseline},
+        "requirements": [c.to_dict() for c in checks],
+        "requirements_passed": all(c.passed for c in checks) if checks else None,
+    }
+
+
+def export_trial(
+    study: optuna.Study,
+    number: int,
+    out: str | Path,
+    *,
+    retrain: bool = False,
+    retrain_epochs: int | None = None,
+    distill: bool = False,
+    deploy: Literal["int8", "fp32"] = "int8",
+    lut: Path | None = None,
+    artifact_dir: str | Path | None = None,
+    progress: Steps | None = None,
+) -> dict[str, Any]:
+    """Write trial ``number``'s deployable files and report to ``out`` from its stored model (or a rebuild).
+
+    Args:
+        study: a jointnas study (its stored config drives everything).
+        number: trial number; the trial must be COMPLETE.
+        out: output folder (created).
+        retrain: rebuild the model with the trial's train step instead of reading the stored one.
+        retrain_epochs: initial training epochs of the rebuild (default: the study's ``pipeline.train_epochs``).
+        distill: distil every fine-tune of the rebuild from the uncompressed teacher (``kd_alpha`` 0.5 unless set).
+        deploy: the ONNX file an ONNX Runtime device runs: ``int8`` (``model.int8.onnx``) or ``fp32`` (``model.onnx``).
+        lut: latency table file to predict with (default: a fresh in-memory table measured now).
+        artifact_dir: the study's artifact store (default: the one the study records).
+        progress: optional step progress to advance.
+
+    Returns:
+        The report (also written as ``report.json`` and ``report.md``). Accuracies are fractions of the
+        test split, latencies milliseconds (batch 1, the study's thread count), sizes bytes. Figures of a
+        compiled build can be added to it under their own key before it is written.
+    """
+    src = export_source(
+        study, number, retrain=retrain, retrain_epochs=retrain_epochs, distill=distill, artifact_dir=artifact_dir
     )
-    report = {
-        "study": study.study_name,
-        "trial": trial.number,
-        "seed": seed,
-        "candidate": candidate.to_dict(),
-        "pipeline": json.loads(pipeline.model_dump_json()),
-        "retrain_epochs": retrain_epochs,
-        "distill": distill,
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def step(name: str):
+        return progress.step(name) if progress is not None else contextlib.nullcontext()
+
+    if progress is not None:
+        progress.add(8 + (len(src.pipeline.steps) + 1 if retrain else 1))
+    with step("load task"):
+        task = load_task(src.config.task)
+    if retrain:
+        model, baseline = _retrained(src, task, progress)
+    else:
+        with step("load stored model"):
+            model, baseline = _stored(src)
+    with step("export ONNX (FP32, INT8, baseline)"):
+        files = _write_onnx(src, task, model, baseline, out)
+    with step("C library"):
+        c_lib = _c_library(model, task, out)
+    with step("accuracy (torch, ONNX FP32, ONNX INT8)"):
+        acc = _accuracies(src, task, model, baseline, files)
+    with step("C library built and run (host; the board's toolchain and simulator)"):
+        c_build = _c_build(model, task, out, files["onnx_fp32"], load_profile(device_profile_ref(src.config, None)))
+    with step("latency: prediction and ONNX Runtime measurement"):
+        latency, costs, base_costs = _latencies(src, task, model, baseline, files, lut)
+    sizes = _sizes(src, files, costs, base_costs, c_lib, out)
+    report = _report(src, acc, latency, sizes, _requirements(src, deploy, acc, latency, sizes), out)
+    report["c_build"] = c_build
+    with step("report"):
+        write_report(report, out)
+    return report
+
+
+def _report(src: ExportSource, acc: dict, latency: dict, sizes: dict, judged: dict, out: Path) -> dict[str, Any]:
+    reported = acc["trial_reported_test"]
+    changed = src.pipeline != src.config.pipeline or src.distill
+    return {
+        "study": src.study.study_name,
+        "trial": src.trial.number,
+        "seed": src.seed,
+        "candidate": src.candidate.to_dict(),
+        "source": "retrained" if src.retrain else "stored model",
+        "pipeline": json.loads(src.pipeline.model_dump_json()),
+        "retrain_epochs": src.pipeline.train_epochs if src.retrain else None,
+        "distill": src.distill,
         "accuracy": acc,
         "latency_ms": latency,
         "sizes": sizes,
-        "deployed": {"artifact": artifact, **deployed},
-        "baseline": {"artifact": "baseline.onnx", **base_fig},
-        "c_build": c_build,
-        "requirements": [c.to_dict() for c in checks],
-        "requirements_passed": all(c.passed for c in checks) if checks else None,
-        "reproduced_trial": reproduced,
+        **judged,
+        "reproduced_trial": None if reported is None or changed else abs(acc["torch"] - reported) <= 0.005,
         "acceptance": {
             "int8_within_1pt_of_trial": None if reported is None else abs(acc["onnx_int8"] - reported) <= 0.01,
             "fp32_latency_within_15pct_of_lut": abs(latency["fp32_vs_lut"]) <= 0.15,
         },
         "files": sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith("report.")),
     }
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    """``report.json`` and ``report.md`` (`render_export_markdown`) of an export in ``out``."""
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
-    (out / "report.md").write_text(render_markdown(report))
-    return report
+    (out / "report.md").write_text(render_export_markdown(report))
 
 
 def _json_default(value: Any) -> Any:
@@ -376,85 +504,12 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def render_markdown(report: dict[str, Any]) -> str:
-    """The report as markdown a team can read: accuracy, latency, sizes, requirement checks."""
-    acc, lat, size = report["accuracy"], report["latency_ms"], report["sizes"]
-    cal = "calibrated block sum" if lat["lut_calibrated"] else "uncalibrated block sum"
-    lines = [
-        f"# Export of trial {report['trial']} of study `{report['study']}`",
-        "",
-        f"Seed {report['seed']}; initial training {report['pipeline']['train_epochs']} epochs; "
-        f"steps {', '.join(report['pipeline']['steps']) or 'none'}; "
-        f"distillation {'on (alpha ' + str(report['pipeline']['kd_alpha']) + ')' if report['distill'] else 'off'}.",
-        "",
-        "## Accuracy (test split)",
-        "",
-        "| model | accuracy |",
-        "|---|---:|",
-        f"| trial as reported by the search | {_pct(acc['trial_reported_test'])} |",
-        f"| torch (compressed, fake-quant) | {_pct(acc['torch'])} |",
-        f"| model.onnx (FP32: activation clips kept, fake-quant rounding dropped) | {_pct(acc['onnx_fp32'])} |",
-        f"| model.int8.onnx (INT8) | {_pct(acc['onnx_int8'])} |",
-        f"| baseline.onnx (uncompressed FP32) | {_pct(acc['baseline_onnx_fp32'])} |",
-        "",
-        f"## Latency (ONNX Runtime, batch 1, {lat['threads']} thread(s), fastest of interleaved passes)",
-        "",
-        "| | ms |",
-        "|---|---:|",
-        f"| latency model prediction ({lat['device']}, {cal}) | {lat['lut_predicted']:.4f} |",
-        f"| sum of the table's {lat['lut_blocks']} block entries | {_ms(lat['lut_block_sum'])} |",
-        f"| prediction recorded by the search | {_ms(lat['trial_reported_lut'])} |",
-        f"| measured model.onnx (FP32) | {lat['measured_onnx_fp32']:.4f} ({100 * lat['fp32_vs_lut']:+.1f}% vs "
-        "prediction) |",
-        f"| measured model.int8.onnx | {lat['measured_onnx_int8']:.4f} |",
-        f"| measured baseline.onnx | {lat['measured_baseline_onnx_fp32']:.4f} (prediction "
-        f"{lat['baseline_lut_predicted']:.4f}, {100 * lat['baseline_vs_lut']:+.1f}%) |",
-        "",
-        "## Sizes (bytes)",
-        "",
-        "| | bytes |",
-        "|---|---:|",
-        f"| Flash estimate (packed weights, scales, biases) | {size['flash_estimate_bytes']} |",
-        f"| SRAM estimate (peak live activations) | {size['sram_estimate_bytes']} |",
-        f"| C library weights (packed weights, scales, biases) | {size['c_array'].get('array_bytes') or '-'} |",
-        f"| C library activation arena (RAM) | {size['c_array'].get('arena_bytes') or '-'} |",
-        f"| model.onnx | {size['model_onnx_bytes']} |",
-        f"| model.int8.onnx | {size['model_int8_onnx_bytes']} |",
-        f"| baseline.onnx | {size['baseline_onnx_bytes']} |",
-    ]
-    for name in size["c_array"].get("files", []):
-        lines.append(f"| {name} | {size[f'{name}_bytes']} |")
-    lines += ["", *render_build_markdown(report["c_build"])] if "c_build" in report else [""]
-    lines += [f"## Requirements ({report['deployed']['artifact']} vs baseline.onnx)", ""]
-    if not report["requirements"]:
-        lines.append("No `[requirements]` in the study config.")
-    else:
-        lines += ["| requirement | required | measured | result |", "|---|---:|---:|---|"]
-        for c in report["requirements"]:
-            lines.append(
-                f"| {c['name']} | {c['required']:.4g} | {c['measured']:.4g} | {'PASS' if c['passed'] else 'FAIL'} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
-def open_and_export(storage: Any, study_name: str, number: int, out: str | Path, **kwargs: Any) -> dict[str, Any]:
-    """`export_trial` on the study named ``study_name`` in ``storage`` (exit 2 if it does not exist)."""
-    return export_trial(load_study(storage, study_name), number, out, **kwargs)
-
-
 __all__ = [
+    "ExportSource",
     "complete_trial",
+    "export_source",
     "export_trial",
     "float_deployable",
-    "open_and_export",
-    "render_markdown",
     "study_config",
+    "write_report",
 ]

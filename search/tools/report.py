@@ -24,6 +24,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..study import front
+from .mcu import render_build_markdown
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -262,7 +263,89 @@ def save_to_dashboard(study: optuna.Study, report: Report) -> list[str]:
     return ids
 
 
+# ----------------------------------------------------------------------------------------- export report
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def render_export_markdown(report: dict[str, Any]) -> str:
+    """An export's report (`jointnas.search.tools.export.export_trial`) as markdown.
+
+    Accuracy, latency, sizes and the requirement checks, each naming the artifact and figure it judged.
+    """
+    acc, lat, size = report["accuracy"], report["latency_ms"], report["sizes"]
+    cal = "calibrated block sum" if lat["lut_calibrated"] else "uncalibrated block sum"
+    lines = [
+        f"# Export of trial {report['trial']} of study `{report['study']}`",
+        "",
+        f"Model: {report.get('source', 'retrained')}. Seed {report['seed']}; "
+        f"initial training {report['pipeline']['train_epochs']} epochs; "
+        f"steps {', '.join(report['pipeline']['steps']) or 'none'}; "
+        f"distillation {'on (alpha ' + str(report['pipeline']['kd_alpha']) + ')' if report['distill'] else 'off'}.",
+        "",
+        "## Accuracy (test split; ONNX files on raw samples)",
+        "",
+        "| model | accuracy |",
+        "|---|---:|",
+        f"| trial as reported by the search | {_pct(acc['trial_reported_test'])} |",
+        f"| torch (compressed, fake-quant) | {_pct(acc['torch'])} |",
+        f"| model.onnx (FP32: activation clips kept, fake-quant rounding dropped) | {_pct(acc['onnx_fp32'])} |",
+        f"| model.int8.onnx (INT8) | {_pct(acc['onnx_int8'])} |",
+        f"| baseline.onnx (uncompressed FP32) | {_pct(acc['baseline_onnx_fp32'])} |",
+        "",
+        f"## Latency (ONNX Runtime, batch 1, {lat['threads']} thread(s), fastest of interleaved passes)",
+        "",
+        "| | ms |",
+        "|---|---:|",
+        f"| latency model prediction ({lat['device']}, {cal}) | {lat['lut_predicted']:.4f} |",
+        f"| sum of the table's {lat['lut_blocks']} block entries | {_ms(lat['lut_block_sum'])} |",
+        f"| prediction recorded by the search | {_ms(lat['trial_reported_lut'])} |",
+        f"| measured model.onnx (FP32) | {lat['measured_onnx_fp32']:.4f} ({100 * lat['fp32_vs_lut']:+.1f}% vs "
+        "prediction) |",
+        f"| measured model.int8.onnx | {lat['measured_onnx_int8']:.4f} |",
+        f"| measured baseline.onnx | {lat['measured_baseline_onnx_fp32']:.4f} (prediction "
+        f"{lat['baseline_lut_predicted']:.4f}, {100 * lat['baseline_vs_lut']:+.1f}%) |",
+        "",
+        "## Sizes (bytes)",
+        "",
+        "| | bytes |",
+        "|---|---:|",
+        f"| Flash estimate (packed weights, scales, biases) | {size['flash_estimate_bytes']} |",
+        f"| SRAM estimate (peak live activations) | {size['sram_estimate_bytes']} |",
+        f"| C library weights (packed weights, scales, biases) | {size['c_array'].get('array_bytes') or '-'} |",
+        f"| C library activation arena (RAM) | {size['c_array'].get('arena_bytes') or '-'} |",
+        f"| model.onnx | {size['model_onnx_bytes']} |",
+        f"| model.int8.onnx | {size['model_int8_onnx_bytes']} |",
+        f"| baseline.onnx | {size['baseline_onnx_bytes']} |",
+    ]
+    for name in size["c_array"].get("files", []):
+        lines.append(f"| {name} | {size[f'{name}_bytes']} |")
+    if "c_build" in report:
+        lines += ["", *render_build_markdown(report["c_build"])]
+    lines += _requirement_lines(report)
+    return "\n".join(lines) + "\n"
+
+
+def _requirement_lines(report: dict[str, Any]) -> list[str]:
+    deployed, baseline = report["deployed"], report["baseline"]
+    lines = ["", f"## Requirements ({deployed['artifact']} vs {baseline['artifact']})", ""]
+    if not report["requirements"]:
+        return [*lines, "No `[requirements]` in the study config."]
+    lines += ["| requirement | required | measured | result | judged on |", "|---|---:|---:|---|---|"]
+    for c in report["requirements"]:
+        verdict = "PASS" if c["passed"] else "FAIL"
+        lines.append(f"| {c['name']} | {c['required']:.4g} | {c['measured']:.4g} | {verdict} | {c.get('basis', '')} |")
+    return lines
+
+
 __all__ = [
+    "render_export_markdown",
     "Figure",
     "Report",
     "build_report",

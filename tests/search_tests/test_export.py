@@ -1,4 +1,4 @@
-"""`jointnas export`: reproduces the trial, writes deployable files, checks requirements, refuses bad input."""
+"""`jointnas export`: the trial's stored model (or a rebuild) as deployable files, requirements, bad input."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 from jointnas.search.cli import main
 from jointnas.search.config import apply_overrides, load_config
 from jointnas.search.study import create_or_resume, run_study
-from jointnas.search.tools.export import export_trial
+from jointnas.search.tools.export import export_trial, study_config
+from jointnas.search.worker import record_run
 
 from ..conftest import TINY_CONFIG, write_config
 
@@ -39,7 +40,9 @@ def tiny_study(tmp_path_factory):
     path = write_config(folder, TINY_CONFIG.replace("n_trials = 2", "n_trials = 1") + REQUIREMENTS, "tiny.toml")
     config = load_config(path)
     url = f"sqlite:///{folder / 'tiny.db'}"
-    study = run_study(config, create_or_resume(config, url), config_path=path)
+    study = create_or_resume(config, url)
+    record_run(study, 1, folder / "artifacts")
+    study = run_study(config, study, config_path=path, artifact_dir=folder / "artifacts")
     study.ask()  # trial 1 stays RUNNING
     failed = study.ask()
     failed.set_user_attr("fail_reason", "diverged: loss became nan")
@@ -47,7 +50,13 @@ def tiny_study(tmp_path_factory):
     return url, folder
 
 
-def test_export_reproduces_the_trial_and_writes_files(tiny_study, capsys):
+def test_export_writes_the_stored_model_without_training(tiny_study, capsys, monkeypatch):
+    import jointnas.compression.pipeline as pipeline
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("export without --retrain trained")
+
+    monkeypatch.setattr(pipeline, "train", no_training)
     url, folder = tiny_study
     out = folder / "out0"
     code = main(["export", "--storage", url, "--study-name", "tiny", "--trial", "0", "--out", str(out)])
@@ -56,7 +65,8 @@ def test_export_reproduces_the_trial_and_writes_files(tiny_study, capsys):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
     acc = report["accuracy"]
-    # Same config and seed: the rebuilt model is the trial's model.
+    # The stored model is the trial's model.
+    assert report["source"] == "stored model"
     assert acc["torch"] == pytest.approx(acc["trial_reported_test"], abs=1e-9)
     assert report["reproduced_trial"] is True
     assert abs(acc["onnx_fp32"] - acc["torch"]) <= 0.01
@@ -65,16 +75,20 @@ def test_export_reproduces_the_trial_and_writes_files(tiny_study, capsys):
     lat = report["latency_ms"]
     assert lat["lut_predicted"] > 0 and lat["measured_onnx_int8"] > 0 and lat["measured_onnx_fp32"] > 0
     assert lat["fp32_vs_lut"] == pytest.approx(lat["measured_onnx_fp32"] / lat["lut_predicted"] - 1)
-    # model.onnx is the float deployment form: activation clips fused into the convs, no fake-quant rounding
-    ops = {n.op_type for n in onnx.load(out / "model.onnx").graph.node}
-    assert "Round" not in ops and "Div" not in ops, ops
+    # model.onnx is the float deployment form: activation clips fused into the convs, no fake-quant rounding;
+    # it takes raw samples: one Sub and one Div (the task's normalization) in front.
+    ops = [n.op_type for n in onnx.load(out / "model.onnx").graph.node]
+    assert "Round" not in ops and ops[:2] == ["Sub", "Div"] and ops.count("Div") == 1, ops
     # The C library: its weight bytes are the Flash estimate of the search.
     c_array = report["sizes"]["c_array"]
     assert c_array["written"] and {"c/jointnas_model.h", "c/jointnas_model.c"} <= set(c_array["files"])
     assert (out / "c" / "jointnas_model.h").is_file()
     assert c_array["array_bytes"] == report["sizes"]["flash_estimate_bytes"]
-    # Requirements are checked on the deployed INT8 file against the uncompressed baseline.
+    # Requirements (ort-cpu: an ONNX Runtime device) are checked on the deployed INT8 file vs the baseline.
     checks = {c["name"]: c for c in report["requirements"]}
+    assert report["deployed"]["artifact"] == "model.int8.onnx"
+    assert checks["min_size_reduction"]["basis"] == "file bytes of model.int8.onnx vs baseline.onnx"
+    assert report["deployed"]["size_bytes"] == report["sizes"]["model_int8_onnx_bytes"]
     assert set(checks) == {"max_accuracy_drop", "min_speedup", "min_size_reduction"}
     drop = report["baseline"]["accuracy"] - report["deployed"]["accuracy"]
     assert checks["max_accuracy_drop"]["measured"] == pytest.approx(drop)
@@ -84,7 +98,7 @@ def test_export_reproduces_the_trial_and_writes_files(tiny_study, capsys):
     assert checks["min_size_reduction"]["passed"] is False  # 90% smaller is out of reach for a tiny model
     assert report["requirements_passed"] is False
     md = (out / "report.md").read_text()
-    assert "| min_size_reduction | 0.9 |" in md and "FAIL" in md
+    assert "| min_size_reduction | 0.9 |" in md and "FAIL | file bytes of model.int8.onnx vs baseline.onnx |" in md
     # The C library built on this machine takes the raw digits pixels and agrees with model.onnx.
     host = report["c_build"]["host"]
     assert host["samples"] == 359 and host["agreement"]["model.onnx"] >= 0.98
@@ -97,9 +111,40 @@ def test_export_reproduces_the_trial_and_writes_files(tiny_study, capsys):
 def test_export_retrain_and_distill_options(tiny_study):
     url, folder = tiny_study
     study = optuna.load_study(study_name="tiny", storage=url)
-    report = export_trial(study, 0, folder / "out1", retrain_epochs=0, distill=True)
+    report = export_trial(study, 0, folder / "out1", retrain=True, retrain_epochs=0, distill=True)
     assert report["pipeline"]["train_epochs"] == 0 and report["pipeline"]["kd_alpha"] == 0.5
-    assert report["distill"] is True
+    assert report["distill"] is True and report["source"] == "retrained" and report["reproduced_trial"] is None
+
+
+def test_export_retrain_reproduces_the_trial_with_its_augment(tiny_study, monkeypatch):
+    """--retrain runs the trial's train step: the task's augment is passed (None for digits) and it reproduces."""
+    import jointnas.objectives.evaluate as evaluate
+
+    seen = []
+    real = evaluate.run_pipeline
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["augment"], kwargs["supported_weight_bits"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "run_pipeline", spy)
+    url, folder = tiny_study
+    report = export_trial(optuna.load_study(study_name="tiny", storage=url), 0, folder / "out2", retrain=True)
+    assert seen == [(None, (1, 2, 4, 8, 16, 32))]  # digits has no augment; ort-cpu runs every weight width
+    assert report["reproduced_trial"] is True
+    assert report["accuracy"]["torch"] == pytest.approx(report["accuracy"]["trial_reported_test"], abs=1e-9)
+
+
+def test_export_passes_deploy_and_lut(tiny_study, capsys, tmp_path):
+    url, folder = tiny_study
+    out = tmp_path / "fp32"
+    lut = tmp_path / "lut.json"
+    argv = ["export", "--storage", url, "--study-name", "tiny", "--trial", "0", "--out", str(out)]
+    assert main([*argv, "--deploy", "fp32", "--lut", str(lut)]) == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["deployed"]["artifact"] == "model.onnx"
+    assert report["deployed"]["size_bytes"] == (out / "model.onnx").stat().st_size
+    assert report["latency_ms"]["lut_file"] == str(lut) and lut.is_file()  # the table measured into that file
 
 
 @pytest.mark.parametrize(
@@ -109,6 +154,8 @@ def test_export_retrain_and_distill_options(tiny_study):
         (["--study-name", "tiny", "--trial", "1"], "trial 1 is RUNNING, not COMPLETE"),
         (["--study-name", "tiny", "--trial", "2"], "trial 2 is FAIL (diverged: loss became nan), not COMPLETE"),
         (["--study-name", "tiny", "--trial", "9"], "trial 9 does not exist in study 'tiny' (trials: 0..2)"),
+        (["--study-name", "tiny", "--trial", "0", "--distill"], "change a rebuild of the trial; add --retrain"),
+        (["--study-name", "tiny", "--trial", "0", "--artifact-dir", "/nonexistent"], "no artifact directory"),
     ],
 )
 def test_export_bad_input_exits_2(tiny_study, capsys, argv, message):
@@ -133,7 +180,8 @@ def test_export_retrains_with_the_trials_torch_thread_count(tmp_path, capsys):
         study = run_study(config, create_or_resume(config, url), config_path=path)
         assert study.trials[0].user_attrs["torch_threads"] == 2
         torch.set_num_threads(1)  # export runs in a process with another default
-        code = main(["export", "--storage", url, "--study-name", "tiny", "--trial", "0", "--out", str(tmp_path / "o")])
+        out = str(tmp_path / "o")
+        code = main(["export", "--storage", url, "--study-name", "tiny", "--trial", "0", "--out", out, "--retrain"])
         assert code == 0, capsys.readouterr().err
         report = json.loads((tmp_path / "o" / "report.json").read_text())
         assert report["reproduced_trial"] is True
@@ -156,7 +204,9 @@ def _mcu_study(tmp_path, profile: str = "arduino-uno"):
     path = write_config(tmp_path, MCU_CONFIG.replace('"arduino-uno"', f'"{profile}"'), "uno.toml")
     config = load_config(path)
     url = f"sqlite:///{tmp_path / 'uno.db'}"
-    run_study(config, create_or_resume(config, url), config_path=path)
+    study = create_or_resume(config, url)
+    record_run(study, 1, tmp_path / "artifacts")
+    run_study(config, study, config_path=path, artifact_dir=tmp_path / "artifacts")
     return url
 
 
@@ -198,7 +248,9 @@ def test_tinychat_trial_rated_fitting_the_uno_replies_on_it_as_on_the_host(tmp_p
         load_config(root / "studies/tinychat_arduino.toml"),
         **{"budget.n_trials": 1, "pipeline.train_epochs": 3, "pipeline.finetune_epochs": 1},
     )
-    study = run_study(config, create_or_resume(config, f"sqlite:///{tmp_path / 'tc.db'}"), config_path=None)
+    study = create_or_resume(config, f"sqlite:///{tmp_path / 'tc.db'}")
+    record_run(study, 1, tmp_path / "artifacts")
+    study = run_study(config, study, config_path=None, artifact_dir=tmp_path / "artifacts")
     attrs = study.trials[0].user_attrs
     assert attrs["fits_device"]["arduino-uno"] is True
     # beside character accuracy, the test split's loss (nats per character) and perplexity
@@ -210,3 +262,57 @@ def test_tinychat_trial_rated_fitting_the_uno_replies_on_it_as_on_the_host(tmp_p
     # the measuring main calls jointnas_reply("hello", ...) and jointnas_reply("how are you?", ...)
     assert board["program_flash_bytes"] <= 32_256 and board["program_sram_bytes"] <= 1_536
     assert board["cycles"] > 10_000 and board["stack_peak_bytes"] > 0
+
+
+def test_export_is_quiet_and_its_onnx_files_take_raw_pixels(tiny_study, tmp_path, capfd, caplog, recwarn):
+    """No ONNX Runtime warning exporting or loading; raw digits pixels give the trial's accuracy; metadata."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from jointnas.compression import onnx_metadata
+    from jointnas.objectives import load_task
+
+    url, folder = tiny_study
+    study = optuna.load_study(study_name="tiny", storage=url)
+    capfd.readouterr()
+    report = export_trial(study, 0, tmp_path / "q")
+    for name in ("model.onnx", "model.int8.onnx", "baseline.onnx"):
+        ort.InferenceSession(str(tmp_path / "q" / name), providers=["CPUExecutionProvider"])  # default log level
+    err = capfd.readouterr().err
+    assert "onnxruntime" not in err and "pre-processing" not in err and "Removing initializer" not in err, err
+    assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records]
+    assert not [w for w in recwarn if "onnx" in str(w.filename)], [str(w.message) for w in recwarn]
+    task = load_task(study_config(study).task)
+    raw = np.round(task.normalization.invert(task.x_test.numpy(), task.input_shape))  # the digits' 0..16 pixels
+    assert raw.min() == 0 and raw.max() == 16
+    session = ort.InferenceSession(str(tmp_path / "q" / "model.onnx"), providers=["CPUExecutionProvider"])
+    acc = float((session.run(None, {"input": raw.astype(np.float32)})[0].argmax(1) == task.y_test.numpy()).mean())
+    assert abs(acc - report["accuracy"]["trial_reported_test"]) <= 0.03
+    meta = onnx_metadata(tmp_path / "q" / "model.int8.onnx")
+    assert meta["jointnas.study"] == "tiny" and meta["jointnas.trial"] == "0"
+    assert json.loads(meta["jointnas.class_labels"]) == [str(i) for i in range(10)]
+    assert json.loads(meta["jointnas.input"]) == {"layout": "NCHW", "shape": ["batch", 1, 8, 8], "units": "raw"}
+    assert json.loads(meta["jointnas.normalization"])["mean"] == list(task.normalization.mean)
+
+
+def test_a_microcontroller_study_is_judged_on_flash_and_the_cycle_model(tmp_path):
+    text = TINY_CONFIG.replace("n_trials = 2", "n_trials = 1").replace("[device]\n", '[device]\nname = "stm32f746"\n')
+    path = write_config(tmp_path, text + REQUIREMENTS, "mcu.toml")
+    config = load_config(path)
+    study = create_or_resume(config, f"sqlite:///{tmp_path / 'mcu.db'}")
+    record_run(study, 1, tmp_path / "artifacts")
+    study = run_study(config, study, config_path=path, artifact_dir=tmp_path / "artifacts")
+    report = export_trial(study, 0, tmp_path / "out")
+    deployed, baseline = report["deployed"], report["baseline"]
+    assert deployed["artifact"] == "c/ (C library)"
+    assert (
+        deployed["size_bytes"] == report["sizes"]["flash_estimate_bytes"] == report["sizes"]["c_array"]["array_bytes"]
+    )
+    assert baseline["size_bytes"] == report["sizes"]["baseline_flash_estimate_bytes"]
+    assert deployed["latency_ms"] == report["latency_ms"]["lut_predicted"] == study.trials[0].user_attrs["latency_ms"]
+    checks = {c["name"]: c for c in report["requirements"]}
+    assert checks["min_speedup"]["basis"] == "cycle-model latency on stm32f746 vs the baseline's"
+    assert checks["min_size_reduction"]["measured"] == pytest.approx(
+        1 - deployed["size_bytes"] / baseline["size_bytes"]
+    )
+    assert "| cycle-model latency on stm32f746 vs the baseline's |" in (tmp_path / "out" / "report.md").read_text()

@@ -54,3 +54,43 @@ def test_checks_pass_and_fail_with_the_right_sense():
     only = check_requirements(RequirementsConfig(min_speedup=1.2), BASE, bad)
     assert [(c.name, c.passed) for c in only] == [("min_speedup", True)]
     assert measured_figures(BASE, BASE) == {"max_accuracy_drop": 0.0, "min_speedup": 1.0, "min_size_reduction": 0.0}
+
+
+FIGURES = {
+    "accuracy_torch": 0.95,
+    "accuracy_onnx": 0.94,
+    "baseline_accuracy_torch": 0.97,
+    "baseline_accuracy_onnx": 0.96,
+    "latency_predicted": 1.0,
+    "baseline_latency_predicted": 4.0,
+    "latency_measured": 0.5,
+    "baseline_latency_measured": 0.6,
+    "flash_bytes": 14_458,
+    "baseline_flash_bytes": 57_832,
+    "onnx_bytes": 49_028,
+    "baseline_onnx_bytes": 45_549,
+}
+
+
+@pytest.mark.parametrize(
+    ("device", "model", "baseline", "size_basis"),
+    [
+        # A microcontroller runs the C library: Flash bytes, the cycle model, the deployable model's accuracy.
+        ("arduino-uno", (0.95, 1.0, 14_458), (0.97, 4.0, 57_832), "Flash bytes"),
+        # An ONNX Runtime device on this machine runs the deployed file: its bytes, latency measured here.
+        ("ort-cpu", (0.94, 0.5, 49_028), (0.96, 0.6, 45_549), "file bytes of model.int8.onnx"),
+        # An imported board runs the file too, but its speed is its own table's, not this machine's.
+        ("rpi4", (0.94, 1.0, 49_028), (0.96, 4.0, 45_549), "file bytes of model.int8.onnx"),
+    ],
+)
+def test_requirements_are_judged_on_what_the_device_runs(device, model, baseline, size_basis):
+    from jointnas.devices import load_profile
+    from jointnas.search.requirements import judged_figures
+
+    judged = judged_figures(load_profile(device), "model.int8.onnx", FIGURES)
+    keys = ("accuracy", "latency_ms", "size_bytes")
+    assert tuple(judged.model[k] for k in keys) == model and tuple(judged.baseline[k] for k in keys) == baseline
+    checks = check_requirements(RequirementsConfig(min_size_reduction=0.5), judged.baseline, judged.model, judged.basis)
+    assert checks[0].basis.startswith(size_basis)
+    # The case: Flash 57,832 -> 14,458 B passes a 50% reduction on a board; the INT8 file does not shrink.
+    assert checks[0].passed is (device == "arduino-uno")

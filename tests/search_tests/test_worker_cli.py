@@ -88,7 +88,12 @@ def test_worker_runs_stored_config_and_uploads_onnx_and_summary(tmp_path, capsys
     metas = {
         json.loads(v)["filename"]: json.loads(v) for k, v in trial.system_attrs.items() if k.startswith("artifacts:")
     }
-    assert set(metas) == {"trial-00000.onnx", "trial-00000.json"}
+    assert set(metas) == {"trial-00000.pt", "trial-00000.onnx", "trial-00000.json"}
+    import torch
+
+    stored = torch.load(art / ids["model"], weights_only=True)
+    assert json.loads(json.dumps(stored["candidate"])) == trial.user_attrs["candidate"]
+    assert stored["class_labels"] == [str(i) for i in range(10)] and stored["teacher"]["state_dict"]
     summary = json.loads((art / ids["summary"]).read_text())
     assert summary["number"] == 0 and summary["values"] == dict(zip(study.metric_names, trial.values, strict=True))
     assert summary["user_attrs"]["flash_bytes"] == trial.user_attrs["flash_bytes"]
