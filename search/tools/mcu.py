@@ -179,8 +179,9 @@ def run_library(
         output = sim.output
     elif runner == "native":
         output = subprocess.run([str(b.elf)], capture_output=True, check=True).stdout
-    n_samples = 0 if samples is None else len(samples)
-    classes, scores, replies = _parse(output, n_samples, num_classes, len(queries or ()))
+    ran = runner is not None
+    n_samples = 0 if samples is None or not ran else len(samples)
+    classes, scores, replies = _parse(output, n_samples, num_classes, len(queries or ()) if ran else 0)
     return LibraryRun(b, sim, classes, scores, replies)
 
 

@@ -88,8 +88,9 @@ def test_check_library_measures_the_uno_build_and_its_sketch(tmp_path):
 def test_check_library_on_a_board_without_simulator_sizes_the_build_only(tmp_path):
     if not shutil.which("arm-none-eabi-gcc"):
         pytest.skip("arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)")
-    _digits_library(tmp_path / "c")
-    check = check_library(tmp_path / "c", load_profile("stm32f746"), tmp_path / "work", num_classes=10)
+    _, task = _digits_library(tmp_path / "c")
+    raw = task.normalization.invert(task.x_test[:2].numpy(), task.input_shape)
+    check = check_library(tmp_path / "c", load_profile("stm32f746"), tmp_path / "work", samples=raw, num_classes=10)
     assert check.cycles is None and check.stack_peak_bytes is None and check.matches_host is None
     assert check.library_flash_bytes > 0 and check.program_flash_bytes > check.library_flash_bytes
     assert check.fits is True and check.sketch_flash_bytes is None
