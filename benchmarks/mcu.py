@@ -42,6 +42,7 @@ from jointnas.search.config import apply_overrides, load_config
 from jointnas.search.study import create_or_resume, front, run_study, versions
 from jointnas.search.tools.export import export_trial, study_config
 from jointnas.search.tools.mcu import CHAT_QUERIES, SIM_SAMPLES, check_library
+from jointnas.search.worker import record_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINYCHAT_DATA = ROOT.parent / "shared/data/tinychat/training-data.txt.gz"
@@ -55,7 +56,9 @@ def _run_study(name: str, work: Path, n_trials: int | None, data: Path) -> tuple
         overrides["budget.n_trials"] = n_trials
     config = apply_overrides(load_config(config_path), **overrides)
     t0 = time.perf_counter()
-    study = run_study(config, create_or_resume(config, f"sqlite:///{work / (name + '.db')}"), config_path=config_path)
+    study = create_or_resume(config, f"sqlite:///{work / (name + '.db')}")
+    record_run(study, config.budget.n_trials, work / f"{name}-artifacts")  # export reads the stored models there
+    study = run_study(config, study, config_path=config_path, artifact_dir=work / f"{name}-artifacts")
     changed = ", ".join(f"{k} = {v!r}" for k, v in overrides.items())
     command = f"jointnas run studies/{name}.toml" + (f" with {changed}" if changed else "")
     return study, command, time.perf_counter() - t0
