@@ -15,7 +15,8 @@ compression choices) as separate studies, interleaved round by round:
 Per condition: the median training seconds of a trial (``timings_s.train_s`` + ``finetune_s``, the
 trial's user attrs), the median trial duration, and the wall seconds per COMPLETE trial (first trial
 start to last completion over the number of trials, from the storage's timestamps: process start-up
-excluded), with the ``torch_threads`` each trial recorded.
+excluded), with the ``torch_threads`` each trial recorded. Rounds alternate the order of the conditions
+(``--reverse 1`` starts with the last), since the load of a shared machine drifts.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--n-trials", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--reverse", type=int, default=0, help="1: start with the last condition")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/worker_threads.json"))
     args = parser.parse_args()
     cores = available_cores()
@@ -101,7 +103,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="jointnas-bench-threads-") as tmp:
         config = _config(Path(tmp), args.epochs)
         for r in range(args.rounds):
-            for key, flags in conditions.items():
+            order = list(conditions.items())
+            for key, flags in order[::-1] if (r + args.reverse) % 2 else order:  # alternate the order
                 runs[key].append(_condition(config, f"{key}-r{r}", args.n_trials, flags))
                 print(key, json.dumps(runs[key][-1]), file=sys.stderr, flush=True)
     load = os.getloadavg()
@@ -110,6 +113,7 @@ def main() -> None:
         "load_average_after": [round(x, 2) for x in load],
         "n_trials": args.n_trials,
         "train_epochs": args.epochs,
+        "first_condition": next(iter(conditions)) if not args.reverse else list(conditions)[-1],
         "runs": runs,
     }
     Path(args.out).write_text(json.dumps(result, indent=2))
