@@ -276,6 +276,28 @@ def _c_build(model: nn.Module, task: TaskData, out: Path, onnx_path: Path, profi
         )
 
 
+def _judge_on_the_device(report: dict[str, Any]) -> None:
+    """For a microcontroller, set the cycle model against the simulator, not against this machine's ORT.
+
+    ONNX Runtime timings of this machine say nothing about a board's prediction, so their ratios to it
+    become ``None``; the simulated milliseconds (simavr, `measure_export`) take their place where a
+    simulator ran.
+    """
+    board = report["c_build"].get("board")
+    if board is None:  # an ONNX Runtime device: its prediction is checked against the ORT timing
+        return
+    lat = report["latency_ms"]
+    lat.update(fp32_vs_lut=None, fp32_vs_lut_block_sum=None, baseline_vs_lut=None)
+    simulated = board.get("latency_ms")
+    lat["simulated_ms"] = simulated
+    lat["lut_vs_simulated"] = None if not simulated else lat["lut_predicted"] / simulated - 1.0
+    report["acceptance"]["fp32_latency_within_15pct_of_lut"] = None
+    report["acceptance"]["prediction_within_15pct_of_simulator"] = (
+        None if not simulated else abs(lat["lut_vs_simulated"]) <= 0.15
+    )
+    report["acceptance"]["fits_on_the_board"] = board.get("fits")
+
+
 def _onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
     return float((onnx_logits(path, x).argmax(1) == y).mean())
 
@@ -460,6 +482,7 @@ def export_trial(
     sizes = _sizes(src, files, costs, base_costs, c_lib, out)
     report = _report(src, acc, latency, sizes, _requirements(src, deploy, acc, latency, sizes), out)
     report["c_build"] = c_build
+    _judge_on_the_device(report)
     with step("report"):
         write_report(report, out)
     return report
