@@ -59,7 +59,8 @@ def _run_study(name: str, work: Path, n_trials: int | None, data: Path) -> tuple
     study = create_or_resume(config, f"sqlite:///{work / (name + '.db')}")
     record_run(study, config.budget.n_trials, work / f"{name}-artifacts")  # export reads the stored models there
     study = run_study(config, study, config_path=config_path, artifact_dir=work / f"{name}-artifacts")
-    changed = ", ".join(f"{k} = {v!r}" for k, v in overrides.items())
+    shown = {k: os.path.relpath(v, ROOT) if k == "task.path" else v for k, v in overrides.items()}
+    changed = ", ".join(f"{k} = {v!r}" for k, v in shown.items())
     command = f"jointnas run studies/{name}.toml" + (f" with {changed}" if changed else "")
     return study, command, time.perf_counter() - t0
 
@@ -236,7 +237,7 @@ kernels) must remove.
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:+.0f}%"
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 def _num(value: Any) -> str:
@@ -262,13 +263,18 @@ def render_doc(result: dict[str, Any]) -> str:
             "median abs Flash error | median abs SRAM error | median abs latency error | board = host |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
+        unbuilt = _unbuilt(s["trials"])
         for device, d in s["summary"]["devices"].items():
+            if device in unbuilt:
+                continue
             lines.append(
                 f"| {device} | {d['trials']} | {d['rated_fits']} | {d['rated_fits_that_link_and_run']} | "
                 f"{d['measured_fits']} | {d['contradicted']} | {_pct(d['median_abs_flash_error'])} | "
                 f"{_pct(d['median_abs_sram_error'])} | {_pct(d['median_abs_latency_error'])} | "
                 f"{_num(d['all_board_outputs_match_host'])} |"
             )
+        if unbuilt:
+            lines += ["", f"Not built (their profiles have no `[toolchain]`): {', '.join(unbuilt)}."]
         lines += ["", *_trial_table(s["trials"]), ""]
     lines += _contradiction_table(result["contradicted_verdicts"])
     lines.append(
@@ -276,6 +282,12 @@ def render_doc(result: dict[str, Any]) -> str:
         f"{result['load_average_after']} (2 cores: other jobs shared the machine when above 2)."
     )
     return "\n".join(lines) + "\n"
+
+
+def _unbuilt(rows: list[dict[str, Any]]) -> list[str]:
+    """Devices no trial could be built for (no ``[toolchain]``: no verdict), as opposed to failed links."""
+    devices = sorted({d for r in rows for d in r["devices"]})
+    return [d for d in devices if all(r["devices"][d]["fits"] is None for r in rows if d in r["devices"])]
 
 
 def _trial_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -286,6 +298,8 @@ def _trial_table(rows: list[dict[str, Any]]) -> list[str]:
     ]
     for r in rows:
         for device, d in r["devices"].items():
+            if not d.get("built") and d["fits"] is None:  # no toolchain for this profile
+                continue
             stack = d.get("deployed_sram_bytes") or d.get("deployed_static_sram_bytes")
             out.append(
                 f"| {r['trial']} | {device} | {_num(r['test_accuracy_c_host'])} | {_num(r['c_vs_torch_agreement'])} | "

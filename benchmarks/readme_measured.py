@@ -182,6 +182,9 @@ def _mcu() -> str:
     for name, s in m["studies"].items():
         figures = []
         for device, d in s["summary"]["devices"].items():
+            rows = [t["devices"][device] for t in s["trials"] if device in t["devices"]]
+            if all(r["fits"] is None for r in rows):  # a profile without a [toolchain] (docs/mcu.md names it)
+                continue
             lat = d["median_abs_latency_error"]
             figures.append(
                 f"{device}: {d['rated_fits']} rated as fitting, {d['rated_fits_that_link_and_run']} of them link and run, "
