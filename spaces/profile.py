@@ -114,6 +114,40 @@ def _followed_by_relu(model: nn.Module) -> set[str]:
 
 
 @torch.no_grad()
+def _layer_info(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, residual: int, relu: bool) -> LayerInfo:
+    """One Conv/Linear layer as it ran on sample ``x`` (output ``y``; ``residual``: live residual elements)."""
+    w = module.weight
+    if isinstance(module, nn.Linear):
+        kind, kernel, stride, groups = "linear", 1, 1, 1
+        in_ch, out_ch = module.in_features, module.out_features
+        macs = module.in_features * module.out_features * (x.numel() // module.in_features)
+    else:
+        groups = module.groups
+        in_ch, out_ch = module.in_channels, module.out_channels
+        kind = "dwconv" if groups == in_ch and groups > 1 else "conv"
+        kernel, stride = module.kernel_size[0], module.stride[0]
+        macs = w.numel() * (y.numel() // out_ch)
+    return LayerInfo(
+        name=name,
+        kind=kind,
+        in_shape=tuple(x.shape),
+        out_shape=tuple(y.shape),
+        in_channels=in_ch,
+        out_channels=out_ch,
+        kernel=kernel,
+        stride=stride,
+        groups=groups,
+        weight_numel=w.numel(),
+        weight_nonzero=int(torch.count_nonzero(w)),
+        bias_numel=0 if module.bias is None else module.bias.numel(),
+        macs=int(macs),
+        weight_bits=int(getattr(module, "weight_bits", 32)),
+        act_bits=int(getattr(module, "act_bits", 32)),
+        residual_numel=residual,
+        relu=relu,
+    )
+
+
 def trace_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo]:
     """Run one sample through ``model`` and describe every Conv/Linear layer in execution order."""
     layers: list[LayerInfo] = []
@@ -129,42 +163,7 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerIn
 
     def make_hook(name: str):
         def hook(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            x = args[0][0]
-            y = out[0]
-            w = module.weight
-            if isinstance(module, nn.Linear):
-                kind, kernel, stride, groups = "linear", 1, 1, 1
-                in_ch, out_ch = module.in_features, module.out_features
-                macs = module.in_features * module.out_features * (x.numel() // module.in_features)
-            else:
-                groups = module.groups
-                in_ch, out_ch = module.in_channels, module.out_channels
-                kind = "dwconv" if groups == in_ch and groups > 1 else "conv"
-                kernel = module.kernel_size[0]
-                stride = module.stride[0]
-                spatial = y.numel() // out_ch
-                macs = w.numel() * spatial
-            layers.append(
-                LayerInfo(
-                    name=name,
-                    kind=kind,
-                    in_shape=tuple(x.shape),
-                    out_shape=tuple(y.shape),
-                    in_channels=in_ch,
-                    out_channels=out_ch,
-                    kernel=kernel,
-                    stride=stride,
-                    groups=groups,
-                    weight_numel=w.numel(),
-                    weight_nonzero=int(torch.count_nonzero(w)),
-                    bias_numel=0 if module.bias is None else module.bias.numel(),
-                    macs=int(macs),
-                    weight_bits=int(getattr(module, "weight_bits", 32)),
-                    act_bits=int(getattr(module, "act_bits", 32)),
-                    residual_numel=sum(live_residual),
-                    relu=name in relu_after,
-                )
-            )
+            layers.append(_layer_info(name, module, args[0][0], out[0], sum(live_residual), name in relu_after))
 
         return hook
 

@@ -11,9 +11,6 @@ KNOWN = {
     # Left to the modules' owners (issue 14 item 3); remove an entry once its function is split.
     "search/samplers/_hardcore.py:__init__",
     "search/tools/lut.py:_cnn_blocks",
-    "spaces/profile.py:trace_layers",
-    "compression/dnas.py:train_dnas",
-    "devices/blocks.py:block_graph",
 }
 
 
