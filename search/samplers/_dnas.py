@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import Field, InstanceOf, field_validator, model_validator
 
 from jointnas.compression.dnas import DNASConfig, Penalty, train_dnas
-from jointnas.devices import CycleModel, LatencyTable
+from jointnas.devices import LatencyTable
 from jointnas.objectives import TaskData
 from jointnas.spaces import SpaceConfig, UserInputError, sample_candidate
 from jointnas.spaces.families import family_names, get_family
@@ -25,11 +25,8 @@ from jointnas.spaces.params import FixedParams
 from jointnas.spaces.supernet import CostModel, Supernet
 
 from ._artifact_once import default_artifact_store, train_once
-from ._options import RecordsTrials, SamplerOptions
+from ._options import DeviceLatency, RecordsTrials, SamplerOptions
 from ._supernet_costs import flash_costs, latency_costs, sram_costs
-
-LatencyModel = LatencyTable | CycleModel
-"""What prices latency: a device's block table, or a microcontroller's cycle model."""
 
 ATTR_PREFIX = "dnas"
 #: Study user attr recording the trained supernet: ``{"key": fingerprint, "artifact_id", "train_s"}``.
@@ -167,7 +164,7 @@ class DNASSampler(RecordsTrials, BaseSampler):
         space: SpaceConfig | Mapping[str, Any],
         *,
         task: TaskData | None = None,
-        table: LatencyModel | None = None,
+        table: DeviceLatency | None = None,
         seed: int | None = None,
         **options: Any,
     ) -> None:
@@ -203,7 +200,7 @@ class DNASSampler(RecordsTrials, BaseSampler):
 
     # ---- context ---------------------------------------------------------------------------------
     def set_context(
-        self, *, task: TaskData, table: LatencyModel | None = None, latency_cap_ms: float | None = None
+        self, *, task: TaskData, table: DeviceLatency | None = None, latency_cap_ms: float | None = None
     ) -> None:
         """Give the sampler the study's task data and latency table (the jointnas runner calls this).
 

@@ -36,7 +36,7 @@ from jointnas.spaces.params import stage_param
 from ._artifact_once import default_artifact_store, train_once
 from ._hardcore_fw import ScoreModel, SearchResult, search_macros
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices, covers
-from ._options import RecordsTrials, SamplerOptions
+from ._options import DeviceLatency, RecordsTrials, SamplerOptions
 
 ATTR_SUPERNET = "hardcore:supernet"
 ATTR_BUDGET = "hardcore:budget_ms"
@@ -145,7 +145,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         space: SpaceConfig,
         *,
         task: TaskData | None = None,
-        table: LatencyTable | None = None,
+        table: DeviceLatency | None = None,
         seed: int | None = None,
         **options: Any,
     ) -> None:
@@ -188,7 +188,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         self,
         *,
         task: TaskData,
-        table: LatencyTable | None = None,
+        table: DeviceLatency | None = None,
         latency_cap_ms: float | None = None,
     ) -> None:
         """Give the sampler the study's data, device table and ``[constraints] latency_ms`` (jointnas runs)."""

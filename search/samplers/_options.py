@@ -17,9 +17,13 @@ from typing import Any, ClassVar, Self
 import optuna
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from jointnas.devices import CycleModel, LatencyTable
 from jointnas.spaces import UserInputError
 
 from ..config import error_message
+
+DeviceLatency = LatencyTable | CycleModel
+"""What prices a supernet sampler's latency: a device's block table, or a microcontroller's cycle model."""
 
 
 class SamplerOptions(BaseModel):
@@ -92,4 +96,4 @@ class RecordsTrials:
             trial.set_user_attr(key, value)
 
 
-__all__ = ["RecordsTrials", "SamplerOptions", "signature_options"]
+__all__ = ["DeviceLatency", "RecordsTrials", "SamplerOptions", "signature_options"]
