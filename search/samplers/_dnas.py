@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import optuna
 import torch
@@ -15,15 +14,18 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
+from pydantic import Field, InstanceOf, field_validator, model_validator
 
 from jointnas.compression.dnas import DNASConfig, Penalty, train_dnas
 from jointnas.devices import LatencyTable
+from jointnas.objectives import TaskData
 from jointnas.spaces import SpaceConfig, UserInputError, sample_candidate
 from jointnas.spaces.families import family_names, get_family
 from jointnas.spaces.params import FixedParams
 from jointnas.spaces.supernet import CostModel, Supernet
 
 from ._artifact_once import default_artifact_store, train_once
+from ._options import DeviceLatency, RecordsTrials, SamplerOptions
 from ._supernet_costs import flash_costs, latency_costs, sram_costs
 
 ATTR_PREFIX = "dnas"
@@ -39,27 +41,71 @@ def _distribution(kind: str, *args: Any) -> BaseDistribution:
     return IntDistribution(low, high, step=step) if kind == "int" else FloatDistribution(low, high, step=step)
 
 
-def _anchors(lambdas: Sequence[Any], lambda_sram: float) -> list[dict[str, float]]:
-    out = []
-    for item in lambdas:
-        if isinstance(item, int | float):
-            lat, flash = float(item), float(item)
-        else:
-            try:
-                lat, flash = (float(v) for v in item)
-            except (TypeError, ValueError):
-                raise UserInputError(
-                    f"dnas lambdas entry {item!r} must be a number or a [lambda_latency, lambda_flash] pair"
-                ) from None
-        if lat < 0 or flash < 0:
-            raise UserInputError(f"dnas lambdas entry {item!r} must not be negative")
-        out.append({"latency_ms": lat, "flash_bytes": flash, "sram_bytes": float(lambda_sram)})
-    if not out:
-        raise UserInputError("dnas lambdas is empty; give at least one trade-off weight, e.g. [0.0, 0.3, 1.0]")
-    return out
+def _anchor(item: Any, lambda_sram: float) -> dict[str, float]:
+    if isinstance(item, int | float) and not isinstance(item, bool):
+        lat = flash = float(item)
+    else:
+        try:
+            lat, flash = (float(v) for v in item)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"lambdas entry {item!r} must be a number or a [lambda_latency, lambda_flash] pair"
+            ) from None
+    if lat < 0 or flash < 0:
+        raise ValueError(f"lambdas entry {item!r} must not be negative")
+    return {"latency_ms": lat, "flash_bytes": flash, "sram_bytes": float(lambda_sram)}
 
 
-class DNASSampler(BaseSampler):
+class DNASOptions(SamplerOptions):
+    """The options of `DNASSampler` (``[sampler] options`` of ``name = "dnas"``); see its docstring."""
+
+    sampler: ClassVar[str] = "dnas"
+
+    lambdas: list[Any] = Field(default_factory=lambda: [0.0, 0.1, 0.3, 1.0, 3.0], min_length=1)
+    lambda_sram: float = Field(0.0, ge=0)
+    epochs: int = Field(8, ge=1)
+    warmup_epochs: int = Field(2, ge=0)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-2, gt=0)
+    arch_lr: float = Field(1e-1, gt=0)
+    tau_start: float = Field(5.0, gt=0)
+    tau_end: float = Field(0.5, gt=0)
+    grad_clip: float = Field(5.0, gt=0)
+    weight_sampling: Literal["path", "mixed"] = "path"
+    init_bias: dict[str, float] | None = None
+    width_mult: float | None = None
+    stem_channels: int | None = None
+    head_bits: int | None = None
+    explore_temperature: float = Field(1.0, gt=0)
+    fallback: Literal["random", "tpe"] | InstanceOf[BaseSampler] = "random"
+    artifact_store: Any = None
+    lock_timeout_s: float = Field(3600.0, gt=0)
+
+    @field_validator("lambdas")
+    @classmethod
+    def _pairs(cls, lambdas: list[Any]) -> list[Any]:
+        for item in lambdas:
+            _anchor(item, 0.0)
+        return lambdas
+
+    @model_validator(mode="after")
+    def _warmup(self) -> DNASOptions:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs {self.warmup_epochs} must be below epochs {self.epochs}")
+        return self
+
+    def anchors(self) -> list[dict[str, float]]:
+        return [_anchor(item, self.lambda_sram) for item in self.lambdas]
+
+    def train_config(self) -> DNASConfig:
+        knobs = ("epochs", "warmup_epochs", "batch_size", "lr", "arch_lr", "tau_start", "tau_end", "grad_clip")
+        kwargs: dict[str, Any] = {k: getattr(self, k) for k in knobs}
+        if self.init_bias is not None:
+            kwargs["init_bias"] = dict(self.init_bias)
+        return DNASConfig(weight_sampling=self.weight_sampling, **kwargs)
+
+
+class DNASSampler(RecordsTrials, BaseSampler):
     """Differentiable NAS (FBNet / EdMIPS style) over kernel, expansion, depth and per-stage bit-widths.
 
     On first use the sampler trains a weight-sharing `Supernet` of ``space`` with alternating
@@ -84,17 +130,19 @@ class DNASSampler(BaseSampler):
         >>> study = optuna.create_study(sampler=sampler)
         >>> def objective(trial):
         ...     c = sample_candidate(trial, space, task.input_shape, task.num_classes)
+        ...     sampler.record(trial)  # the sampler's per-trial record into the trial's user attrs
         ...     return c.stages[0].kernel
         >>> study.optimize(objective, n_trials=2)
         >>> sorted(study.trials[0].user_attrs["dnas:lambda"])
         ['flash_bytes', 'latency_ms', 'sram_bytes']
 
     Args:
-        space: the study's space (``cnn`` or ``cnn1d`` family).
+        space: the study's space (a family a supernet covers: ``supernet = True``).
         task: the data (train / validation splits are used; never test). In a jointnas study the
             runner supplies it through `set_context`.
         table: the device latency model, a `LatencyTable` or the cycle model (default: an in-memory ORT
             table, measured on demand). In a jointnas study the runner supplies the study's.
+        options (`DNASOptions`; the study file's ``[sampler] options``):
         lambdas: one trade-off per anchor: a number (λ for latency and Flash) or ``[λ_lat, λ_flash]``.
         lambda_sram: λ of the peak-SRAM penalty (soft max over layers), for every anchor.
         epochs, warmup_epochs, batch_size, lr, arch_lr, tau_start, tau_end, grad_clip, weight_sampling, init_bias:
@@ -109,32 +157,16 @@ class DNASSampler(BaseSampler):
         seed: seed of the supernet training, the samples and the fallback.
     """
 
+    Options = DNASOptions
+
     def __init__(
         self,
         space: SpaceConfig | Mapping[str, Any],
         *,
-        task: Any = None,
-        table: Any = None,
-        lambdas: Sequence[Any] = (0.0, 0.1, 0.3, 1.0, 3.0),
-        lambda_sram: float = 0.0,
-        epochs: int = 8,
-        warmup_epochs: int = 2,
-        batch_size: int = 64,
-        lr: float = 1e-2,
-        arch_lr: float = 1e-1,
-        tau_start: float = 5.0,
-        tau_end: float = 0.5,
-        grad_clip: float = 5.0,
-        weight_sampling: str = "path",
-        init_bias: Mapping[str, float] | None = None,
-        width_mult: float | None = None,
-        stem_channels: int | None = None,
-        head_bits: int | None = None,
-        explore_temperature: float = 1.0,
-        fallback: str | BaseSampler = "random",
-        artifact_store: str | os.PathLike[str] | Any | None = None,
-        lock_timeout_s: float = 3600.0,
+        task: TaskData | None = None,
+        table: DeviceLatency | None = None,
         seed: int | None = None,
+        **options: Any,
     ) -> None:
         self.space = space if isinstance(space, SpaceConfig) else SpaceConfig.model_validate(space)
         if not get_family(self.space.family).supernet:
@@ -142,53 +174,37 @@ class DNASSampler(BaseSampler):
             raise UserInputError(
                 f"the dnas sampler needs a [space] family a supernet covers ({covered}), not {self.space.family!r}"
             )
-        self.anchors = _anchors(lambdas, lambda_sram)
-        if epochs < 1 or not 0 <= warmup_epochs < epochs:
-            raise UserInputError(
-                f"dnas needs epochs >= 1 and 0 <= warmup_epochs < epochs (got {epochs}, {warmup_epochs})"
-            )
-        if weight_sampling not in ("path", "mixed"):
-            raise UserInputError(f"dnas weight_sampling {weight_sampling!r} is unknown; choose 'path' or 'mixed'")
-        if not (tau_start > 0 and tau_end > 0 and explore_temperature > 0):
-            raise UserInputError("dnas temperatures tau_start, tau_end, explore_temperature must be positive")
-        kwargs = {} if init_bias is None else {"init_bias": dict(init_bias)}
-        self.train_config = DNASConfig(
-            epochs=epochs,
-            warmup_epochs=warmup_epochs,
-            batch_size=batch_size,
-            lr=lr,
-            arch_lr=arch_lr,
-            tau_start=tau_start,
-            tau_end=tau_end,
-            grad_clip=grad_clip,
-            weight_sampling=weight_sampling,
-            **kwargs,
-        )
-        self.width_mult = width_mult
-        self.stem_channels = stem_channels
-        self.head_bits = max(self.space.compression.head_bits) if head_bits is None else head_bits
-        self.explore_temperature = explore_temperature
+        self.options = opts = DNASOptions.parse(options)
+        self.anchors = opts.anchors()
+        self.train_config = opts.train_config()
+        self.width_mult, self.stem_channels = opts.width_mult, opts.stem_channels
+        self.head_bits = max(self.space.compression.head_bits) if opts.head_bits is None else opts.head_bits
+        self.explore_temperature = opts.explore_temperature
         self.seed = 0 if seed is None else int(seed)
-        if isinstance(fallback, BaseSampler):
-            self.fallback = fallback
-        elif fallback == "random":
-            self.fallback = optuna.samplers.RandomSampler(seed=seed)
-        elif fallback == "tpe":
-            self.fallback = optuna.samplers.TPESampler(seed=seed)
+        if isinstance(opts.fallback, BaseSampler):
+            self.fallback = opts.fallback
         else:
-            raise UserInputError(f"dnas fallback {fallback!r} is unknown; choose 'random' or 'tpe'")
-        self.artifact_store = artifact_store
-        self.lock_timeout_s = lock_timeout_s
+            make = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler}[opts.fallback]
+            self.fallback = make(seed=seed)
+        self.artifact_store = opts.artifact_store
+        self.lock_timeout_s = opts.lock_timeout_s
         self.task = task
         self.table = table
         self._lock = threading.Lock()
         self._net: Supernet | None = None
         self._logits: list[dict[str, torch.Tensor]] | None = None
         self._space_cache: dict[str, BaseDistribution] | None = None
+        #: Per-trial record (``dnas:lambda``, ``dnas:anchor``, ``dnas:pass``) by trial number; `record`
+        #: writes it into the trial's user attrs.
+        self.records: dict[int, dict[str, Any]] = {}
 
     # ---- context ---------------------------------------------------------------------------------
-    def set_context(self, *, task: Any, table: Any = None) -> None:
-        """Give the sampler the study's task data and latency table (the jointnas runner calls this)."""
+    def set_context(
+        self, *, task: TaskData, table: DeviceLatency | None = None, latency_cap_ms: float | None = None
+    ) -> None:
+        """Give the sampler the study's task data and latency table (the jointnas runner calls this).
+
+        ``latency_cap_ms`` (``[constraints] latency_ms``) is not used: DNAS prices latency as a penalty."""
         self.task = task
         if table is not None:
             self.table = table
@@ -260,10 +276,12 @@ class DNASSampler(BaseSampler):
                 picked[n] = net.decision(n).options[int(torch.multinomial(p, 1, generator=gen))]
             choice = net._full(picked)
         params = net.params_of(choice)
-        storage = study._storage
-        storage.set_trial_user_attr(trial._trial_id, f"{ATTR_PREFIX}:lambda", self.anchors[k])
-        storage.set_trial_user_attr(trial._trial_id, f"{ATTR_PREFIX}:anchor", k)
-        storage.set_trial_user_attr(trial._trial_id, f"{ATTR_PREFIX}:pass", rnd)
+        with self._lock:
+            self.records[trial.number] = {
+                f"{ATTR_PREFIX}:lambda": self.anchors[k],
+                f"{ATTR_PREFIX}:anchor": k,
+                f"{ATTR_PREFIX}:pass": rnd,
+            }
         return {name: params[name] for name in search_space if name in params}
 
     def sample_independent(
@@ -276,6 +294,12 @@ class DNASSampler(BaseSampler):
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
         self.fallback.after_trial(study, trial, state, values)
+
+    # ---- per-trial records -----------------------------------------------------------------------
+    def prepare_evaluation(self, trial: optuna.Trial, candidate: Any, pipeline: Any) -> tuple[None, None, Any]:
+        """Hook of the jointnas objective: records the trial (`record`); training is unchanged."""
+        self.record(trial)
+        return None, None, pipeline
 
     # ---- training, sharing ----------------------------------------------------------------------
     def _ensure_trained(self, study: Study) -> list[dict[str, torch.Tensor]]:

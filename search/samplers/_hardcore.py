@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import optuna
@@ -26,23 +26,60 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
+from pydantic import Field, InstanceOf, field_validator
 
 from jointnas.devices import LatencyTable
 from jointnas.objectives import TaskData
 from jointnas.spaces import Candidate, SpaceConfig, UserInputError
 from jointnas.spaces.params import stage_param
 
-from ..attrs import STUDY_CONFIG
 from ._artifact_once import default_artifact_store, train_once
 from ._hardcore_fw import ScoreModel, SearchResult, search_macros
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices, covers
+from ._options import DeviceLatency, RecordsTrials, SamplerOptions
 
 ATTR_SUPERNET = "hardcore:supernet"
 ATTR_BUDGET = "hardcore:budget_ms"
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
-class HardCoReNASSampler(BaseSampler):
+class HardCoReOptions(SamplerOptions):
+    """The options of `HardCoReNASSampler` (``[sampler] options`` of ``name = "hardcore"``); see its docstring."""
+
+    sampler: ClassVar[str] = "hardcore"
+
+    budget_ms: float | list[float] | None = None
+    schedule: Literal["golden", "sweep"] = "golden"
+    n_budgets: int = Field(10, ge=1)
+    width_mult: float | None = None
+    stem_channels: int | None = None
+    scoring: Literal["inherited", "full"] = "inherited"
+    finetune_epochs: int = Field(2, ge=0)
+    supernet_epochs: int = Field(20, ge=0)
+    supernet_batch_size: int = Field(64, ge=1)
+    supernet_lr: float = Field(5e-3, gt=0, le=10)
+    sandwich: bool = True
+    score_samples: int = Field(48, ge=1)
+    fw_iterations: int = Field(30, ge=0)
+    artifact_store: Any = None
+    inner_sampler: Literal["random", "tpe"] | InstanceOf[BaseSampler] = "random"
+
+    @field_validator("budget_ms")
+    @classmethod
+    def _budget(cls, value: float | list[float] | None) -> float | list[float] | None:
+        bounds = [] if value is None else [value] * 2 if isinstance(value, int | float) else value
+        if value is not None and (len(bounds) != 2 or not all(b > 0 for b in bounds)):
+            raise ValueError("budget_ms must be a positive number or [low, high]")
+        return value
+
+    def budget_bounds(self) -> tuple[float, float] | None:
+        if self.budget_ms is None:
+            return None
+        bounds = [self.budget_ms] * 2 if isinstance(self.budget_ms, int | float) else self.budget_ms
+        return float(min(bounds)), float(max(bounds))
+
+
+class HardCoReNASSampler(RecordsTrials, BaseSampler):
     """HardCoReNAS as an Optuna sampler: each trial is the best sub-network under a hard LUT budget.
 
     Architecture parameters (``stem_channels``, ``n_stages``, ``s{i}_width``, ``s{i}_kernel``,
@@ -61,18 +98,21 @@ class HardCoReNASSampler(BaseSampler):
         >>> study = optuna.create_study(sampler=sampler)
         >>> def objective(trial):
         ...     c = sample_candidate(trial, space, task.input_shape, task.num_classes)
+        ...     sampler.record(trial)  # the sampler's per-trial record into the trial's user attrs
         ...     return c.stages[0].depth
         >>> study.optimize(objective, n_trials=2)
         >>> all(ATTR_BUDGET in t.user_attrs for t in study.trials)
         True
 
     Args:
-        space: the ``[space]`` (CNN family). ``None``: read from the study's stored jointnas config.
-        task: the data (train split trains the supernet, validation split fits the proxy). ``None``:
-            loaded from the study's ``[task]``, or given by `set_context`.
+        space: the ``[space]`` (a family `covers` accepts: a supernet over images).
+        task: the data (train split trains the supernet, validation split fits the proxy); in a jointnas
+            study the runner gives it through `set_context`.
         table: the device `LatencyTable` that prices sub-networks (share the objective's so priced and
-            recorded latencies agree exactly). ``None``: given by `set_context`, else an in-memory table.
+            recorded latencies agree exactly). ``None``: given by `set_context`, else an in-memory table
+            of this machine (`LatencyTable` defaults).
         seed: seeds the supernet, the proxy sample, the search and the inner sampler.
+        options (`HardCoReOptions`; the study file's ``[sampler] options``):
         budget_ms: a fixed latency budget (ms) for every trial, or ``[low, high]`` for the schedule.
             ``None``: the space's LUT latency range, capped by the study's ``[constraints] latency_ms``.
         schedule: ``"golden"`` spreads trial ``k``'s budget over the range by the golden-ratio sequence
@@ -98,80 +138,37 @@ class HardCoReNASSampler(BaseSampler):
             ``"random"`` (default), ``"tpe"`` or any Optuna sampler.
     """
 
+    Options = HardCoReOptions
+
     def __init__(
         self,
-        space: SpaceConfig | None = None,
+        space: SpaceConfig,
         *,
         task: TaskData | None = None,
-        table: LatencyTable | None = None,
+        table: DeviceLatency | None = None,
         seed: int | None = None,
-        budget_ms: float | Sequence[float] | None = None,
-        schedule: Literal["golden", "sweep"] = "golden",
-        n_budgets: int = 10,
-        width_mult: float | None = None,
-        stem_channels: int | None = None,
-        scoring: Literal["inherited", "full"] = "inherited",
-        finetune_epochs: int = 2,
-        supernet_epochs: int = 20,
-        supernet_batch_size: int = 64,
-        supernet_lr: float = 5e-3,
-        sandwich: bool = True,
-        score_samples: int = 48,
-        fw_iterations: int = 30,
-        artifact_store: Any = None,
-        inner_sampler: BaseSampler | Literal["random", "tpe"] | None = None,
+        **options: Any,
     ) -> None:
-        _check("schedule", schedule, ("golden", "sweep"))
-        _check("scoring", scoring, ("inherited", "full"))
-        for name, value, low in (
-            ("n_budgets", n_budgets, 1),
-            ("finetune_epochs", finetune_epochs, 0),
-            ("supernet_epochs", supernet_epochs, 0),
-            ("supernet_batch_size", supernet_batch_size, 1),
-            ("score_samples", score_samples, 1),
-            ("fw_iterations", fw_iterations, 0),
-        ):
-            if not isinstance(value, int) or value < low:
-                raise UserInputError(f"sampler 'hardcore': {name} must be an integer >= {low} (got {value!r})")
-        if budget_ms is not None:
-            bounds = [budget_ms] * 2 if isinstance(budget_ms, (int, float)) else list(budget_ms)
-            if len(bounds) != 2 or not all(isinstance(b, (int, float)) and b > 0 for b in bounds):
-                raise UserInputError(
-                    f"sampler 'hardcore': budget_ms must be a positive number or [low, high] (got {budget_ms!r})"
-                )
-            budget_ms = (float(min(bounds)), float(max(bounds)))
-        if not 0 < supernet_lr <= 10:
-            raise UserInputError(f"sampler 'hardcore': supernet_lr must lie in (0, 10] (got {supernet_lr!r})")
-        if space is not None:
-            SpaceChoices.from_space(space)  # refuses a non-CNN space now, not at the first trial
-        self.space = space
-        self.task = task
-        self.table = table
+        opts = HardCoReOptions.parse(options)
+        SpaceChoices.from_space(space)  # refuses a space it cannot cover now, not at the first trial
+        self.space, self.task, self.table = space, task, table
         self.seed = 0 if seed is None else int(seed)
-        self.budget_bounds: tuple[float, float] | None = budget_ms
-        self.schedule = schedule
-        self.n_budgets = n_budgets
-        self.width_mult = width_mult
-        self.stem_channels = stem_channels
-        self.scoring = scoring
-        self.finetune_epochs = finetune_epochs
-        self.supernet_epochs = supernet_epochs
-        self.supernet_batch_size = supernet_batch_size
-        self.supernet_lr = float(supernet_lr)
-        self.sandwich = bool(sandwich)
-        self.score_samples = score_samples
-        self.fw_iterations = fw_iterations
-        self.artifact_store = artifact_store
+        self.options = opts
+        self.budget_bounds: tuple[float, float] | None = opts.budget_bounds()
+        self.schedule, self.n_budgets, self.scoring = opts.schedule, opts.n_budgets, opts.scoring
+        self.width_mult, self.stem_channels = opts.width_mult, opts.stem_channels
+        self.finetune_epochs = opts.finetune_epochs
+        self.supernet_epochs, self.supernet_batch_size = opts.supernet_epochs, opts.supernet_batch_size
+        self.supernet_lr, self.sandwich = opts.supernet_lr, opts.sandwich
+        self.score_samples, self.fw_iterations = opts.score_samples, opts.fw_iterations
+        self.artifact_store = opts.artifact_store
         self.latency_cap_ms: float | None = None
-        if inner_sampler in (None, "random"):
-            inner_sampler = RandomSampler(seed=seed)
-        elif inner_sampler == "tpe":
-            inner_sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
-        elif not isinstance(inner_sampler, BaseSampler):
-            raise UserInputError(
-                f"sampler 'hardcore': inner_sampler must be 'random', 'tpe' or a sampler (got {inner_sampler!r})"
-            )
-        self._inner = inner_sampler
+        if isinstance(opts.inner_sampler, BaseSampler):
+            self._inner = opts.inner_sampler
+        elif opts.inner_sampler == "tpe":
+            self._inner = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        else:
+            self._inner = RandomSampler(seed=seed)
         self._lock = threading.RLock()
         self._ready = False
         self.choices: SpaceChoices | None = None
@@ -181,54 +178,35 @@ class HardCoReNASSampler(BaseSampler):
         self.supernet: Any = None
         self.supernet_record: dict[str, Any] = {}
         self.results: dict[int, SearchResult] = {}
+        #: Per-trial record (``hardcore:budget_ms``, ``hardcore:lut_latency_ms``, …) by trial number;
+        #: `record` writes it into the trial's user attrs.
+        self.records: dict[int, dict[str, Any]] = {}
         self.completed: list[int] = []
 
     # ----------------------------------------------------------------------------------- context
     def set_context(
         self,
         *,
-        space: SpaceConfig | None = None,
-        task: TaskData | None = None,
-        table: LatencyTable | None = None,
+        task: TaskData,
+        table: DeviceLatency | None = None,
         latency_cap_ms: float | None = None,
     ) -> None:
-        """Give the sampler the study's space, data, device table and latency constraint (jointnas runs)."""
+        """Give the sampler the study's data, device table and ``[constraints] latency_ms`` (jointnas runs)."""
         with self._lock:
-            self.space = space or self.space
             self.task = task or self.task
             self.table = table or self.table
             self.latency_cap_ms = latency_cap_ms if latency_cap_ms is not None else self.latency_cap_ms
-
-    def _from_study(self, study: Study) -> None:
-        """Fill what `set_context` did not give from the jointnas config stored in the study."""
-        config = study.user_attrs.get(STUDY_CONFIG)
-        if self.space is None:
-            if config is None:
-                raise UserInputError("HardCoReNASSampler needs a space: pass space=SpaceConfig(...)")
-            self.space = SpaceConfig(**config["space"])
-        if self.task is None:
-            if config is None:
-                raise UserInputError("HardCoReNASSampler needs data: pass task=load_task(TaskConfig(...))")
-            from jointnas.objectives import TaskConfig, load_task
-
-            self.task = load_task(TaskConfig(**config["task"]))
-        if self.table is None:
-            device = (config or {}).get("device", {})
-            self.table = LatencyTable(
-                None,
-                threads=device.get("threads", 1),
-                warmup=device.get("warmup", 10),
-                repeats=device.get("repeats", 15),
-            )
-        if self.latency_cap_ms is None and config is not None:
-            self.latency_cap_ms = (config.get("constraints") or {}).get("latency_ms")
 
     def _ensure_ready(self, study: Study) -> None:
         with self._lock:
             if self._ready:
                 return
-            self._from_study(study)
-            assert self.space is not None and self.task is not None and self.table is not None
+            if self.task is None:
+                raise UserInputError(
+                    "sampler 'hardcore' has no task data; pass task=load_task(...) or run it through a jointnas study"
+                )
+            if self.table is None:
+                self.table = LatencyTable(None)  # an in-memory table of this machine, measured on demand
             self.choices = SpaceChoices.from_space(self.space)
             self.macro = self._macro()
             self._prepare_supernet(study)
@@ -313,12 +291,7 @@ class HardCoReNASSampler(BaseSampler):
 
     # ---------------------------------------------------------------------------- sampler API
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        space = self.space or (
-            SpaceConfig(**study.user_attrs[STUDY_CONFIG]["space"]) if STUDY_CONFIG in study.user_attrs else None
-        )
-        if space is None:
-            raise UserInputError("HardCoReNASSampler needs a space: pass space=SpaceConfig(...)")
-        return arch_distributions(space)
+        return arch_distributions(self.space)
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -332,23 +305,22 @@ class HardCoReNASSampler(BaseSampler):
         result = search_macros(
             self.models, self.scores, budget, iterations=self.fw_iterations, seed=self.seed + trial.number
         )
-        storage, tid = study._storage, trial._trial_id
-        storage.set_trial_user_attr(tid, ATTR_BUDGET, budget)
-        storage.set_trial_user_attr(tid, "hardcore:search_s", time.perf_counter() - t0)
-        with self._lock:
-            self.results[trial.number] = result
+        record: dict[str, Any] = {ATTR_BUDGET: budget, "hardcore:search_s": time.perf_counter() - t0}
         if result.arch is None:
             # Still propose a valid point (the fastest sub-network) so plain Optuna code runs; the jointnas
             # objective fails the trial with this reason (see `prepare_evaluation`).
-            storage.set_trial_user_attr(tid, "hardcore:infeasible", result.infeasible_reason)
+            record["hardcore:infeasible"] = result.infeasible_reason
             fastest = min(self.models, key=lambda m: m.min_ms)
             arch = Arch(fastest.macro, *fastest.min_arch())
         else:
             arch = result.arch
-            storage.set_trial_user_attr(tid, "hardcore:lut_latency_ms", result.latency_ms)
-            storage.set_trial_user_attr(tid, "hardcore:proxy_loss", result.proxy_loss)
-            storage.set_trial_user_attr(tid, "hardcore:expected_ms", result.expected_ms)
-            storage.set_trial_user_attr(tid, "hardcore:repair_moves", result.repair_moves)
+            record["hardcore:lut_latency_ms"] = result.latency_ms
+            record["hardcore:proxy_loss"] = result.proxy_loss
+            record["hardcore:expected_ms"] = result.expected_ms
+            record["hardcore:repair_moves"] = result.repair_moves
+        with self._lock:
+            self.results[trial.number] = result
+            self.records[trial.number] = record
         params = self.choices.arch_params(arch)
         return {k: v for k, v in params.items() if k in search_space}
 
@@ -368,7 +340,7 @@ class HardCoReNASSampler(BaseSampler):
     def reseed_rng(self) -> None:
         self._inner.reseed_rng()
 
-    # --------------------------------------------------------------------- objective hook
+    # --------------------------------------------------------------------- objective hooks
     def prepare_evaluation(
         self, trial: optuna.Trial, candidate: Candidate, pipeline: Any
     ) -> tuple[str | None, Any, Any]:
@@ -376,8 +348,9 @@ class HardCoReNASSampler(BaseSampler):
 
         An infeasible budget gives its reason (the trial fails with it). With ``scoring="inherited"`` the
         model starts from the supernet's weights and the pipeline trains ``finetune_epochs`` before
-        compressing; with ``"full"`` the pipeline is unchanged.
+        compressing; with ``"full"`` the pipeline is unchanged. Records the trial first (`record`).
         """
+        self.record(trial)
         with self._lock:
             result = self.results.get(trial.number)
         if result is not None and result.infeasible_reason:
@@ -391,11 +364,6 @@ class HardCoReNASSampler(BaseSampler):
             model = sn.inherit(self.supernet, self.choices, candidate)
         trial.set_user_attr("hardcore:scoring", "inherited")
         return None, model, pipeline.model_copy(update={"train_epochs": self.finetune_epochs})
-
-
-def _check(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UserInputError(f"sampler 'hardcore': {name} must be one of {', '.join(allowed)} (got {value!r})")
 
 
 def arch_distributions(space: SpaceConfig) -> dict[str, BaseDistribution]:

@@ -14,17 +14,22 @@ import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
+import optuna
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from jointnas.devices import CycleModel, LatencyTable
 from jointnas.spaces import UserInputError
 
 from ..config import error_message
+
+DeviceLatency = LatencyTable | CycleModel
+"""What prices a supernet sampler's latency: a device's block table, or a microcontroller's cycle model."""
 
 
 class SamplerOptions(BaseModel):
     """A sampler's options: unknown keys and bad values are one-line `UserInputError`s (`parse`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True)
     sampler: ClassVar[str] = ""
 
     @classmethod
@@ -38,12 +43,14 @@ def _validate(model: type[BaseModel], sampler: str, options: Mapping[str, Any]) 
         return model.model_validate(dict(options))
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        key = ".".join(str(p) for p in err["loc"])
+        # Union members add their type to the location (``fallback.literal['random','tpe']``): not a key.
+        key = ".".join(str(p) for p in err["loc"] if isinstance(p, int) or str(p).isidentifier())
         if err["type"] == "extra_forbidden":
             raise UserInputError(
                 f"sampler {sampler!r} has no option {key!r}; options: {', '.join(sorted(model.model_fields))}"
             ) from None
-        raise UserInputError(f"sampler {sampler!r}: options.{key}: {error_message(err)}") from None
+        where = f"options.{key}" if key else "options"
+        raise UserInputError(f"sampler {sampler!r}: {where}: {error_message(err)}") from None
 
 
 _NAMES = {name: getattr(collections.abc, name) for name in ("Callable", "Container", "Mapping", "Sequence")}
@@ -71,4 +78,22 @@ def signature_options(cls: type, sampler: str, options: Mapping[str, Any], fixed
     _validate(create_model(f"{cls.__name__}Options", __config__=config, **fields), sampler, options)
 
 
-__all__ = ["SamplerOptions", "signature_options"]
+class RecordsTrials:
+    """Mixin of the supernet samplers: a per-trial record (``records``, by trial number) that `record`
+    writes into the trial's user attrs.
+
+    A sampler sees only a `FrozenTrial`, and Optuna gives it no public way to write one, so the
+    objective calls `record` (the jointnas objective does, through ``prepare_evaluation``)."""
+
+    records: dict[int, dict[str, Any]]
+    _lock: Any
+
+    def record(self, trial: optuna.Trial) -> None:
+        """Write this sampler's record of ``trial`` into the trial's user attrs."""
+        with self._lock:
+            attrs = dict(self.records.get(trial.number, {}))
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+
+
+__all__ = ["DeviceLatency", "RecordsTrials", "SamplerOptions", "signature_options"]

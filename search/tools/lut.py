@@ -96,6 +96,17 @@ def _conv1x1(cin: int, out: int, relu: bool, rank_ratio: float, lowrank: bool) -
     return [OpSpec("conv", cin, out, 1, 1, 1, relu, True)]
 
 
+def _inverted_residual(
+    cin: int, hidden: int, cout: int, kernel: int, stride: int, rank_ratio: float, lowrank: bool
+) -> tuple[OpSpec, ...]:
+    """One inverted-residual block's ops: expand 1x1, depthwise ``kernel``, project 1x1 (BN folded)."""
+    return (
+        *_conv1x1(cin, hidden, True, rank_ratio, lowrank),
+        OpSpec("dwconv", hidden, hidden, kernel, stride, hidden, True, True),
+        *_conv1x1(hidden, cout, False, rank_ratio, lowrank),
+    )
+
+
 def _inverted_residual_blocks(
     config: StudyConfig, input_shape: tuple[int, ...], n_classes: int, profile: DeviceProfile
 ) -> set[BlockSpec]:
@@ -148,23 +159,15 @@ def _inverted_residual_blocks(
             for p_in in in_ps:
                 x = keep(cin, p_in, prune_all)
                 y = x if residual else keep(out, p, prune_all)
-                ops = [
-                    *_conv1x1(x, hidden, True, r, lowrank),
-                    OpSpec("dwconv", hidden, hidden, k, stride, hidden, True, True),
-                    *_conv1x1(hidden, y, False, r, lowrank),
-                ]
+                ops = _inverted_residual(x, hidden, y, k, stride, r, lowrank)
                 for wb, ab in bits:
-                    specs.add(BlockSpec("ir", (x, *size), tuple(ops), residual, False, wb, ab))
+                    specs.add(BlockSpec("ir", (x, *size), ops, residual, False, wb, ab))
                 group_widths.add(y)
                 if space.depth[1] > 1:  # later blocks of the stage: stride 1, residual, same group
                     hid2 = keep(out * e, p, prune_hidden)
-                    ops2 = [
-                        *_conv1x1(y, hid2, True, r, lowrank),
-                        OpSpec("dwconv", hid2, hid2, k, 1, hid2, True, True),
-                        *_conv1x1(hid2, y, False, r, lowrank),
-                    ]
+                    ops2 = _inverted_residual(y, hid2, y, k, 1, r, lowrank)
                     for wb, ab in bits:
-                        specs.add(BlockSpec("ir", (y, *out_size), tuple(ops2), True, False, wb, ab))
+                        specs.add(BlockSpec("ir", (y, *out_size), ops2, True, False, wb, ab))
         if i + 1 >= space.min_stages:
             for y in group_widths:
                 for hb in head_bits:

@@ -108,6 +108,9 @@ def cheap_objective(space: SpaceConfig, task: TaskData) -> Callable[[optuna.Tria
 
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
         c = sample_candidate(trial, space, task.input_shape, task.num_classes)
+        record = getattr(trial.study.sampler, "record", None)
+        if record is not None:  # supernet samplers: their per-trial record into the user attrs
+            record(trial)
         size = sum(s.channels * s.expansion * s.depth * s.kernel for s in c.stages)
         bits = sum(s.weight_bits for s in c.stages) / len(c.stages)
         return float(size), float(sum(s.depth * s.kernel for s in c.stages)), bits

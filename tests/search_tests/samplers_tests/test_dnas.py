@@ -99,8 +99,12 @@ def test_make_sampler_builds_dnas_with_checked_options():
     assert sampler.anchors[1] == {"latency_ms": 1.0, "flash_bytes": 0.5, "sram_bytes": 0.0}
     with pytest.raises(UserInputError, match="sampler 'dnas' has no option 'lambda'"):
         make_sampler("dnas", {"lambda": 1.0}, seed=0, space=SpaceConfig())
-    with pytest.raises(UserInputError, match="lambdas entry 'x' must be a number"):
+    with pytest.raises(UserInputError, match="sampler 'dnas': options.lambdas: lambdas entry 'x' must be a number"):
         make_sampler("dnas", {"lambdas": ["x"]}, seed=0, space=SpaceConfig())
+    with pytest.raises(UserInputError, match="sampler 'dnas': options: warmup_epochs 3 must be below epochs 3"):
+        make_sampler("dnas", {"epochs": 3, "warmup_epochs": 3}, seed=0, space=SpaceConfig())
+    with pytest.raises(UserInputError, match=r"options.fallback: input should be 'random' or 'tpe' \(got 'grid'\)"):
+        make_sampler("dnas", {"fallback": "grid"}, seed=0, space=SpaceConfig())
     with pytest.raises(UserInputError, match=r"a supernet covers \('cnn', 'cnn1d'\), not 'mlp'"):
         make_sampler("dnas", {}, seed=0, space=SpaceConfig(family="mlp"))
 

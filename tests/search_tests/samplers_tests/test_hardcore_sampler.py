@@ -41,6 +41,7 @@ def _study(task, table, seed=0, **options):
 def _objective(task, table):
     def objective(trial: optuna.Trial) -> float:
         candidate = sample_candidate(trial, SPACE, task.input_shape, task.num_classes)
+        trial.study.sampler.record(trial)
         deployable = fold_batchnorm(build_model(candidate).eval())  # the form the objective prices
         trial.set_user_attr("fp32_ms", table.predict_ms(trace_layers(deployable, task.input_shape)))
         return float(sum(s.depth for s in candidate.stages))
@@ -93,16 +94,23 @@ def test_fixed_budget_below_the_smallest_subnetwork_is_marked_infeasible(task, t
 
 
 def test_options_are_validated():
-    with pytest.raises(UserInputError, match="scoring must be one of inherited, full"):
+    with pytest.raises(
+        UserInputError,
+        match=r"sampler 'hardcore': options.scoring: input should be 'inherited' or 'full' \(got 'fast'\)",
+    ):
         HardCoReNASSampler(SPACE, scoring="fast")
-    with pytest.raises(UserInputError, match="budget_ms must be a positive number"):
+    with pytest.raises(
+        UserInputError, match=r"options.budget_ms: budget_ms must be a positive number or \[low, high\]"
+    ):
         HardCoReNASSampler(SPACE, budget_ms=[1, 2, 3])
-    with pytest.raises(UserInputError, match="inner_sampler must be"):
+    with pytest.raises(UserInputError, match="options.inner_sampler: input should be 'random' or 'tpe'"):
         HardCoReNASSampler(SPACE, inner_sampler="grid")
     with pytest.raises(UserInputError, match="sampler 'hardcore' has no option 'population_size'"):
         make_sampler("hardcore", {"population_size": 3}, seed=0, space=SPACE)
     with pytest.raises(UserInputError, match="family is 'mlp', use family = one of 'cnn' or another sampler"):
         make_sampler("hardcore", {}, seed=0, space=SpaceConfig(family="mlp"))
+    with pytest.raises(UserInputError, match=r"options.supernet_epochs: input should be a valid integer \(got 1.5\)"):
+        make_sampler("hardcore", {"supernet_epochs": 1.5}, seed=0, space=SPACE)
     sampler = make_sampler("hardcore", {"scoring": "full", "inner_sampler": "tpe"}, seed=0, space=SPACE)
     assert isinstance(sampler, HardCoReNASSampler) and sampler.scoring == "full"
 
