@@ -99,7 +99,8 @@ def _wait_for_running_trial_of(storage, study_name: str, pid: int, timeout: floa
     deadline = time.time() + timeout
     while time.time() < deadline:
         for t in optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False):
-            if t.state == TrialState.RUNNING and t.user_attrs.get(TRIAL_WORKER, "").endswith(f":{pid}"):
+            mine = t.user_attrs.get(TRIAL_WORKER, "").endswith(f":{pid}")
+            if t.state == TrialState.RUNNING and mine and t.params:  # mid-trial: its parameters are drawn
                 return t.number
         time.sleep(0.05)
     raise AssertionError(f"worker {pid} never ran a trial")
