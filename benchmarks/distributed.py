@@ -311,11 +311,9 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.simplefilter("ignore")
     url = args.storage
-    if args.kill_only:
+    if args.kill_only:  # keep the other sections of the results file
         old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-        _write(args.out, {**old, **kill_rows(url, args.redis, 6 if args.quick else 12)})
-        print(f"wrote {args.out}")
-        return
+        return _write(args.out, {**old, **kill_rows(url, args.redis, 6 if args.quick else 12)})
     n_tp, sizes, measured, budget = (12, [100, 1000], 20, 6) if args.quick else (60, [1000, 10000], 100, 12)
     results: dict[str, object] = {"storage": mask_password(url), "quick": args.quick}
 

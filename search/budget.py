@@ -213,6 +213,19 @@ class _Guarded:
         return values
 
 
+def _optimize(
+    study: optuna.Study, objective: _Guarded, catch: tuple[type[Exception], ...], callbacks: list[Callback]
+) -> None:
+    """`Study.optimize`; if the storage went away, its one-line `StorageLost`, not Optuna's follow-up errors."""
+    try:
+        study.optimize(objective, catch=catch, callbacks=callbacks)
+    except Exception:
+        lost = storage_lost(study._storage)
+        if lost is not None:
+            raise lost from None
+        raise
+
+
 def run_trials(
     study: optuna.Study,
     objective: Callable[[optuna.Trial], Any],
@@ -280,13 +293,7 @@ def run_trials(
         # One optimize loop for all of this worker's trials (the gate callback waits or stops between
         # trials): Optuna's per-call set-up and session teardown are paid once, not per trial. The
         # gate's last look is the count this worker stopped with.
-        try:
-            study.optimize(guarded, catch=catch, callbacks=[*callbacks, gate])
-        except Exception:
-            lost = storage_lost(study._storage)  # the storage went away: one line, not Optuna's follow-ups
-            if lost is not None:
-                raise lost from None
-            raise
+        _optimize(study, guarded, catch, [*callbacks, gate])
     return done
 
 

@@ -1,4 +1,4 @@
-"""The global budget: claims, waiting on running trials, SIGKILL + resume on PostgreSQL, journal file.
+"""The global budget: claims, waiting on running trials, SIGKILL + resume on PostgreSQL, journal file, Redis.
 
 Processes here run `_sleep_worker.py` (the real `run_trials`, a sleeping objective, no torch) so the
 tests stay quick; `test_crash_resume.py` repeats the crash test with `jointnas worker` processes.
