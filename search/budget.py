@@ -194,6 +194,13 @@ class _Guarded:
             if TRIAL_FAIL_REASON not in trial.user_attrs:
                 trial.set_user_attr(TRIAL_FAIL_REASON, interrupt_reason(exc))
             raise
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # any other error FAILs the trial: it says which (unless the storage is gone)
+            if TRIAL_FAIL_REASON not in trial.user_attrs and storage_lost(trial.study._storage) is None:
+                first = str(exc).strip().splitlines()
+                trial.set_user_attr(TRIAL_FAIL_REASON, f"{type(exc).__name__}: {first[0] if first else ''}".strip())
+            raise
 
     def _run(self, trial: optuna.Trial) -> Any:
         # Every trial names its worker, surplus ones too: a PRUNED surplus trial says who created it.

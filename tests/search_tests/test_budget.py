@@ -233,3 +233,15 @@ def test_a_workers_incremental_counter_follows_new_trials_and_state_changes(tmp_
     assert counts == budget_counts(study)  # a fresh counter agrees
     assert counter.counts(below=1) == {**{s.name: 0 for s in TrialState}, "COMPLETE": 1}
     assert counter.counts(below=3)["FAIL"] == 1 and counter.counts(below=3)["RUNNING"] == 0
+
+
+def test_every_failed_trial_says_why(tmp_path):
+    study = _heartbeat_study(tmp_path)
+
+    def broken(trial):
+        trial.suggest_float("x", 0, 1)
+        raise RuntimeError("shape mismatch\nmore detail")
+
+    assert run_trials(study, broken, n_trials=1, catch=(RuntimeError,)) == 0
+    (trial,) = study.trials
+    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "RuntimeError: shape mismatch"
