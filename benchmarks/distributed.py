@@ -15,8 +15,10 @@ Writes benchmarks/results/distributed.json. Usage:
 * ``kill_and_resume``: 3 workers, one SIGKILLed mid-trial, a fresh worker started; lost and
   duplicated trials counted from the storage; on PostgreSQL, and (``kill_and_resume_journal``,
   ``kill_and_resume_redis``) on a journal file and on the Redis service (leases, heartbeat 1 s,
-  grace 2 s). ``--kill-only`` measures just these rows (about a minute) and keeps the other sections
-  of an existing results file.
+  grace 2 s). ``--kill-only`` measures just these rows and ``journal_lease_cost`` (about two
+  minutes) and keeps the other sections of an existing results file.
+* ``journal_lease_cost``: ms per no-op trial of `run_trials` on a journal file with leases (exact
+  budget) and without (COMPLETE-only count), 100 trials per round, interleaved rounds.
 
 Workers are `tests/search_tests/_sleep_worker.py`: the real `jointnas.search.budget.run_trials`
 without torch, so a worker starts in about a second.
@@ -296,8 +298,31 @@ def kill_rows(url: str, redis_url: str, budget: int) -> dict[str, object]:
                 flush=True,
             )
             rows[key] = kr
+    rows["journal_lease_cost"] = journal_lease_cost()
     rows["kill_and_resume_load"] = round(os.getloadavg()[0], 1)
     return rows
+
+
+def journal_lease_cost(trials: int = 100, rounds: int = 3) -> dict[str, object]:
+    """ms per no-op trial on a journal file, with leases (heartbeat 10 s) and without, interleaved."""
+    import tempfile
+
+    def objective(t: optuna.Trial) -> float:
+        return t.suggest_float("x", 0, 1)
+
+    per_trial: dict[str, list[float]] = {"with_lease": [], "without_lease": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for mode, heartbeat in (("with_lease", 10), ("without_lease", None)):
+                storage = open_storage(f"journal://{tmp}/{mode}{r}.log", heartbeat_s=heartbeat)
+                study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(r))
+                t0 = time.perf_counter()
+                run_trials(study, objective, trials)
+                per_trial[mode].append(round(1000 * (time.perf_counter() - t0) / trials, 1))
+    out: dict[str, object] = {f"{m}_round_ms": v for m, v in per_trial.items()}
+    out.update({f"{m}_median_ms": statistics.median(v) for m, v in per_trial.items()})
+    print(f"journal lease cost: {out}", flush=True)
+    return out
 
 
 def main() -> None:
@@ -311,11 +336,9 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.simplefilter("ignore")
     url = args.storage
-    if args.kill_only:
+    if args.kill_only:  # keep the other sections of the results file
         old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-        _write(args.out, {**old, **kill_rows(url, args.redis, 6 if args.quick else 12)})
-        print(f"wrote {args.out}")
-        return
+        return _write(args.out, {**old, **kill_rows(url, args.redis, 6 if args.quick else 12)})
     n_tp, sizes, measured, budget = (12, [100, 1000], 20, 6) if args.quick else (60, [1000, 10000], 100, 12)
     results: dict[str, object] = {"storage": mask_password(url), "quick": args.quick}
 

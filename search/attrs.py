@@ -26,7 +26,7 @@ STUDY_ARTIFACT_DIR = "jointnas:artifact_dir"
 
 STUDY_SAMPLER_SEED = "jointnas:sampler_seed:"
 """Prefix of the study user attrs recording each run's or worker's sampler seed:
-``jointnas:sampler_seed:<trials already in the study>:<host:pid>`` = the seed (`study.sampler_seed`)."""
+``jointnas:sampler_seed:<trials already in the study>:<host:pid>`` = the seed (`jointnas.search.study.seed_sampler`)."""
 
 TRIAL_SURPLUS = "jointnas:surplus"
 """Set on a trial claimed after the budget was already reached (pruned before it ran)."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import os
 import socket
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -40,7 +41,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from .attrs import TRIAL_FAIL_REASON, TRIAL_SURPLUS, TRIAL_WORKER
-from .heartbeat import storage_lost
+from .heartbeat import STALE, storage_lost
 
 #: Seconds a worker sleeps while the remaining budget is held by running trials.
 POLL_S = 0.5
@@ -186,6 +187,7 @@ class _Guarded:
         self.on_success = on_success
         self.surplus = 0
         self.counter: TrialStates | _CacheStates | None = None
+        self.current: optuna.Trial | None = None  # the trial this worker runs now
 
     def __call__(self, trial: optuna.Trial) -> Any:
         try:
@@ -194,8 +196,16 @@ class _Guarded:
             if TRIAL_FAIL_REASON not in trial.user_attrs:
                 trial.set_user_attr(TRIAL_FAIL_REASON, interrupt_reason(exc))
             raise
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # any other error FAILs the trial: it says which (unless the storage is gone)
+            if TRIAL_FAIL_REASON not in trial.user_attrs and storage_lost(trial.study._storage) is None:
+                first = str(exc).strip().splitlines()
+                trial.set_user_attr(TRIAL_FAIL_REASON, f"{type(exc).__name__}: {first[0] if first else ''}".strip())
+            raise
 
     def _run(self, trial: optuna.Trial) -> Any:
+        self.current = trial
         # Every trial names its worker, surplus ones too: a PRUNED surplus trial says who created it.
         trial.set_user_attr(TRIAL_WORKER, WORKER_ID)
         states = ("COMPLETE", "RUNNING", "WAITING") if self.exact else ("COMPLETE",)
@@ -211,6 +221,33 @@ class _Guarded:
         if self.on_success is not None:
             self.on_success(trial, values)
         return values
+
+
+def _optimize(
+    study: optuna.Study, objective: _Guarded, catch: tuple[type[Exception], ...], callbacks: list[Callback]
+) -> bool:
+    """`Study.optimize` until the gate stops it (True), or False when the running trial had been
+    failed as stale by another worker (its heartbeats came late: a starved process) and Optuna could
+    not tell it. If the storage went away: its one-line `StorageLost`, not Optuna's follow-up errors."""
+    try:
+        study.optimize(objective, catch=catch, callbacks=callbacks)
+    except Exception:
+        lost = storage_lost(study._storage)
+        if lost is not None:
+            raise lost from None
+        trial = objective.current
+        if trial is None:
+            raise
+        frozen = study._storage.get_trial(trial._trial_id)
+        if frozen.state != TrialState.FAIL or not frozen.user_attrs.get(TRIAL_FAIL_REASON, "").endswith(STALE):
+            raise
+        print(
+            f"trial {trial.number} was failed by another worker: {frozen.user_attrs[TRIAL_FAIL_REASON]} "
+            "(this process was too slow to renew it; a larger --grace avoids this)",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 def run_trials(
@@ -276,17 +313,13 @@ def run_trials(
             study.stop()
 
     done = stop_with()
-    if done is None:
+    while done is None:
         # One optimize loop for all of this worker's trials (the gate callback waits or stops between
         # trials): Optuna's per-call set-up and session teardown are paid once, not per trial. The
         # gate's last look is the count this worker stopped with.
-        try:
-            study.optimize(guarded, catch=catch, callbacks=[*callbacks, gate])
-        except Exception:
-            lost = storage_lost(study._storage)  # the storage went away: one line, not Optuna's follow-ups
-            if lost is not None:
-                raise lost from None
-            raise
+        if not _optimize(study, guarded, catch, [*callbacks, gate]):
+            ran += 1  # its trial was failed (and re-queued) by another worker: go on with the next
+            done = stop_with()
     return done
 
 

@@ -67,9 +67,13 @@ def storage_lost(storage: BaseStorage) -> StorageLost | None:
     return StorageLost(lost) if isinstance(lost, str) else None
 
 
+#: How the ``fail_reason`` of a stale trial ends.
+STALE = "stopped sending heartbeats"
+
+
 def stale_reason(trial: FrozenTrial) -> str:
     """The ``fail_reason`` of a trial whose worker stopped renewing it."""
-    return f"worker {trial.user_attrs.get(TRIAL_WORKER, 'unknown')} stopped sending heartbeats"
+    return f"worker {trial.user_attrs.get(TRIAL_WORKER, 'unknown')} {STALE}"
 
 
 def _mark_stale(storage: BaseStorage, trial: FrozenTrial) -> bool:
@@ -222,6 +226,7 @@ class JournalHeartbeatStorage(_Reconnecting, JournalStorage, BaseHeartbeat):
 
 __all__ = [
     "DEFAULT_RECONNECT_S",
+    "STALE",
     "JournalHeartbeatStorage",
     "ReasonRDBStorage",
     "StorageLost",

@@ -53,7 +53,7 @@ def test_run_plus_workers_one_sigkilled_then_resume_reaches_exact_budget(tmp_pat
     name = unique("crash")
     cfg = make_config(tmp_path, name, url)
     record_run(create_or_resume(load_config(cfg), url), BUDGET, None)  # the study the workers join
-    fast = ("--heartbeat", "1", "--grace", "3", "--n-trials", str(BUDGET))
+    fast = ("--heartbeat", "1", "--grace", "5", "--n-trials", str(BUDGET))
     procs = [_run_cli(cfg, *fast), *(worker(url, name, "--no-artifacts", *fast, index=i) for i in (1, 2))]
     victim = procs[1]
     try:
@@ -163,7 +163,7 @@ def test_a_storage_that_drops_its_connections_mid_trial_ends_the_worker_in_one_l
     record_run(create_or_resume(load_config(tmp_path / "slow.toml"), PG_URL), 2, None)
     proxy = TcpProxy(("127.0.0.1", 5432))
     via_proxy = PG_URL.replace("5432", str(proxy.port))
-    fast = ("--no-artifacts", "--heartbeat", "1", "--grace", "3")
+    fast = ("--no-artifacts", "--heartbeat", "1", "--grace", "5")
     victim = worker(via_proxy, name, *fast, "--reconnect", "4")
     try:
         deadline = time.time() + 120

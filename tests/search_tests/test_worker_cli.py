@@ -216,3 +216,37 @@ def test_a_worker_started_with_die_with_parent_dies_when_its_parent_is_sigkilled
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+@pytest.mark.slow
+def test_sigkill_of_run_with_workers_stops_its_workers_and_marks_their_trials(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    name = unique("orphan")
+    url = f"journal://{tmp_path / 'study.log'}"
+    slow = make_config(tmp_path, name, url).read_text().replace("train_epochs = 1", "train_epochs = 400")
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text(slow)
+    proc = subprocess.Popen([sys.executable, "-m", "jointnas.search.cli", "run", str(cfg), "--workers", "2"])
+    deadline = time.time() + 180
+    running = []
+    while time.time() < deadline and len(running) < 2:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name=name, storage=open_storage(url))
+            running = [t for t in study.trials if t.state == TrialState.RUNNING]
+        except Exception:  # the study or its journal file may not exist yet
+            pass
+    assert len(running) == 2
+    workers = [int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in running]
+    proc.send_signal(signal.SIGKILL)  # no chance to pass anything on: the kernel tells the workers
+    proc.wait(timeout=30)
+    deadline = time.time() + 120
+    while any(_alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)
+    trials = optuna.load_study(study_name=name, storage=open_storage(url)).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert all(t.user_attrs["fail_reason"] == "terminated (SIGTERM)" for t in trials)
