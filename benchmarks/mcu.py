@@ -232,7 +232,11 @@ its C library (`docs/cgen.md`) with each rated board's own compiler (`docs/devic
 
 Estimates are *not* yet calibrated against these builds: the contradicted verdicts and the latency
 errors below are what the next step (cycle models fitted in the simulator, Flash from the compiled
-kernels) must remove.
+kernels) must remove. Two known causes, measured here: the STM32F746 profile adds a guessed 64 KB
+runtime (a HAL-based firmware) to the weights while the measured program is the library with a
+minimal `main` and newlib-nano, so its Flash "error" is mostly that constant; the Uno's hand-set
+`cycles_per_mac` (7-10 for integer kernels) is several times below what the generated kernels take
+in simavr, so the cycle model predicts about a tenth of the simulated time.
 """
 
 

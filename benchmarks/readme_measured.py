@@ -201,7 +201,9 @@ def _mcu() -> str:
         "avr-gcc / arm-none-eabi-gcc and, on the Uno, run in simavr; the estimates are not yet calibrated to the "
         "builds): "
         + ". ".join(parts)
-        + ". Per-trial figures and every contradicted verdict: [docs/mcu.md](docs/mcu.md)."
+        + ". The STM32 estimate carries the profile's guessed 64 KB runtime (HAL, startup) beside the weights, the "
+        "measured program only the library, a minimal main and newlib-nano; the Uno's latency model predicts about "
+        "a tenth of simavr's cycles. Per-trial figures and every contradicted verdict: [docs/mcu.md](docs/mcu.md)."
     )
 
 
