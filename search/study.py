@@ -190,7 +190,7 @@ def run_study(
     table = device_model(config, config_path, lut) if table is None else table
     set_context = getattr(study.sampler, "set_context", None)
     if callable(set_context):  # supernet samplers (dnas, hardcore) train on the task's splits with this table
-        set_context(task=task, table=table, latency_cap_ms=config.constraints.latency_ms)
+        set_context(task=task, table=table, latency_cap_ms=config.constraints.latency_ms, artifact_dir=artifact_dir)
     if n_complete(study) >= config.budget.n_trials:
         return study
     objective = Objective(config, task, table)

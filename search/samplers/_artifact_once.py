@@ -26,7 +26,6 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_
 from jointnas.spaces import UserInputError
 
 from ..artifacts import default_artifact_dir
-from ..attrs import STUDY_ARTIFACT_DIR
 
 
 def storage_location(study: optuna.Study) -> Path | None:
@@ -43,21 +42,22 @@ def storage_location(study: optuna.Study) -> Path | None:
     return None
 
 
-def default_artifact_store(study: optuna.Study, artifact_store: Any = None) -> Any:
+def default_artifact_store(study: optuna.Study, artifact_store: Any = None, run_dir: Path | None = None) -> Any:
     """The store for a study's trained supernet: where `jointnas run` keeps the trial artifacts.
 
-    ``artifact_store`` (an ArtifactStore or a directory) if given; else the directory the study records
-    (``jointnas:artifact_dir``, written by ``jointnas run``), so supernet and trial models share one
-    store every worker already reaches; else ``<study>-artifacts`` next to the SQLite or journal file
-    (the same default as ``jointnas run``). An in-memory study gets a private temporary directory; a
-    server storage (PostgreSQL, MySQL, Redis) outside ``jointnas run`` needs an explicit store.
+    ``artifact_store`` (an ArtifactStore or a directory, the sampler's option) if given; else
+    ``run_dir``, the trial artifacts' directory the jointnas runner gives the sampler (`set_context`),
+    so supernet and trial models share one store every worker already reaches; else
+    ``<study>-artifacts`` next to the SQLite or journal file (the same default as ``jointnas run``). An
+    in-memory study gets a private temporary directory; a server storage (PostgreSQL, MySQL, Redis)
+    outside ``jointnas run`` needs an explicit store.
     """
     if artifact_store is not None and not isinstance(artifact_store, (str, os.PathLike)):
         return artifact_store
     if artifact_store is not None:
         path = Path(artifact_store)
-    elif recorded := _read_attr(study, STUDY_ARTIFACT_DIR):
-        path = Path(recorded)
+    elif run_dir is not None:
+        path = Path(run_dir)
     else:
         location = storage_location(study)
         if location is not None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import optuna
@@ -187,6 +188,9 @@ class DNASSampler(RecordsTrials, BaseSampler):
             make = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler}[opts.fallback]
             self.fallback = make(seed=seed)
         self.artifact_store = opts.artifact_store
+        #: The trial artifacts' directory of the jointnas runner (`set_context`): the supernet's store
+        #: when no ``artifact_store`` option is given.
+        self.run_artifact_dir: Path | None = None
         self.lock_timeout_s = opts.lock_timeout_s
         self.task = task
         self.table = table
@@ -200,7 +204,12 @@ class DNASSampler(RecordsTrials, BaseSampler):
 
     # ---- context ---------------------------------------------------------------------------------
     def set_context(
-        self, *, task: TaskData, table: DeviceLatency | None = None, latency_cap_ms: float | None = None
+        self,
+        *,
+        task: TaskData,
+        table: DeviceLatency | None = None,
+        latency_cap_ms: float | None = None,
+        artifact_dir: Path | None = None,
     ) -> None:
         """Give the sampler the study's task data and latency table (the jointnas runner calls this).
 
@@ -208,6 +217,7 @@ class DNASSampler(RecordsTrials, BaseSampler):
         self.task = task
         if table is not None:
             self.table = table
+        self.run_artifact_dir = artifact_dir or self.run_artifact_dir
 
     def _supernet(self) -> Supernet:
         if self._net is None:
@@ -310,7 +320,7 @@ class DNASSampler(RecordsTrials, BaseSampler):
 
     def _train_or_load(self, study: Study) -> list[dict[str, torch.Tensor]]:
         """Train the supernet here, or load the one another worker of ``study`` trained (`train_once`)."""
-        store = default_artifact_store(study, self.artifact_store)
+        store = default_artifact_store(study, self.artifact_store, self.run_artifact_dir)
         state, _ = train_once(
             study,
             ATTR_SUPERNET,

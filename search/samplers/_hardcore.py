@@ -18,6 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -162,6 +163,9 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         self.supernet_lr, self.sandwich = opts.supernet_lr, opts.sandwich
         self.score_samples, self.fw_iterations = opts.score_samples, opts.fw_iterations
         self.artifact_store = opts.artifact_store
+        #: The trial artifacts' directory of the jointnas runner (`set_context`): the supernet's store
+        #: when no ``artifact_store`` option is given.
+        self.run_artifact_dir: Path | None = None
         self.latency_cap_ms: float | None = None
         if isinstance(opts.inner_sampler, BaseSampler):
             self._inner = opts.inner_sampler
@@ -190,12 +194,14 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         task: TaskData,
         table: DeviceLatency | None = None,
         latency_cap_ms: float | None = None,
+        artifact_dir: Path | None = None,
     ) -> None:
         """Give the sampler the study's data, device table and ``[constraints] latency_ms`` (jointnas runs)."""
         with self._lock:
             self.task = task or self.task
             self.table = table or self.table
             self.latency_cap_ms = latency_cap_ms if latency_cap_ms is not None else self.latency_cap_ms
+            self.run_artifact_dir = artifact_dir or self.run_artifact_dir
 
     def _ensure_ready(self, study: Study) -> None:
         with self._lock:
@@ -259,7 +265,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             )
             return net.state_dict(), info
 
-        store = default_artifact_store(study, self.artifact_store)
+        store = default_artifact_store(study, self.artifact_store, self.run_artifact_dir)
         state, record = train_once(study, ATTR_SUPERNET, self._supernet_key(), train, store)
         net = sn.build_supernet(choices, macro, task.input_shape, task.num_classes)
         net.load_state_dict(state)

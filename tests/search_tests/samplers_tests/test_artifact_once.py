@@ -9,7 +9,6 @@ import optuna
 import pytest
 import torch
 
-from jointnas.search.attrs import STUDY_ARTIFACT_DIR
 from jointnas.search.samplers._artifact_once import default_artifact_store, train_once
 from jointnas.search.storage import open_storage
 from jointnas.spaces import UserInputError
@@ -26,10 +25,10 @@ def test_the_store_is_the_one_given_else_the_studys_artifact_directory_else_besi
     assert _store_dir(default_artifact_store(study)) == str(tmp_path / "s-artifacts")  # jointnas run's default
     given = tmp_path / "given"
     assert _store_dir(default_artifact_store(study, given)) == str(given) and given.is_dir()
-    # A directory recorded by `jointnas run` (its --artifact-dir): supernet and trial models share it.
-    study.set_user_attr(STUDY_ARTIFACT_DIR, str(tmp_path / "shared"))
-    assert _store_dir(default_artifact_store(study)) == str(tmp_path / "shared")
-    assert _store_dir(default_artifact_store(study, given)) == str(given)  # an explicit option still wins
+    # The runner's trial artifacts' directory (`jointnas run --artifact-dir`): supernet and trial models share it.
+    shared = tmp_path / "shared"
+    assert _store_dir(default_artifact_store(study, None, shared)) == str(shared)
+    assert _store_dir(default_artifact_store(study, given, shared)) == str(given)  # an explicit option still wins
 
     journal = optuna.create_study(storage=open_storage(f"journal://{tmp_path / 'j.log'}"), study_name="j")
     assert _store_dir(default_artifact_store(journal)) == str(tmp_path / "j-artifacts")
