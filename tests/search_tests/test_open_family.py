@@ -17,6 +17,7 @@ from jointnas.search.samplers import make_sampler
 from jointnas.search.study import create_or_resume, run_study
 from jointnas.search.tools.export import export_trial
 from jointnas.search.tools.lut import space_blocks, timing_model
+from jointnas.search.worker import record_run
 from jointnas.spaces import Candidate, SpaceConfig, Stage, UserInputError, build_model, trace_layers
 from jointnas.spaces import space as space_module
 from jointnas.spaces.families import Family, register_family
@@ -122,7 +123,8 @@ def test_a_registered_family_is_searched_pruned_priced_and_exported(ladder, tmp_
     path.write_text(textwrap.dedent(CONFIG))
     config = load_config(path)
     study = create_or_resume(config, f"sqlite:///{tmp_path / 'ladder.db'}")
-    run_study(config, study, config_path=path)
+    record_run(study, 2, tmp_path / "artifacts")
+    run_study(config, study, config_path=path, artifact_dir=tmp_path / "artifacts")
     trials = study.trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
     for t in trials:
@@ -140,8 +142,14 @@ def test_a_registered_family_is_searched_pruned_priced_and_exported(ladder, tmp_
         blocks = {s.key for s in space_blocks(config, load_profile("ort-cpu"))}
         table_keys = {s.key for s in study_table_blocks(model, cand)}
         assert table_keys <= blocks
-    report = export_trial(study, 0, tmp_path / "out", retrain_epochs=1, lut=tmp_path / "lut-ort-cpu-t1.json")
-    assert report["candidate"]["family"] == "ladder"
+    # exported from its stored model (the family's modules rebuilt from plain data), and rebuilt by retraining
+    report = export_trial(study, 0, tmp_path / "out", lut=tmp_path / "lut-ort-cpu-t1.json")
+    assert report["candidate"]["family"] == "ladder" and report["source"] == "stored model"
+    assert report["accuracy"]["torch"] == pytest.approx(trials[0].user_attrs["test_accuracy"])
+    rebuilt = export_trial(
+        study, 0, tmp_path / "re", retrain=True, retrain_epochs=1, lut=tmp_path / "lut-ort-cpu-t1.json"
+    )
+    assert rebuilt["source"] == "retrained"
     assert (tmp_path / "out" / "model.onnx").is_file()
 
 
