@@ -18,7 +18,6 @@ Each workflow gets ``budget.n_trials`` search trials; ``post`` additionally eval
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,6 +29,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from jointnas.spaces import UserInputError
+from jointnas.spaces.params import float_grid
 
 from ..config import StudyConfig, parse_config
 from ..study import create_or_resume, front, run_study
@@ -51,11 +51,8 @@ def _replace(config: StudyConfig, **sections: dict[str, Any]) -> StudyConfig:
 
 
 def _snap(value: float, lo: float, hi: float, step: float) -> float:
-    if lo == hi:
-        return lo
-    n = math.floor((hi - lo) / step + 1e-9)
-    k = min(n, max(0, round((value - lo) / step)))
-    return round(lo + k * step, 6)
+    """The value of the space's stepped grid (`spaces.params.float_grid`) nearest to ``value``."""
+    return min(float_grid((lo, hi), step), key=lambda v: abs(v - value))
 
 
 def post_plan(config: StudyConfig) -> dict[str, Any]:
