@@ -24,6 +24,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..study import front
+from .diagnostics import diagnostics_markdown
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -326,6 +327,8 @@ def render_export_markdown(report: dict[str, Any]) -> str:
     for name in size["c_array"].get("files", []):
         lines.append(f"| {name} | {size[f'{name}_bytes']} |")
     lines += _requirement_lines(report)
+    if report.get("diagnostics"):
+        lines += diagnostics_markdown(report["diagnostics"], "confusion.png")
     return "\n".join(lines) + "\n"
 
 

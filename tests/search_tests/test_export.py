@@ -90,6 +90,15 @@ def test_export_writes_the_stored_model_without_training(tiny_study, capsys, mon
     assert report["requirements_passed"] is False
     md = (out / "report.md").read_text()
     assert "| min_size_reduction | 0.9 |" in md and "FAIL | file bytes of model.int8.onnx vs baseline.onnx |" in md
+    # Diagnostics: confusion matrices of the deployed file and the baseline (table and PNG), per-class accuracy.
+    diag = report["diagnostics"]
+    assert set(diag) == {"model.int8.onnx", "baseline.onnx"} and (out / "confusion.png").stat().st_size > 1000
+    for name, key in (("model.int8.onnx", "onnx_int8"), ("baseline.onnx", "baseline_onnx_fp32")):
+        matrix = diag[name]["confusion"]
+        total = sum(map(sum, matrix))
+        assert [sum(row) for row in matrix] == diag[name]["support"] and 300 < total < 400  # the digits test split
+        assert sum(matrix[i][i] for i in range(10)) / total == pytest.approx(acc[key])
+    assert "## Confusion matrix: model.int8.onnx (rows true, columns predicted)" in md and "| 9 | " in md
 
 
 def test_export_retrain_and_distill_options(tiny_study):
