@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..storage import open_storage
 from ..study import load_study
-from ..tools.export import export_source, export_trial
+from ..tools.export import check_out_dir, export_source, export_trial
 from .progress import StepProgress
 
 
@@ -22,6 +22,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         distill=args.distill,
         artifact_dir=args.artifact_dir,
     )
+    check_out_dir(args.out)
     with StepProgress("export", total=0) as progress:
         report = export_trial(
             study,

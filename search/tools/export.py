@@ -198,6 +198,15 @@ def export_source(
     )
 
 
+def check_out_dir(out: str | Path) -> Path:
+    """``out`` as a folder an export can write to: refused (one line) when it or a parent is a file."""
+    out = Path(out)
+    for path in (out, *out.parents):
+        if path.exists() and not path.is_dir():
+            raise UserInputError(f"--out {out}: {path} is a file, not a folder; name a folder to write the export to")
+    return out
+
+
 def _stored_model_ref(study: optuna.Study, trial: FrozenTrial, artifact_dir: str | Path | None) -> tuple[Any, str]:
     model_id = (trial.user_attrs.get("artifacts") or {}).get("model")
     if model_id is None:
@@ -432,7 +441,7 @@ def export_trial(
     src = export_source(
         study, number, retrain=retrain, retrain_epochs=retrain_epochs, distill=distill, artifact_dir=artifact_dir
     )
-    out = Path(out)
+    out = check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
 
     def step(name: str):
@@ -506,6 +515,7 @@ def _json_default(value: Any) -> Any:
 
 __all__ = [
     "ExportSource",
+    "check_out_dir",
     "complete_trial",
     "export_source",
     "export_trial",

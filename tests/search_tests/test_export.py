@@ -160,6 +160,16 @@ def test_export_bad_input_exits_2(tiny_study, capsys, argv, message):
     assert "Traceback" not in err and not out.exists()
 
 
+def test_export_out_naming_a_file_exits_2(tiny_study, capsys):
+    url, folder = tiny_study
+    (folder / "afile").write_text("x")
+    for out in (folder / "afile", folder / "afile" / "sub"):
+        code = main(["export", "--storage", url, "--study-name", "tiny", "--trial", "0", "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and "is a file, not a folder" in err and "Traceback" not in err, err
+    assert (folder / "afile").read_text() == "x"
+
+
 def test_export_retrains_with_the_trials_torch_thread_count(tmp_path, capsys):
     """CPU training numerics depend on torch's thread count; export uses the one the trial recorded."""
     import torch
