@@ -448,7 +448,7 @@ def export_trial(
         return progress.step(name) if progress is not None else contextlib.nullcontext()
 
     if progress is not None:
-        progress.add(7 + (len(src.pipeline.steps) + 1 if retrain else 1))
+        progress.add(6 + (len(src.pipeline.steps) + 1 if retrain else 1))  # the pipeline marks train + each step
     with step("load task"):
         task = load_task(src.config.task)
     if retrain:

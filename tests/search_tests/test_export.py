@@ -51,7 +51,9 @@ def test_export_writes_the_stored_model_without_training(tiny_study, capsys, mon
     url, folder = tiny_study
     out = folder / "out0"
     code = main(["export", "--storage", url, "--study-name", "tiny", "--trial", "0", "--out", str(out)])
-    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "export 2/7 load stored model" in err and "export 7/7 report" in err, err
     for name in ("model.onnx", "model.int8.onnx", "baseline.onnx", "report.json", "report.md"):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
