@@ -7,6 +7,8 @@ from pathlib import Path
 
 PACKAGES = ("search", "spaces", "compression", "devices", "objectives")
 LIMIT = 60
+
+
 def body_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     body = node.body
     has_doc = isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)

@@ -13,11 +13,11 @@ from optuna.trial import FrozenTrial
 from jointnas.objectives import load_task
 
 from ..config import apply_overrides, load_config
+from ..paths import output_dir
 from ..storage import check_storage_folder, mask_password
 from ..study import device_model, resolve_storage
 from ..tools.compare import write_compare
 from ..tools.workflows import WORKFLOWS, parse_workflows, run_workflow, stage_configs, summarize
-from .paths import output_dir
 from .progress import StepProgress
 
 

@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..paths import output_dir
 from ..storage import open_storage
 from ..study import load_study
 from ..tools.export import export_source, export_trial
 from ..tools.mcu import build_summary
-from .paths import output_dir
 from .progress import StepProgress
 
 

@@ -11,8 +11,8 @@ from typing import Any
 from jointnas.devices import REPEATS, ROUNDS
 
 from ..config import load_config
+from ..paths import output_file
 from ..tools.lut import build_table, validate_table
-from .paths import output_file
 from .progress import LiveDisplay, terminal_progress
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..paths import output_file
 from ..storage import open_storage
 from ..study import load_study
 from ..tools.report import build_report, save_to_dashboard, write_report_html
-from .paths import output_file
 from .progress import StepProgress
 
 

@@ -16,6 +16,7 @@ from jointnas.objectives import TaskData, load_task
 from jointnas.spaces import UserInputError, check_family_input, family_names, get_family
 
 from ..config import StudyConfig, apply_overrides, load_config
+from ..paths import output_dir, output_file
 from ..storage import check_storage_folder, mask_password, open_storage
 from ..study import (
     create_or_resume,
@@ -31,7 +32,6 @@ from ..study import (
 from ..tools.dashboard import save_study_notes
 from ..worker import record_run, run_artifact_dir, start_workers, wait_workers
 from .exits import EXIT_INTERRUPTED, EXIT_OK
-from .paths import output_dir, output_file
 from .progress import TrialProgress, format_metric
 from .worker import add_heartbeat_options, set_torch_threads, threads_per_worker
 

@@ -11,7 +11,8 @@ Files written to ``out``: ``model.onnx`` (FP32, deployable form: see `float_depl
 ``model.int8.onnx`` (ONNX Runtime static QDQ INT8 of it, calibrated on training inputs),
 ``baseline.onnx`` (the uncompressed model) — all three take the raw sample (normalization inside the
 graph) and carry study, trial, class labels, input layout and normalization in ``metadata_props`` —,
-``c/`` (the C inference library for microcontrollers, `jointnas.compression.generate_c_library`, with an
+``confusion.png`` (confusion matrices of the deployed model and its baseline), ``c/`` (the C inference
+library for microcontrollers, `jointnas.compression.generate_c_library`, with an
 Arduino sketch in ``c/arduino/model/``), ``report.json`` and ``report.md`` (`render_export_markdown`).
 """
 
@@ -30,7 +31,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from jointnas.compression import (
     PipelineConfig,
-    accuracy,
     export_onnx,
     fold_batchnorm,
     generate_c_library,
@@ -46,8 +46,10 @@ from jointnas.spaces import Candidate, UserInputError
 from ..artifacts import load_stored_model, onnx_metadata, open_artifact_store
 from ..attrs import STUDY_ARTIFACT_DIR, STUDY_CONFIG
 from ..config import StudyConfig, parse_config
+from ..paths import output_dir
 from ..requirements import check_requirements, judged_figures
 from ..study import device_profile_ref
+from .diagnostics import class_diagnostics, write_confusion_png
 from .mcu import measure_export
 from .report import render_export_markdown
 
@@ -62,6 +64,8 @@ DISTILL_ALPHA = 0.5
 """Weight of the distillation term when ``--distill`` is given and the study's config sets none."""
 CALIBRATION_SAMPLES = 512
 """Training inputs used to calibrate INT8 activation ranges (ONNX, C library)."""
+ONNX_FILES = {"onnx_fp32": "model.onnx", "onnx_int8": "model.int8.onnx", "baseline_onnx_fp32": "baseline.onnx"}
+"""The ONNX files of an export by their key in the report."""
 
 
 def study_config(study: optuna.Study) -> StudyConfig:
@@ -253,16 +257,12 @@ def _stored(src: ExportSource) -> tuple[nn.Module, nn.Module]:
     return model_from_record(record), fold_batchnorm(model_from_record(record["teacher"]))
 
 
-def _c_build(model: nn.Module, task: TaskData, out: Path, onnx_path: Path, profile: DeviceProfile) -> dict[str, Any]:
+def _c_build(task: TaskData, out: Path, pred: dict[str, Any], profile: DeviceProfile) -> dict[str, Any]:
     """`measure_export` of ``out / "c"``: host build on the test split against torch and ONNX, then the board."""
     import tempfile
 
-    import torch
-
-    with torch.no_grad():
-        torch_classes = model.eval()(task.x_test).argmax(1).numpy()
     raw = task.normalization.invert(task.x_test.numpy(), task.input_shape)
-    references = {"torch": torch_classes, "model.onnx": onnx_logits(onnx_path, raw).argmax(1)}
+    references = {"torch": pred["torch"], "model.onnx": pred["onnx_fp32"]}
     with tempfile.TemporaryDirectory(prefix="jointnas-cbuild-") as work:
         return measure_export(
             out / "c",
@@ -298,34 +298,55 @@ def _judge_on_the_device(report: dict[str, Any]) -> None:
     report["acceptance"]["fits_on_the_board"] = board.get("fits")
 
 
-def _onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
-    return float((onnx_logits(path, x).argmax(1) == y).mean())
-
-
 def _write_onnx(src: ExportSource, task: TaskData, model: nn.Module, baseline: nn.Module, out: Path) -> dict[str, Path]:
     """``model.onnx``, ``model.int8.onnx`` and ``baseline.onnx``, all taking raw samples."""
     meta = onnx_metadata(src.study.study_name, src.trial.number, task)
     example, norm = task.x_train[:1], task.normalization
-    fp32 = export_onnx(float_deployable(model), example, out / "model.onnx", normalization=norm, metadata=meta)
+    fp32 = export_onnx(
+        float_deployable(model), example, out / ONNX_FILES["onnx_fp32"], normalization=norm, metadata=meta
+    )
     raw_calibration = norm.invert(task.x_train[:CALIBRATION_SAMPLES].numpy(), task.input_shape)
-    int8 = quantize_onnx_int8(fp32, out / "model.int8.onnx", calibration=raw_calibration)
+    int8 = quantize_onnx_int8(fp32, out / ONNX_FILES["onnx_int8"], calibration=raw_calibration)
     base_meta = {**meta, "jointnas.model": "uncompressed baseline"}
-    base = export_onnx(baseline, example, out / "baseline.onnx", normalization=norm, metadata=base_meta)
+    base = export_onnx(
+        baseline, example, out / ONNX_FILES["baseline_onnx_fp32"], normalization=norm, metadata=base_meta
+    )
     return {"onnx_fp32": fp32, "onnx_int8": int8, "baseline_onnx_fp32": base}
 
 
-def _accuracies(src: ExportSource, task: TaskData, model: nn.Module, baseline: nn.Module, files: dict[str, Path]):
+def _predictions(task: TaskData, model: nn.Module, baseline: nn.Module, files: dict[str, Path]) -> dict[str, Any]:
+    """Predicted classes on the test split: torch on the normalized samples, the ONNX files on the raw ones."""
+    import torch
+
     raw_test = task.normalization.invert(task.x_test.numpy(), task.input_shape)
+    with torch.no_grad():
+        pred = {"torch": model.eval()(task.x_test).argmax(1).numpy()}
+        pred["baseline_torch"] = baseline.eval()(task.x_test).argmax(1).numpy()
+    for name, path in files.items():
+        pred[name] = onnx_logits(path, raw_test).argmax(1)
+    return pred
+
+
+def _accuracies(src: ExportSource, task: TaskData, pred: dict[str, Any]) -> dict[str, Any]:
     y_test = task.y_test.numpy()
-    return {
-        "torch": accuracy(model, task.x_test, task.y_test),
-        "onnx_fp32": _onnx_accuracy(files["onnx_fp32"], raw_test, y_test),
-        "onnx_int8": _onnx_accuracy(files["onnx_int8"], raw_test, y_test),
-        "baseline_torch": accuracy(baseline, task.x_test, task.y_test),
-        "baseline_onnx_fp32": _onnx_accuracy(files["baseline_onnx_fp32"], raw_test, y_test),
-        "trial_reported_test": src.trial.user_attrs.get("test_accuracy"),
-        "trial_reported_val": src.trial.user_attrs.get("val_accuracy"),
+    acc = {name: float((pred[name] == y_test).mean()) for name in ("torch", *ONNX_FILES, "baseline_torch")}
+    acc["trial_reported_test"] = src.trial.user_attrs.get("test_accuracy")
+    acc["trial_reported_val"] = src.trial.user_attrs.get("val_accuracy")
+    return acc
+
+
+def _diagnostics(task: TaskData, pred: dict[str, Any], judged: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Per-class accuracy and confusion matrices of the deployed model and its baseline; ``confusion.png``."""
+    onnx = judged["deployed"]["artifact"] in (ONNX_FILES["onnx_int8"], ONNX_FILES["onnx_fp32"])
+    kind = next((k for k, name in ONNX_FILES.items() if name == judged["deployed"]["artifact"]), "torch")
+    models = {
+        judged["deployed"]["artifact"]: pred[kind],
+        judged["baseline"]["artifact"]: pred["baseline_onnx_fp32" if onnx else "baseline_torch"],
     }
+    y_test = task.y_test.numpy()
+    diag = {name: class_diagnostics(y_test, p, task.class_labels) for name, p in models.items()}
+    write_confusion_png(diag, out / "confusion.png")
+    return diag
 
 
 def _latencies(
@@ -454,14 +475,14 @@ def export_trial(
     src = export_source(
         study, number, retrain=retrain, retrain_epochs=retrain_epochs, distill=distill, artifact_dir=artifact_dir
     )
-    out = Path(out)
+    out = output_dir(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
 
     def step(name: str):
         return progress.step(name) if progress is not None else contextlib.nullcontext()
 
     if progress is not None:
-        progress.add(8 + (len(src.pipeline.steps) + 1 if retrain else 1))
+        progress.add(7 + (len(src.pipeline.steps) + 1 if retrain else 1))  # the pipeline marks train + each step
     with step("load task"):
         task = load_task(src.config.task)
     if retrain:
@@ -474,16 +495,19 @@ def export_trial(
     with step("C library"):
         c_lib = _c_library(model, task, out)
     with step("accuracy (torch, ONNX FP32, ONNX INT8)"):
-        acc = _accuracies(src, task, model, baseline, files)
+        pred = _predictions(task, model, baseline, files)
+        acc = _accuracies(src, task, pred)
     with step("C library built and run (host; the board's toolchain and simulator)"):
-        c_build = _c_build(model, task, out, files["onnx_fp32"], load_profile(device_profile_ref(src.config, None)))
+        c_build = _c_build(task, out, pred, load_profile(device_profile_ref(src.config, None)))
     with step("latency: prediction and ONNX Runtime measurement"):
         latency, costs, base_costs = _latencies(src, task, model, baseline, files, lut)
     sizes = _sizes(src, files, costs, base_costs, c_lib, out)
-    report = _report(src, acc, latency, sizes, _requirements(src, deploy, acc, latency, sizes), out)
-    report["c_build"] = c_build
-    _judge_on_the_device(report)
+    judged = _requirements(src, deploy, acc, latency, sizes)
     with step("report"):
+        judged["diagnostics"] = _diagnostics(task, pred, judged, out)
+        report = _report(src, acc, latency, sizes, judged, out)
+        report["c_build"] = c_build
+        _judge_on_the_device(report)
         write_report(report, out)
     return report
 

@@ -24,6 +24,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..study import front
+from .diagnostics import diagnostics_markdown
 from .mcu import render_build_markdown
 
 if TYPE_CHECKING:
@@ -109,7 +110,43 @@ def _figure_specs(study: optuna.Study) -> list[tuple[str, str, Callable[[], go.F
             )
         )
     specs.append(("timeline", "Timeline of trials", lambda: vis.plot_timeline(study)))
+    specs.append(("training-curves", "Training curves of the Pareto trials", lambda: _training_curves(study)))
     return specs
+
+
+def _training_curves(study: optuna.Study) -> go.Figure:
+    """Per-epoch training loss and validation accuracy (user attr ``curves``) of each Pareto trial.
+
+    The epochs of the initial training and of every fine-tune follow each other on one axis.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    trials = [t for t in front(study) if t.user_attrs.get("curves")]
+    if not trials:
+        raise ValueError("no Pareto trial recorded training curves (studies run before jointnas recorded them)")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation accuracy"))
+    for t in trials:
+        runs = t.user_attrs["curves"]
+        for col, key in ((1, "loss"), (2, "val_accuracy")):
+            ys = [v for run in runs for v in run[key]]
+            steps = [run["step"] for run in runs for _ in run[key]]
+            fig.add_trace(
+                go.Scatter(
+                    x=list(range(1, len(ys) + 1)),
+                    y=ys,
+                    mode="lines",
+                    name=f"trial {t.number}",
+                    legendgroup=str(t.number),
+                    showlegend=col == 1,
+                    text=steps,
+                    hovertemplate="epoch %{x} (%{text}): %{y:.4g}",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text="epoch (training, then each fine-tune)")
+    return fig
 
 
 def _parallel(study: optuna.Study) -> go.Figure:
@@ -325,6 +362,8 @@ def render_export_markdown(report: dict[str, Any]) -> str:
     if "c_build" in report:
         lines += ["", *render_build_markdown(report["c_build"])]
     lines += _requirement_lines(report)
+    if report.get("diagnostics"):
+        lines += diagnostics_markdown(report["diagnostics"], "confusion.png")
     return "\n".join(lines) + "\n"
 
 

@@ -90,3 +90,16 @@ def test_onnx_takes_raw_input_and_carries_metadata(task, tmp_path):
     graph = onnx.load(str(int8)).graph
     used = {name for node in graph.node for name in node.input}
     assert all(init.name in used for init in graph.initializer)  # ONNX Runtime would warn about each other one
+
+
+def test_a_compressed_cnn1d_comes_back_bit_for_bit():
+    candidate = Candidate(
+        "cnn1d", (1, 40), 10, (Stage(8, 1, 5, 4, 1, 0.5, 0.5, 4, 8), Stage(16, 2, 3, 4, 2, 0.25, 1.0, 8, 8)), 8, 8
+    )
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(128, 1, 40, generator=gen), torch.randint(0, 10, (128,), generator=gen)
+    config = PipelineConfig(train_epochs=1, finetune_epochs=1)
+    model = run_pipeline(candidate, x, y, x, y, config, seed=0).model
+    again = model_from_record(_roundtrip(model_record(model, candidate)))
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))

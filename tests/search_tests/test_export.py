@@ -60,7 +60,9 @@ def test_export_writes_the_stored_model_without_training(tiny_study, capsys, mon
     url, folder = tiny_study
     out = folder / "out0"
     code = main(["export", "--storage", url, "--study-name", "tiny", "--trial", "0", "--out", str(out)])
-    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "export 2/8 load stored model" in err and "export 8/8 report" in err, err
     for name in ("model.onnx", "model.int8.onnx", "baseline.onnx", "report.json", "report.md"):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
@@ -99,13 +101,22 @@ def test_export_writes_the_stored_model_without_training(tiny_study, capsys, mon
     assert report["requirements_passed"] is False
     md = (out / "report.md").read_text()
     assert "| min_size_reduction | 0.9 |" in md and "FAIL | file bytes of model.int8.onnx vs baseline.onnx |" in md
+    # Diagnostics: confusion matrices of the deployed file and the baseline (table and PNG), per-class accuracy.
+    diag = report["diagnostics"]
+    assert set(diag) == {"model.int8.onnx", "baseline.onnx"} and (out / "confusion.png").stat().st_size > 1000
+    for name, key in (("model.int8.onnx", "onnx_int8"), ("baseline.onnx", "baseline_onnx_fp32")):
+        matrix = diag[name]["confusion"]
+        total = sum(map(sum, matrix))
+        assert [sum(row) for row in matrix] == diag[name]["support"] and 300 < total < 400  # the digits test split
+        assert sum(matrix[i][i] for i in range(10)) / total == pytest.approx(acc[key])
+    assert "## Confusion matrix: model.int8.onnx (rows true, columns predicted)" in md and "| 9 | " in md
     # The C library built on this machine takes the raw digits pixels and agrees with model.onnx.
     host = report["c_build"]["host"]
     assert host["samples"] == 359 and host["agreement"]["model.onnx"] >= 0.98
     assert abs(host["accuracy"] - acc["trial_reported_test"]) <= 0.03
     assert "board" not in report["c_build"]  # ort-cpu is no microcontroller
     assert "## The C library built and run" in md
-    assert "C library: host build agrees with the model on" in capsys.readouterr().err
+    assert "C library: host build agrees with the model on" in err
 
 
 def test_export_retrain_and_distill_options(tiny_study):
@@ -165,6 +176,16 @@ def test_export_bad_input_exits_2(tiny_study, capsys, argv, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err, err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_export_out_naming_a_file_exits_2(tiny_study, capsys):
+    url, folder = tiny_study
+    (folder / "afile").write_text("x")
+    for out in (folder / "afile", folder / "afile" / "sub"):
+        code = main(["export", "--storage", url, "--study-name", "tiny", "--trial", "0", "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and "afile is a file" in err and "Traceback" not in err, err
+    assert (folder / "afile").read_text() == "x"
 
 
 def test_export_retrains_with_the_trials_torch_thread_count(tmp_path, capsys):

@@ -12,7 +12,7 @@ from jointnas.search.cli import main
 from jointnas.search.tools.report import build_report, front_rows
 
 
-def _fake_study(url: str, name: str = "fake", n: int = 12) -> optuna.Study:
+def _fake_study(url: str, name: str = "fake", n: int = 12, curves: list | None = None) -> optuna.Study:
     """A jointnas-shaped 3-objective study without training: values follow the parameters."""
     study = optuna.create_study(storage=url, study_name=name, directions=["maximize", "minimize", "minimize"])
     with warnings.catch_warnings():
@@ -29,6 +29,8 @@ def _fake_study(url: str, name: str = "fake", n: int = 12) -> optuna.Study:
         trial.set_user_attr("flash_ratio_vs_fp32", bits / 32 * (1 - prune))
         trial.set_user_attr("params", int(1000 * width))
         trial.set_user_attr("feasible", True)
+        if curves is not None:
+            trial.set_user_attr("curves", curves)
         study.tell(trial, [acc, 0.1 * width * (1 - prune), flash])
     return study
 
@@ -101,3 +103,18 @@ def test_report_requires_storage(argv):
     with pytest.raises(SystemExit) as exc:
         main(["report", *argv])
     assert exc.value.code == 2
+
+
+def test_report_plots_the_front_trials_training_curves(tmp_path):
+    study = _fake_study(f"sqlite:///{tmp_path / 's.db'}")
+    assert "Training curves of the Pareto trials" in build_report(study).skipped  # none recorded: skipped, why
+    curves = [
+        {"step": "train", "loss": [2.0, 1.0], "val_accuracy": [0.5, 0.8]},
+        {"step": "finetune", "loss": [0.9], "val_accuracy": [0.85]},
+    ]
+    study = _fake_study(f"sqlite:///{tmp_path / 'c.db'}", curves=curves)
+    report = build_report(study)
+    (fig,) = [f.figure for f in report.figures if f.id == "training-curves"]
+    assert len(fig.data) == 2 * len(study.best_trials)  # a loss and an accuracy line per Pareto trial
+    assert list(fig.data[0].y) == [2.0, 1.0, 0.9] and list(fig.data[1].y) == [0.5, 0.8, 0.85]
+    assert list(fig.data[0].text) == ["train", "train", "finetune"]
