@@ -181,6 +181,10 @@ def main() -> None:
                 "baseline_onnx_bytes": size["baseline_onnx_bytes"],
                 "sram_estimate_bytes": size["sram_estimate_bytes"],
                 "c_array": size["c_array"],
+                # the C library built on this machine, on the raw test samples (search.tools.mcu.measure_export)
+                "c_host_accuracy": rep["c_build"]["host"].get("accuracy"),
+                "c_host_agreement_onnx": rep["c_build"]["host"].get("agreement", {}).get("model.onnx"),
+                "c_host_agreement_torch": rep["c_build"]["host"].get("agreement", {}).get("torch"),
                 "export_s": round(time.perf_counter() - t0, 1),
                 "trial_s": round((trial.datetime_complete - trial.datetime_start).total_seconds(), 1),
             }
@@ -193,6 +197,10 @@ def main() -> None:
         "fp32_latency_within_15pct_of_lut": sum(abs(r["fp32_vs_lut"]) <= 0.15 for r in rows),
         "baseline_latency_within_15pct_of_lut": sum(abs(r["baseline_vs_lut"]) <= 0.15 for r in rows),
         "c_array_equals_flash_estimate": sum(r["c_array_bytes"] == r["flash_estimate_bytes"] for r in rows),
+        "c_host_agrees_98pct_with_onnx": sum((r["c_host_agreement_onnx"] or 0) >= 0.98 for r in rows),
+        "c_host_within_3pt_of_trial": sum(
+            abs((r["c_host_accuracy"] or 0) - r["test_accuracy_reported"]) <= 0.03 for r in rows
+        ),
         "lut": lut_summary,
         "median_fp32_vs_lut": statistics.median(r["fp32_vs_lut"] for r in rows) if rows else None,
         "rows": rows,
