@@ -1,8 +1,9 @@
 """Microcontroller models: cycles → latency, MCUNet-style peak SRAM, Flash with runtime, fit verdicts.
 
 * Cycles of a layer = MACs × cycles-per-MAC at its bit-width + weight bytes × cycles per weight byte
-  + activation bytes read and written × cycles per activation byte + a fixed per-layer cost; latency is
-  cycles / clock. Coefficients come from the `DeviceProfile`.
+  + activation bytes read and written × cycles per activation byte + a fixed per-layer cost, plus per
+  inference a cost per input element and a fixed cost; latency is cycles / clock. Coefficients come
+  from the `DeviceProfile` (hand-set, or fitted in the simulator by `jointnas lut build`).
 * Peak SRAM follows MCUNet (Lin et al., 2020): the maximum over layers of the activation bytes live
   while the layer runs (its input, its output and a residual input the block still needs). A depthwise
   conv runs in place (MCUNetV2/TinyEngine): it needs its larger tensor plus one channel's buffer.
@@ -62,18 +63,47 @@ def peak_sram_bytes(layers: Sequence[LayerInfo], input_bits: int | None = None, 
     return max(layer_sram_bytes(layers, input_bits, in_place), default=0)
 
 
-def mcu_cycles(layers: Sequence[LayerInfo], profile: DeviceProfile, input_bits: int | None = None) -> float:
-    """Cycles of one inference on ``profile``: compute + weight and activation traffic + per-layer cost."""
+def cycle_terms(
+    layers: Sequence[LayerInfo], input_bits: int | None = None, *, profile: DeviceProfile
+) -> dict[str, float]:
+    """What one inference does, in the units of the profile's cycle coefficients (`cycle_coefficients`).
+
+    ``mac:<bits>``: MACs run by the ``cycles_per_mac`` kernel of that key; ``weight_byte``: packed weight
+    bytes read; ``act_byte``: activation bytes read and written; ``layer``: layer calls; ``input``:
+    input elements normalized and quantized; ``inference``: 1. `mcu_cycles` is their dot product with
+    the coefficients, so a fit of the coefficients (`jointnas lut build` on a cycles device) is linear.
+    """
     prev = _input_bits(layers, input_bits)
-    total = 0.0
+    terms: dict[str, float] = {"weight_byte": 0.0, "act_byte": 0.0, "layer": float(len(layers))}
     for layer in layers:
-        act_bytes = layer.in_numel * act_container_bytes(prev) + layer.out_numel * act_container_bytes(layer.act_bits)
-        total += layer.macs * profile.mac_cycles(layer.weight_bits, prev)  # input precision sets the kernel
-        total += layer_flash_bytes(layer) * profile.cycles_per_weight_byte
-        total += act_bytes * profile.cycles_per_act_byte
-        total += profile.cycles_per_layer
+        key = f"mac:{profile.mac_key(layer.weight_bits, prev)}"  # input precision sets the kernel
+        terms[key] = terms.get(key, 0.0) + layer.macs
+        terms["weight_byte"] += layer_flash_bytes(layer)
+        act = layer.in_numel * act_container_bytes(prev) + layer.out_numel * act_container_bytes(layer.act_bits)
+        terms["act_byte"] += act
         prev = layer.act_bits
-    return total
+    terms["input"] = float(layers[0].in_numel) if layers else 0.0
+    terms["inference"] = 1.0
+    return terms
+
+
+def cycle_coefficients(profile: DeviceProfile) -> dict[str, float]:
+    """The profile's cycles per unit of each `cycle_terms` key."""
+    coef = {f"mac:{bits}": c for bits, c in profile.cycles_per_mac.items()}
+    coef.update(
+        weight_byte=profile.cycles_per_weight_byte,
+        act_byte=profile.cycles_per_act_byte,
+        layer=profile.cycles_per_layer,
+        input=profile.cycles_per_input,
+        inference=profile.cycles_per_inference,
+    )
+    return coef
+
+
+def mcu_cycles(layers: Sequence[LayerInfo], profile: DeviceProfile, input_bits: int | None = None) -> float:
+    """Cycles of one inference on ``profile``: `cycle_terms` weighted by `cycle_coefficients`."""
+    coef = cycle_coefficients(profile)
+    return sum(coef[k] * v for k, v in cycle_terms(layers, input_bits, profile=profile).items())
 
 
 def mcu_latency_ms(layers: Sequence[LayerInfo], profile: DeviceProfile) -> float:

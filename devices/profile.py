@@ -12,7 +12,7 @@ import tomllib
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -71,6 +71,10 @@ class DeviceProfile(BaseModel):
         cycles_per_mac: cycles per multiply-accumulate by weight bit-width (``"32"``: float).
         cycles_per_weight_byte, cycles_per_act_byte: memory-traffic cycles per byte moved.
         cycles_per_layer: fixed cycles per layer call (dispatch, loop set-up).
+        cycles_per_input: cycles per input element (normalization and input quantization).
+        cycles_per_inference: fixed cycles of one inference (entry, arena set-up, the classifier's scores).
+        calibration: how the cycle coefficients were fitted (`jointnas lut build` on a cycles device:
+            toolchain, simulator, models, fit figures); ``None`` for hand-set coefficients.
         ort_disabled_optimizers: ONNX Runtime graph optimizers turned off for every measurement (and
             for the deployment the numbers describe), e.g. ``NchwcTransformer``.
         toolchain: how the generated C library is compiled, sized and simulated (`ToolchainSpec`).
@@ -100,6 +104,9 @@ class DeviceProfile(BaseModel):
     cycles_per_weight_byte: float = Field(0.0, ge=0)
     cycles_per_act_byte: float = Field(0.0, ge=0)
     cycles_per_layer: float = Field(0.0, ge=0)
+    cycles_per_input: float = Field(0.0, ge=0)
+    cycles_per_inference: float = Field(0.0, ge=0)
+    calibration: dict[str, Any] | None = None
     ort_disabled_optimizers: tuple[str, ...] = ()
     toolchain: ToolchainSpec | None = None
 
@@ -110,8 +117,8 @@ class DeviceProfile(BaseModel):
                 raise ValueError("a cycles profile needs clock_mhz")
             if 32 not in self.cycles_per_mac:
                 raise ValueError('a cycles profile needs cycles_per_mac."32" (float MACs)')
-        if any(v <= 0 for v in self.cycles_per_mac.values()):
-            raise ValueError("cycles_per_mac values must be > 0")
+        if any(v < 0 for v in self.cycles_per_mac.values()):  # 0: a fitted model carries it in another term
+            raise ValueError("cycles_per_mac values must be >= 0")
         return self
 
     @property
@@ -140,12 +147,16 @@ class DeviceProfile(BaseModel):
         """Whether latency comes from the cycle model (a microcontroller)."""
         return self.latency == "cycles"
 
-    def mac_cycles(self, weight_bits: int, input_bits: int) -> float:
-        """Cycles per MAC of a layer: float when its weights or its input are float, else the integer
-        kernel of ``weight_bits`` (the next wider bit-width the profile lists when it lacks this one)."""
+    def mac_key(self, weight_bits: int, input_bits: int) -> int:
+        """The ``cycles_per_mac`` entry a layer runs with: float (32) when its weights or its input are
+        float, else the integer kernel of ``weight_bits`` (the next wider width listed when it lacks one)."""
         bits = 32 if weight_bits >= 32 or input_bits >= 32 else weight_bits
         wider = sorted(b for b in self.cycles_per_mac if b >= bits)
-        return self.cycles_per_mac[wider[0] if wider else 32]
+        return wider[0] if wider else 32
+
+    def mac_cycles(self, weight_bits: int, input_bits: int) -> float:
+        """Cycles per MAC of a layer (`mac_key`'s entry of ``cycles_per_mac``)."""
+        return self.cycles_per_mac[self.mac_key(weight_bits, input_bits)]
 
 
 def _profile_dir():

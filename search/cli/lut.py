@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jointnas.devices import REPEATS, ROUNDS
+from jointnas.devices import REPEATS, ROUNDS, load_profile
+from jointnas.spaces import UserInputError
 
 from ..config import load_config
 from ..paths import output_file
+from ..tools.cycles import calibrate_cycles, validate_cycles
 from ..tools.lut import build_table, validate_table
 from .progress import LiveDisplay, terminal_progress
 
@@ -48,9 +50,35 @@ def _fmt_metrics(name: str, m: dict[str, Any]) -> str:
     )
 
 
+def _cycles_line(name: str, m: dict[str, Any]) -> str:
+    return (
+        f"{name:<11} spearman {m['spearman']:.3f}  kendall {m['kendall']:.3f}  mean |error| "
+        f"{m['mean_abs_rel_error']:.1%}  within ±5% {m['within_5pct']:.0%}  ±10% {m['within_10pct']:.0%}  "
+        f"±20% {m['within_20pct']:.0%}"
+    )
+
+
+def _build_cycles(args: argparse.Namespace, config: Any) -> int:
+    """``lut build`` for a microcontroller: the cycle model fitted in the simulator (`calibrate_cycles`)."""
+    with _Bar("models") as bar:
+        summary = calibrate_cycles(config, args.device, Path(args.out), n_models=args.n_calibration, progress=bar)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(
+        f"cycle model of {summary['device']} fitted on {summary['n_linked']} of {summary['n_models']} random models "
+        f"of {args.config} simulated → {summary['profile']} (use it as [device] name)"
+    )
+    print(_cycles_line("hand-set", summary["before"]))
+    print(_cycles_line("fitted", summary["fit"]))
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     output_file(args.out, "--out", "lut.json")
+    if load_profile(args.device).is_mcu:
+        return _build_cycles(args, config)
     with _Bar("blocks") as bar:
         summary = build_table(
             config,
@@ -79,8 +107,28 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate_cycles(args: argparse.Namespace, config: Any) -> int:
+    with _Bar("models") as bar:
+        report = validate_cycles(config, args.device, n_models=args.n_archs, seed=args.seed, progress=bar)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    cyc = report["simulated_cycles"]
+    state = "fitted" if report["calibrated"] else "hand-set"
+    print(
+        f"{report['n_linked']} of {report['n_models']} random models of {args.config} simulated on {report['device']}: "
+        f"{cyc['min']:,.0f}-{cyc['max']:,.0f} cycles (median {cyc['median']:,.0f})"
+    )
+    print(_cycles_line(state, report["metrics"]))
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if load_profile(args.device).is_mcu:
+        return _validate_cycles(args, config)
+    if args.table is None:
+        raise UserInputError(f"--table is needed for {args.device!r} (its latency table); a cycles device has none")
     report = validate_table(
         config,
         args.device,
@@ -113,7 +161,9 @@ def add_parser(subparsers: Any) -> None:
     build = sub.add_parser("build", help="measure every block of a study's space and fit the calibration")
     build.add_argument("--device", required=True, help="device profile name or file")
     build.add_argument("--config", required=True, help="study file (TOML) whose space to cover")
-    build.add_argument("--out", required=True, help="table file to write (JSON)")
+    build.add_argument(
+        "--out", required=True, help="table file to write (JSON); for a cycles device the calibrated profile (JSON)"
+    )
     build.add_argument("--threads", type=int, help="ONNX Runtime threads (default: [device] threads)")
     build.add_argument("--n-calibration", type=int, default=40, help="random models measured end to end")
     build.add_argument(
@@ -126,7 +176,7 @@ def add_parser(subparsers: Any) -> None:
 
     val = sub.add_parser("validate", help="compare the table's predictions with end-to-end measurements")
     val.add_argument("--device", required=True, help="device profile name or file")
-    val.add_argument("--table", required=True, help="table file (JSON)")
+    val.add_argument("--table", help="table file (JSON; not for a cycles device: its profile holds the model)")
     val.add_argument("--config", required=True, help="study file (TOML) whose space to sample")
     val.add_argument("--n-archs", type=int, default=100, help="random models to measure")
     val.add_argument("--threads", type=int, help="ONNX Runtime threads (default: [device] threads)")
