@@ -202,6 +202,15 @@ def _mcu() -> str:
             f"`{name}` ({s['n_trials']} trials, front {s['front']}; C library vs torch on the test split ≥ {100 * agree:.1f}%): "
             + "; ".join(figures)
         )
+    c = R("cycles")
+    hand, fit = c["validate_hand_set"]["metrics"], c["validate_fitted"]["metrics"]
+    parts.append(
+        f"Fitting the Uno's cycle model in simavr (`benchmarks/cycles.py` → `cycles.json`, {c['calibration']['n_linked']} random models of the "
+        f"tinychat space; checked on {c['validate_fitted']['n_linked']} others): within ±10% of the simulated cycles {100 * hand['within_10pct']:.0f}% → "
+        f"{100 * fit['within_10pct']:.0f}% (goal 95%{'' if c['goal_met'] else ', missed'}), mean |error| {100 * hand['mean_abs_rel_error']:.1f}% → "
+        f"{100 * fit['mean_abs_rel_error']:.1f}%, ρ {hand['spearman']:.3f} → {fit['spearman']:.3f}; the packaged profile keeps its hand-set "
+        "coefficients until the fit meets the goal"
+    )
     return (
         "\n**Microcontrollers** (`benchmarks/mcu.py` → `mcu.json`, every front trial exported, its C library built by "
         "avr-gcc / arm-none-eabi-gcc and, on the Uno, run in simavr; the estimates are not yet calibrated to the "
