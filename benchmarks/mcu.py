@@ -36,12 +36,11 @@ import optuna
 import torch
 
 from jointnas.devices import load_profile
-from jointnas.devices.toolchain import BuildError
 from jointnas.objectives import load_task
 from jointnas.search.config import apply_overrides, load_config
 from jointnas.search.study import create_or_resume, front, run_study, versions
 from jointnas.search.tools.export import export_trial, study_config
-from jointnas.search.tools.mcu import CHAT_QUERIES, SIM_SAMPLES, check_library
+from jointnas.search.tools.mcu import board_check
 from jointnas.search.worker import record_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,20 +110,15 @@ def _device_row(estimate: dict[str, Any], measured: dict[str, Any]) -> dict[str,
 
 
 def _check_device(c_dir: Path, device: str, work: Path, raw: np.ndarray, n_classes: int, text: bool) -> dict:
-    if load_profile(device).toolchain is None:
+    profile = load_profile(device)
+    if profile.toolchain is None:
         return {"skipped": f"profile {device!r} has no [toolchain] table: not built"}
-    try:
-        check = check_library(
-            c_dir,
-            load_profile(device),
-            work,
-            samples=None if text else raw[:SIM_SAMPLES],
-            queries=list(CHAT_QUERIES) if text else None,
-            num_classes=n_classes,
-        )
-        return check.to_dict()
-    except BuildError as e:  # e.g. "region `text' overflowed": the model does not fit this board
-        return {"failed": str(e).splitlines()[0][:300]}
+    check = board_check(c_dir, profile, work, raw=raw, num_classes=n_classes, text=text)
+    if "skipped" in check:  # the board's tools are missing: nothing this benchmark reports can be measured
+        raise SystemExit(check["skipped"])
+    if "failed" in check:  # e.g. "region `text' overflowed": the model does not fit this board
+        return {"failed": check["failed"].splitlines()[0][:300]}
+    return check
 
 
 def _trial_row(study: optuna.Study, trial: optuna.trial.FrozenTrial, work: Path, task: Any) -> dict[str, Any]:

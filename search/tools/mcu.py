@@ -16,6 +16,7 @@ import dataclasses
 import shutil
 import struct
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -353,26 +354,41 @@ def measure_export(
     ``{"skipped": reason}`` (one line naming the package), a failed build as ``{"failed": reason}``.
     """
     report: dict[str, Any] = {"device": profile.name}
-    try:
+
+    def host() -> dict[str, Any]:
         classes, _ = host_predictions(c_dir, raw, num_classes, work_dir / "host-split")
         agreement = {name: float((classes == ref).mean()) for name, ref in references.items()}
-        report["host"] = {"samples": len(raw), "accuracy": float((classes == labels).mean()), "agreement": agreement}
-    except BuildError as e:
-        report["host"] = {"failed": str(e)}
-    except UserInputError as e:
-        report["host"] = {"skipped": str(e)}
-    if not profile.is_mcu:
-        return report
+        return {"samples": len(raw), "accuracy": float((classes == labels).mean()), "agreement": agreement}
+
+    report["host"] = _outcome(host)
+    if profile.is_mcu:
+        report["board"] = board_check(c_dir, profile, work_dir, raw=raw, num_classes=num_classes, text=text)
+    return report
+
+
+def board_check(
+    c_dir: Path, profile: DeviceProfile, work_dir: Path, *, raw: np.ndarray, num_classes: int, text: bool = False
+) -> dict[str, Any]:
+    """`check_library` on the board with `SIM_SAMPLES` of ``raw`` (text models: `CHAT_QUERIES`), as a dict;
+    ``{"skipped": reason}`` without the toolchain, ``{"failed": reason}`` when the build fails (a model too
+    large for the board does not link)."""
     # A text model's board runs the chat only: a float sample buffer beside it would not fit 2 KB of SRAM.
     samples, queries = (None, list(CHAT_QUERIES)) if text else (raw[:SIM_SAMPLES], None)
+    return _outcome(
+        lambda: check_library(
+            c_dir, profile, work_dir, samples=samples, queries=queries, num_classes=num_classes
+        ).to_dict()
+    )
+
+
+def _outcome(make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``make()``, or why it could not be made: a failed build, or a missing tool (one line naming it)."""
     try:
-        check = check_library(c_dir, profile, work_dir, samples=samples, queries=queries, num_classes=num_classes)
-        report["board"] = check.to_dict()
+        return make()
     except BuildError as e:
-        report["board"] = {"failed": str(e)}
+        return {"failed": str(e)}
     except UserInputError as e:
-        report["board"] = {"skipped": str(e)}
-    return report
+        return {"skipped": str(e)}
 
 
 def build_summary(report: dict[str, Any]) -> str:
@@ -442,6 +458,7 @@ def render_build_markdown(report: dict[str, Any]) -> list[str]:
 __all__ = [
     "CHAT_QUERIES",
     "SIM_SAMPLES",
+    "board_check",
     "build_summary",
     "LibraryCheck",
     "LibraryRun",
