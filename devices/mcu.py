@@ -100,10 +100,15 @@ def cycle_coefficients(profile: DeviceProfile) -> dict[str, float]:
     return coef
 
 
-def mcu_cycles(layers: Sequence[LayerInfo], profile: DeviceProfile, input_bits: int | None = None) -> float:
-    """Cycles of one inference on ``profile``: `cycle_terms` weighted by `cycle_coefficients`."""
+def cycles_of_terms(terms: dict[str, float], profile: DeviceProfile) -> float:
+    """`cycle_terms` weighted by ``profile``'s `cycle_coefficients`: cycles of one inference."""
     coef = cycle_coefficients(profile)
-    return sum(coef[k] * v for k, v in cycle_terms(layers, input_bits, profile=profile).items())
+    return sum(coef[k] * v for k, v in terms.items())
+
+
+def mcu_cycles(layers: Sequence[LayerInfo], profile: DeviceProfile, input_bits: int | None = None) -> float:
+    """Cycles of one inference on ``profile``: `cycles_of_terms` of its `cycle_terms`."""
+    return cycles_of_terms(cycle_terms(layers, input_bits, profile=profile), profile)
 
 
 def mcu_latency_ms(layers: Sequence[LayerInfo], profile: DeviceProfile) -> float:

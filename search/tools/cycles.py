@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jointnas.devices import DeviceProfile, load_profile, prediction_metrics
-from jointnas.devices.mcu import cycle_coefficients, cycle_terms
+from jointnas.devices.mcu import cycle_terms, cycles_of_terms
 from jointnas.devices.toolchain import BuildError
 from jointnas.spaces import Candidate, UserInputError, trace_layers
 
@@ -106,13 +106,8 @@ def _with_coefficients(profile: DeviceProfile, coef: dict[str, float], calibrati
     return profile.model_copy(update={**update, "cycles_per_mac": macs, "calibration": calibration})
 
 
-def _predicted(rows: list[dict[str, Any]], profile: DeviceProfile) -> list[float]:
-    coef = cycle_coefficients(profile)
-    return [sum(coef.get(k, 0.0) * v for k, v in r["terms"].items()) for r in rows]
-
-
 def _metrics(rows: list[dict[str, Any]], profile: DeviceProfile) -> dict[str, Any]:
-    predicted = np.array(_predicted(rows, profile))
+    predicted = np.array([cycles_of_terms(r["terms"], profile) for r in rows])
     measured = np.array([r["cycles"] for r in rows])
     rel = np.abs(predicted - measured) / measured
     return {**prediction_metrics(predicted, measured), "within_5pct": float((rel <= 0.05).mean())}
