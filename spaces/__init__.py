@@ -24,7 +24,15 @@ if TYPE_CHECKING:
     )
     from jointnas.spaces.normalization import InputNormalization
     from jointnas.spaces.params import FixedParams, Suggester, stage_param
-    from jointnas.spaces.profile import LayerInfo, count_params, layer_flash_bytes, trace_layers, weight_storage_bytes
+    from jointnas.spaces.profile import (
+        C_GRID_BITS,
+        C_INPUT_BITS,
+        LayerInfo,
+        count_params,
+        layer_flash_bytes,
+        trace_layers,
+        weight_storage_bytes,
+    )
 
 _EXPORTS = {
     **dict.fromkeys(("ACTIVATION_BITS", "WEIGHT_BITS", "Candidate", "Stage"), "candidate"),
@@ -41,7 +49,16 @@ _EXPORTS = {
         "families",
     ),
     **dict.fromkeys(
-        ("LayerInfo", "count_params", "layer_flash_bytes", "trace_layers", "weight_storage_bytes"), "profile"
+        (
+            "C_GRID_BITS",
+            "C_INPUT_BITS",
+            "LayerInfo",
+            "count_params",
+            "layer_flash_bytes",
+            "trace_layers",
+            "weight_storage_bytes",
+        ),
+        "profile",
     ),
     "InputNormalization": "normalization",
     **dict.fromkeys(("FixedParams", "Suggester", "stage_param"), "params"),
@@ -53,6 +70,8 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ACTIVATION_BITS",
+    "C_GRID_BITS",
+    "C_INPUT_BITS",
     "Candidate",
     "CompressionKnobs",
     "Family",

@@ -20,7 +20,9 @@ class LayerInfo:
     ``kind`` is ``"conv"``, ``"dwconv"`` or ``"linear"``. ``in_shape`` / ``out_shape`` exclude the batch.
     ``weight_bits`` / ``act_bits`` come from the layer's fake-quant attributes (32 when float).
     ``residual_numel`` counts activations that must stay alive while this layer runs (the input of an
-    enclosing residual block).
+    enclosing residual block). ``out_quantized``: an activation quantizer (the block's ``out_quant``)
+    follows the layer, so its output is stored as ``act_bits`` codes; without one, the C library stores
+    an integer layer's output at `C_GRID_BITS` (see `jointnas.devices.mcu.stored_bits`).
     """
 
     name: str
@@ -40,6 +42,7 @@ class LayerInfo:
     act_bits: int
     residual_numel: int
     relu: bool
+    out_quantized: bool = False
 
     @property
     def in_numel(self) -> int:
@@ -49,6 +52,12 @@ class LayerInfo:
     def out_numel(self) -> int:
         return _numel(self.out_shape)
 
+
+C_INPUT_BITS = 16
+"""Bits of the generated C library's quantized model input (its first integer layer reads them)."""
+C_GRID_BITS = 16
+"""Bits the C library stores an integer tensor at that no activation quantizer fixes (the first factor
+of a low-rank pair, residual and pooled sums), unless an accumulator bound forces fewer."""
 
 SCALE_BYTES = 4
 """Bytes per output channel of a layer with integer weight codes: the int32 requantization multiplier
@@ -96,26 +105,37 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
-def _followed_by_relu(model: nn.Module) -> set[str]:
-    """Names of conv/linear layers whose parent block applies a ReLU right after them (via BN)."""
+def _last_layers_of(model: nn.Module, wanted) -> set[str]:
+    """Names of the conv/linear layers whose parent block has a ``wanted(parent)`` epilogue right after them."""
     names = set()
     for parent_name, parent in model.named_modules():
-        act = getattr(parent, "act", None)
-        if not isinstance(act, nn.ReLU):
+        if not wanted(parent):
             continue
         for attr in ("conv", "linear"):
             layer = getattr(parent, attr, None)
             if not isinstance(layer, nn.Module):
                 continue
             name = f"{parent_name}.{attr}" if parent_name else attr
-            # A factorized layer is a Sequential: the ReLU follows its last factor.
+            # A factorized layer is a Sequential: the epilogue follows its last factor.
             names.add(f"{name}.{len(layer) - 1}" if isinstance(layer, nn.Sequential) else name)
     return names
 
 
+def _has_relu(parent: nn.Module) -> bool:
+    return isinstance(getattr(parent, "act", None), nn.ReLU)
+
+
+def _has_out_quant(parent: nn.Module) -> bool:
+    quant = getattr(parent, "out_quant", None)
+    return isinstance(quant, nn.Module) and not isinstance(quant, nn.Identity)
+
+
 @torch.no_grad()
-def _layer_info(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, residual: int, relu: bool) -> LayerInfo:
-    """One Conv/Linear layer as it ran on sample ``x`` (output ``y``; ``residual``: live residual elements)."""
+def _layer_info(
+    name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, residual: int, epilogue: tuple[bool, bool]
+) -> LayerInfo:
+    """One Conv/Linear layer as it ran on sample ``x`` (output ``y``; ``residual``: live residual elements;
+    ``epilogue``: a ReLU follows, an activation quantizer follows)."""
     w = module.weight
     if isinstance(module, nn.Linear):
         kind, kernel, stride, groups = "linear", 1, 1, 1
@@ -144,7 +164,8 @@ def _layer_info(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, 
         weight_bits=int(getattr(module, "weight_bits", 32)),
         act_bits=int(getattr(module, "act_bits", 32)),
         residual_numel=residual,
-        relu=relu,
+        relu=epilogue[0],
+        out_quantized=epilogue[1],
     )
 
 
@@ -152,7 +173,7 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerIn
     """Run one sample through ``model`` and describe every Conv/Linear layer in execution order."""
     layers: list[LayerInfo] = []
     live_residual: list[int] = []
-    relu_after = _followed_by_relu(model)
+    relu_after, quant_after = _last_layers_of(model, _has_relu), _last_layers_of(model, _has_out_quant)
     hooks = []
 
     def pre_block(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
@@ -163,7 +184,8 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerIn
 
     def make_hook(name: str):
         def hook(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            layers.append(_layer_info(name, module, args[0][0], out[0], sum(live_residual), name in relu_after))
+            epilogue = (name in relu_after, name in quant_after)
+            layers.append(_layer_info(name, module, args[0][0], out[0], sum(live_residual), epilogue))
 
         return hook
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from jointnas.spaces import UserInputError
+from jointnas.spaces import C_GRID_BITS, C_INPUT_BITS, UserInputError
 
 from .graph import Epilogue, Graph, Op, Pact, Value
 
@@ -107,8 +107,8 @@ class Grid:
 class Options:
     """Numeric choices: bits of the quantized model input and of other grid tensors, calibration margin."""
 
-    input_bits: int = 16
-    grid_bits: int = 16
+    input_bits: int = C_INPUT_BITS
+    grid_bits: int = C_GRID_BITS
     margin: float = 1.25
 
 
