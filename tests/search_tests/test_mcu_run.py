@@ -11,7 +11,7 @@ import torch
 
 from jointnas.compression import PipelineConfig, generate_c_library, run_pipeline
 from jointnas.devices import load_profile
-from jointnas.search.tools.mcu import check_library, host_predictions, run_library
+from jointnas.devices.board import check_library, host_predictions, run_library
 
 from ..compression_tests.test_cgen import _candidate, _task
 from ..compression_tests.test_cgen_tinychat import _library
