@@ -28,6 +28,7 @@ import onnx
 from jointnas.spaces import LayerInfo, UserInputError
 
 from .blocks import BlockSpec, block_graph, group_blocks, overhead_spec
+from .memory import estimate_flash_bytes, estimate_sram_bytes
 from .profile import DeviceProfile, load_profile
 
 LUT_FORMAT_VERSION = 2
@@ -418,6 +419,11 @@ class LatencyTable:
         measured like a block) plus what each block's entry adds to it (never below 0); that is, the sum
         of the block entries less the fixed cost for all blocks but one."""
         return self._raw(self.blocks(layers))
+
+    def memory_bytes(self, layers: Sequence[LayerInfo]) -> tuple[int, int]:
+        """(Flash, SRAM) the device needs for the model: its parameters (`estimate_flash_bytes`) and its
+        peak live activations (`estimate_sram_bytes`); ONNX Runtime's own footprint is not modelled."""
+        return estimate_flash_bytes(layers), estimate_sram_bytes(layers)
 
     def predict_ms(self, layers: Sequence[LayerInfo]) -> float:
         """Predicted latency in milliseconds: the calibrated block sum (the raw sum when uncalibrated)."""

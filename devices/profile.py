@@ -66,13 +66,19 @@ class DeviceProfile(BaseModel):
         flash_bytes, sram_bytes: capacities in bytes (``None``: no limit modelled).
         fpu: hardware floating point.
         native_bits: weight bit-widths the device's kernels run natively.
-        runtime_flash_bytes, runtime_sram_bytes: what the runtime itself takes (bytes).
+        runtime_flash_bytes, runtime_sram_bytes: what the program around the model library takes (bytes):
+            the board's core and the deployed sketch's own code and buffers (`jointnas.devices.mcu.fit_report`).
         bootloader_bytes: Flash the board's bootloader reserves (bytes; a program must fit beside it).
         cycles_per_mac: cycles per multiply-accumulate by weight bit-width (``"32"``: float).
         cycles_per_weight_byte, cycles_per_act_byte: memory-traffic cycles per byte moved.
         cycles_per_layer: fixed cycles per layer call (dispatch, loop set-up).
         cycles_per_input: cycles per input element (normalization and input quantization).
         cycles_per_inference: fixed cycles of one inference (entry, arena set-up, the classifier's scores).
+        cycle_table: fitted cycles per unit of each `jointnas.devices.mcu.cycle_terms` key; when set, it
+            replaces the hand-set ``cycles_per_*`` coefficients.
+        code_bytes: Flash bytes of the library's code per `jointnas.devices.mcu.code_terms` key
+            (``kernel:<class>``, ``kernel`` for a class not measured, ``layer``, ``fixed``), fitted from builds.
+        stack_bytes: stack peak of one inference of the library (bytes, measured in the simulator).
         calibration: how the cycle coefficients were fitted (`jointnas lut build` on a cycles device:
             toolchain, simulator, models, fit figures); ``None`` for hand-set coefficients.
         ort_disabled_optimizers: ONNX Runtime graph optimizers turned off for every measurement (and
@@ -106,6 +112,9 @@ class DeviceProfile(BaseModel):
     cycles_per_layer: float = Field(0.0, ge=0)
     cycles_per_input: float = Field(0.0, ge=0)
     cycles_per_inference: float = Field(0.0, ge=0)
+    cycle_table: dict[str, float] = Field(default_factory=dict)
+    code_bytes: dict[str, float] = Field(default_factory=dict)
+    stack_bytes: int = Field(0, ge=0)
     calibration: dict[str, Any] | None = None
     ort_disabled_optimizers: tuple[str, ...] = ()
     toolchain: ToolchainSpec | None = None

@@ -177,6 +177,14 @@ def _harness() -> Path:
     return exe
 
 
+SIM_LAYER_MARKERS = {
+    "JN_TRACE(layer,data,type,count)": "(*(volatile unsigned char *)0x3E = 2, *(volatile unsigned char *)0x3E = 1)"
+}
+"""``-D`` macros for `build`: the generated library's per-call hook ``JN_TRACE`` ends the measured region
+and starts the next (GPIOR0 at data address 0x3E: 2 then 1, the harness protocol), so the simulator
+counts the cycles of each kernel call, and of the input before the first, separately."""
+
+
 def sim_include_dir() -> Path:
     """The folder of ``jointnas_sim.h`` (firmware markers), for ``build(include_dirs=...)``."""
     return Path(str(resources.files("jointnas.devices") / "simavr"))

@@ -22,7 +22,6 @@ from jointnas.compression import (
 )
 from jointnas.devices import (
     LatencyTable,
-    estimate_sram_bytes,
     fit_profiles,
     fit_report,
     is_profile_path,
@@ -109,9 +108,13 @@ class Evaluation:
 
 
 def model_costs(model: nn.Module, input_shape: tuple[int, ...], table: LatencyTable) -> dict[str, Any]:
-    """`compression.deployed_costs` of a deployable model plus its SRAM and LUT latency."""
+    """`compression.deployed_costs` of a deployable model with the device model's figures: latency, and the
+    Flash and SRAM the device needs (`memory_bytes`: the parameters and peak activations for ONNX
+    Runtime; the whole C library, code and stack included, for a microcontroller). ``weight_bytes`` keeps
+    the parameters' Flash alone."""
     costs = deployed_costs(model, input_shape)
-    costs["sram_bytes"] = estimate_sram_bytes(costs["layers"])
+    costs["weight_bytes"] = costs["flash_bytes"]
+    costs["flash_bytes"], costs["sram_bytes"] = table.memory_bytes(costs["layers"])
     costs["latency_ms"] = table.predict_ms(costs["layers"])
     return costs
 
@@ -216,6 +219,7 @@ def _cost_attrs(costs: dict[str, Any], base_costs: dict[str, Any]) -> dict[str, 
         "nonzero_params": costs["nonzero_params"],
         "macs": costs["macs"],
         "flash_bytes": costs["flash_bytes"],
+        "weight_bytes": costs["weight_bytes"],
         "sram_bytes": costs["sram_bytes"],
         "latency_ms": costs["latency_ms"],
         "fp32_params": base_costs["params"],

@@ -1,16 +1,23 @@
-"""Cycle models fitted in the simulator: `jointnas lut build` / `lut validate` for microcontroller devices.
+"""Microcontroller cost models fitted in the simulator: `jointnas lut build` / `lut validate` on a board.
 
-A microcontroller's latency objective is the profile's cycle model (`jointnas.devices.mcu.mcu_cycles`:
-`cycle_terms` weighted by `cycle_coefficients`). Its coefficients are hand-set guesses until they are
-fitted here: `calibrate_cycles` draws random candidates of a study's space, builds each one's model
-as the pipeline compresses it (pruned, factorized, quantized; untrained weights suffice for timing),
-generates its C library, builds that with the board's compiler and counts the cycles of one
-``jointnas_predict`` in the simulator (`search.tools.mcu.check_library`). The coefficients are the
-non-negative least-squares fit of those cycles on the models' terms, weighted by relative error, and
-are written as a profile file (the packaged profile with the fitted coefficients and a ``calibration``
-record: toolchain, simulator, models, fit figures) that a study names in ``[device] name``.
-`validate_cycles` measures other random models the same way and reports Spearman ρ, Kendall τ and the
-shares within ±5% / ±10% / ±20% of the simulator.
+A microcontroller's objectives come from the profile's models over traced layers
+(`jointnas.devices.mcu`): cycles (`cycle_terms` priced by the ``cycle_table``), Flash
+(`library_flash_bytes`: weights + ``code_bytes``) and SRAM (`library_sram_bytes`: arena + ``stack_bytes``).
+Their coefficients are hand-set guesses until `calibrate_cycles` fits them: it draws random candidates
+of a study's space, builds each one's model as the pipeline compresses it (pruned, factorized,
+quantized; untrained weights suffice), generates its C library as export does (the task's
+normalization; a text task's chat encoder), builds it with the board's compiler and runs it in the
+simulator twice: once with a region per kernel call (`jointnas.devices.toolchain.SIM_LAYER_MARKERS`:
+the cycles of every layer and of what surrounds them: input normalization, a text model's encoder,
+scores) and once as deployed (`jointnas.devices.board.check_library`: library and sketch sizes, stack peak,
+cycles of one inference, one generated character for text models). Cycles per term are the
+non-negative least-squares fit of the per-call cycles (relative error), code bytes per term the exact
+fit of the library's text + data less its weight bytes; the stack peak and the program around the
+library (the Arduino core and the sketch: ``runtime_*``) are the largest measured. The result is written
+as a profile file (the packaged profile with these fields and a ``calibration`` record) that a study
+names in ``[device] name``. `validate_cycles` builds and runs other random models as deployed and
+reports, for cycles, Spearman ρ, Kendall τ and the shares within ±5% / ±10% / ±20%, and the errors
+of the Flash and SRAM estimates.
 """
 
 from __future__ import annotations
@@ -25,14 +32,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jointnas.devices import DeviceProfile, load_profile, prediction_metrics
-from jointnas.devices.mcu import cycle_terms, cycles_of_terms
-from jointnas.devices.toolchain import BuildError
+from jointnas.devices.board import CHAT_QUERIES, check_library, run_library
+from jointnas.devices.mcu import (
+    code_terms,
+    cycle_terms,
+    layer_cycle_terms,
+    library_flash_bytes,
+    library_sram_bytes,
+    mcu_cycles,
+    model_cycle_terms,
+)
+from jointnas.devices.toolchain import SIM_LAYER_MARKERS, BuildError
 from jointnas.spaces import Candidate, UserInputError, trace_layers
 
 from .lut import random_candidates
-from .mcu import check_library
 
 if TYPE_CHECKING:
+    from jointnas.objectives import TaskData
+
     from ..config import StudyConfig
 
 CALIBRATION_SEED = 0
@@ -49,34 +66,78 @@ def _simulated_profile(device: str | Path) -> DeviceProfile:
     return profile
 
 
-def measure_cycles(candidate: Candidate, config: StudyConfig, profile: DeviceProfile, work: Path) -> dict[str, Any]:
-    """Simulated cycles of one ``jointnas_predict`` of ``candidate``'s compressed model, with its terms."""
+def _library(candidate: Candidate, config: StudyConfig, task: TaskData, work: Path) -> tuple[Any, Any]:
+    """``candidate``'s model compressed as the pipeline does (untrained) and its C library as export writes it."""
     import torch
 
     from jointnas.compression import generate_c_library, run_pipeline
 
     torch.manual_seed(0)
-    shape = candidate.input_shape
-    x = torch.randn(64, *shape)
+    x = torch.randn(64, *candidate.input_shape)
     y = torch.randint(0, candidate.num_classes, (64,))
     untrained = config.pipeline.model_copy(update={"train_epochs": 0, "finetune_epochs": 0})
     model = run_pipeline(candidate, x, y, x[:16], y[:16], untrained, seed=0).model
-    generate_c_library(model, shape, work / "c", calibration=x)
-    zero = np.zeros((1, *shape), dtype=np.float32)
-    check = check_library(work / "c", profile, work / "build", samples=zero, num_classes=candidate.num_classes)
-    terms = cycle_terms(trace_layers(model, shape), profile=profile)
-    return {"cycles": check.cycles, "terms": terms, "library_flash_bytes": check.library_flash_bytes}
+    lib = generate_c_library(
+        model, candidate.input_shape, work / "c", calibration=x, normalization=task.normalization, encoder=task.encoder
+    )
+    return model, lib
+
+
+def _split(regions: tuple[int, ...], n_layers: int) -> tuple[list[int], float] | None:
+    """Per-call regions → (the first inference's layer cycles, the cycles around the layers per inference);
+    ``None`` when the calls are not one per traced layer (extra add/pool calls: the model is fitted whole)."""
+    if len(regions) < n_layers + 2 or (len(regions) - 1) % (n_layers + 1):
+        return None
+    inferences = (len(regions) - 1) // (n_layers + 1)
+    layer_total = sum(sum(regions[1 + i * (n_layers + 1) : (i + 1) * (n_layers + 1)]) for i in range(inferences))
+    return list(regions[1 : 1 + n_layers]), (sum(regions) - layer_total) / inferences
+
+
+def measure_cycles(
+    candidate: Candidate, config: StudyConfig, profile: DeviceProfile, task: TaskData, work: Path, *, per_layer: bool
+) -> dict[str, Any]:
+    """What ``candidate``'s library measures on ``profile``: cycles of one inference (per generated
+    character for a text task), library Flash, arena + stack, the program around it; with ``per_layer``
+    also the cycles of each kernel call. Each figure beside the terms that predict it."""
+    model, lib = _library(candidate, config, task, work)
+    layers = trace_layers(model, candidate.input_shape)
+    samples = None if lib.has_reply else np.zeros((1, *candidate.input_shape), dtype=np.float32)
+    queries = list(CHAT_QUERIES[:1]) if lib.has_reply else None
+    kw = {"samples": samples, "queries": queries, "num_classes": candidate.num_classes}
+    check = check_library(work / "c", profile, work / "build", **kw)
+    row = {
+        "layers": layers,
+        "cycles": check.cycles,
+        "flash_bytes": check.library_flash_bytes,
+        "weight_bytes": lib.weight_bytes,
+        "sram_bytes": check.library_sram_bytes + check.stack_peak_bytes,
+        "stack_peak_bytes": check.stack_peak_bytes,
+        "runtime_flash_bytes": (check.sketch_flash_bytes or check.program_flash_bytes) - check.library_flash_bytes,
+        "runtime_sram_bytes": (check.sketch_sram_bytes or check.program_sram_bytes) - check.library_sram_bytes,
+    }
+    if per_layer:
+        traced = run_library(work / "c", profile, work / "traced", defines=SIM_LAYER_MARKERS, **kw)
+        row["split"] = _split(traced.simulation.region_cycles, len(layers))
+    return row
 
 
 def _measure_all(
-    config: StudyConfig, profile: DeviceProfile, n: int, seed: int, progress: Callable[[int, int], None] | None
+    config: StudyConfig,
+    profile: DeviceProfile,
+    n: int,
+    seed: int,
+    progress: Callable[[int, int], None] | None,
+    per_layer: bool = False,
 ) -> list[dict[str, Any]]:
+    from jointnas.objectives import load_task
+
+    task = load_task(config.task)
     rows = []
     with tempfile.TemporaryDirectory(prefix="jointnas-cycles-") as tmp:
         for i, candidate in enumerate(random_candidates(config, n, seed)):
             # a model that does not fit the board fails to link: nothing to time
             with contextlib.suppress(BuildError):
-                rows.append(measure_cycles(candidate, config, profile, Path(tmp) / f"m{i}"))
+                rows.append(measure_cycles(candidate, config, profile, task, Path(tmp) / f"m{i}", per_layer=per_layer))
             if progress is not None:
                 progress(i + 1, n)
     if len(rows) < 2:
@@ -87,30 +148,64 @@ def _measure_all(
     return rows
 
 
-def fit_coefficients(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Non-negative coefficients per term that minimise the relative error of the predicted cycles."""
+def fit_coefficients(rows: list[dict[str, Any]], *, relative: bool = True) -> dict[str, float]:
+    """Non-negative coefficients per term (``rows``: ``{"terms": {...}, "cycles": c}``) that minimise the
+    relative (or, with ``relative=False``, absolute) error of the predicted totals."""
     from scipy.optimize import nnls
 
     keys = sorted({k for r in rows for k, v in r["terms"].items() if v})
-    a = np.array([[r["terms"].get(k, 0.0) / r["cycles"] for k in keys] for r in rows])
-    coef, _ = nnls(a, np.ones(len(rows)))
+    scale = [r["cycles"] if relative else 1.0 for r in rows]
+    a = np.array([[r["terms"].get(k, 0.0) / w for k in keys] for r, w in zip(rows, scale, strict=True)])
+    b = np.array([r["cycles"] / w for r, w in zip(rows, scale, strict=True)])
+    coef, _ = nnls(a, b)
     return dict(zip(keys, (float(c) for c in coef), strict=True))
 
 
-def _with_coefficients(profile: DeviceProfile, coef: dict[str, float], calibration: dict[str, Any]) -> DeviceProfile:
-    macs = dict(profile.cycles_per_mac)
-    macs.update({int(k.split(":")[1]): v for k, v in coef.items() if k.startswith("mac:")})
-    fields = {"weight_byte": "cycles_per_weight_byte", "act_byte": "cycles_per_act_byte", "layer": "cycles_per_layer"}
-    fields.update(input="cycles_per_input", inference="cycles_per_inference")
-    update = {field: coef.get(term, 0.0) for term, field in fields.items()}
-    return profile.model_copy(update={**update, "cycles_per_mac": macs, "calibration": calibration})
+def _cycle_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fit's rows: each kernel call and what surrounds the calls (or, unsplit, each whole model)."""
+    out = []
+    for r in rows:
+        if r.get("split") is None:
+            out.append({"terms": cycle_terms(r["layers"]), "cycles": r["cycles"]})
+            continue
+        per_layer, around = r["split"]
+        out += [{"terms": t, "cycles": c} for t, c in zip(layer_cycle_terms(r["layers"]), per_layer, strict=True)]
+        out.append({"terms": model_cycle_terms(r["layers"]), "cycles": around})
+    return out
+
+
+def fitted_profile(profile: DeviceProfile, rows: list[dict[str, Any]]) -> DeviceProfile:
+    """``profile`` with cycles, code bytes, stack and the program around the library fitted on ``rows``."""
+    code_rows = [{"terms": code_terms(r["layers"]), "cycles": r["flash_bytes"] - r["weight_bytes"]} for r in rows]
+    code = fit_coefficients(code_rows, relative=False)
+    kernels = [v for k, v in code.items() if k.startswith("kernel:") and v > 0]
+    code["kernel"] = float(np.median(kernels)) if kernels else 0.0  # a kernel class the calibration never built
+    update = {
+        "cycle_table": fit_coefficients(_cycle_rows(rows)),
+        "code_bytes": code,
+        "stack_bytes": max(r["stack_peak_bytes"] for r in rows),
+        "runtime_flash_bytes": max(r["runtime_flash_bytes"] for r in rows),
+        "runtime_sram_bytes": max(r["runtime_sram_bytes"] for r in rows),
+    }
+    return profile.model_copy(update=update)
+
+
+def _shares(rel: np.ndarray) -> dict[str, float]:
+    return {f"within_{p}pct": float((np.abs(rel) <= p / 100).mean()) for p in (2, 3, 5, 10, 20)}
 
 
 def _metrics(rows: list[dict[str, Any]], profile: DeviceProfile) -> dict[str, Any]:
-    predicted = np.array([cycles_of_terms(r["terms"], profile) for r in rows])
+    """How well ``profile``'s models predict ``rows``: cycles (ρ, τ, shares), Flash and SRAM (shares, max error)."""
+    predicted = np.array([mcu_cycles(r["layers"], profile) for r in rows])
     measured = np.array([r["cycles"] for r in rows])
-    rel = np.abs(predicted - measured) / measured
-    return {**prediction_metrics(predicted, measured), "within_5pct": float((rel <= 0.05).mean())}
+    within_5 = float((np.abs(predicted / measured - 1) <= 0.05).mean())
+    memory = {}
+    for name, estimate in (("flash", library_flash_bytes), ("sram", library_sram_bytes)):
+        est = np.array([estimate(r["layers"], profile) for r in rows], dtype=float)
+        real = np.array([r[f"{name}_bytes"] for r in rows], dtype=float)
+        rel = est / real - 1
+        memory[name] = {**_shares(rel), "max_abs_rel_error": float(np.abs(rel).max()), "median_bytes": np.median(real)}
+    return {**prediction_metrics(predicted, measured), "within_5pct": within_5, **memory}
 
 
 def calibrate_cycles(
@@ -127,9 +222,9 @@ def calibrate_cycles(
     profile = _simulated_profile(device)
     if n_models < 4:
         raise UserInputError(f"--n-calibration {n_models} is too few; measure at least 4 models")
-    rows = _measure_all(config, profile, n_models, seed, progress)
+    rows = _measure_all(config, profile, n_models, seed, progress, per_layer=True)
     before = _metrics(rows, profile)
-    fitted = _with_coefficients(profile, fit_coefficients(rows), {})
+    fitted = fitted_profile(profile, rows)
     fit = _metrics(rows, fitted)
     calibration = {
         "simulator": profile.toolchain.simulator,
@@ -137,6 +232,7 @@ def calibrate_cycles(
         "cflags": list(profile.toolchain.cflags),
         "n_models": n_models,
         "n_linked": len(rows),
+        "n_split": sum(r.get("split") is not None for r in rows),
         "seed": seed,
         "space_of": config.study.name,
         "fit": fit,

@@ -7,12 +7,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
+from jointnas.compression import PipelineConfig, generate_c_library, run_pipeline
 from jointnas.devices import load_profile
-from jointnas.devices.mcu import cycle_coefficients, cycle_terms, mcu_cycles
+from jointnas.devices.mcu import cycle_coefficient, cycle_terms, kernel_classes, mcu_cycles, stored_bits
 from jointnas.search.cli import main
+from jointnas.search.config import apply_overrides, load_config
 from jointnas.search.tools.cycles import fit_coefficients
-from jointnas.spaces import Candidate, Stage, build_model, trace_layers
+from jointnas.search.tools.lut import random_candidates
+from jointnas.spaces import Candidate, Stage, trace_layers
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_avr = pytest.mark.skipif(
@@ -21,24 +25,66 @@ needs_avr = pytest.mark.skipif(
 )
 
 
+SHORT = {"int8_t": "i8", "uint8_t": "u8", "int16_t": "i16", "uint16_t": "u16", "float": "f32"}
+
+
+def _compressed(candidate: Candidate, steps: list[str]) -> torch.nn.Module:
+    torch.manual_seed(0)
+    x, y = torch.randn(64, *candidate.input_shape), torch.randint(0, candidate.num_classes, (64,))
+    config = PipelineConfig(train_epochs=0, finetune_epochs=0, steps=steps)
+    return run_pipeline(candidate, x, y, x[:16], y[:16], config, seed=0).model
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_cost_model_sees_the_kernels_the_c_generator_writes(seed, tmp_path):
+    """stored_bits / kernel_classes (traced layers only) name the kernels and types cgen generates."""
+    config = load_config(ROOT / "studies/tinychat_arduino.toml")
+    config = apply_overrides(config, **{"task.path": str(ROOT / "studies/data/tinychat_sample.txt")})
+    for i, candidate in enumerate(random_candidates(config, 4, seed)):
+        model = _compressed(candidate, list(config.pipeline.steps))
+        x = torch.randn(64, *candidate.input_shape)
+        lib = generate_c_library(model, candidate.input_shape, tmp_path / f"c{i}", calibration=x)
+        layers = trace_layers(model, candidate.input_shape)
+        for layer, cls, (_, out_bits), c in zip(
+            layers, kernel_classes(layers), stored_bits(layers), lib.layers, strict=True
+        ):
+            arithmetic, storage, weights, shape = cls.split(".")
+            assert (arithmetic, storage) == (c.mode, SHORT[c.in_type]), (cls, c)
+            assert weights == f"w{c.weight_bits}{'s' if c.sparse else ''}" and shape == "pw"
+            assert out_bits == {"f32": 32, "i16": 16, "u16": 16}.get(SHORT[c.out_type], layer.act_bits)
+        assert len(lib.layers) == len(layers)
+
+
 def test_the_cycle_model_is_its_terms_weighted_by_the_profiles_coefficients():
     uno = load_profile("arduino-uno")
-    layers = trace_layers(build_model(Candidate("mlp", (16,), 4, (Stage(8, weight_bits=4, act_bits=8),))), (16,))
-    terms = cycle_terms(layers, profile=uno)
-    assert terms["layer"] == 2 and terms["inference"] == 1 and terms["input"] == 16
-    # the hand-set model as it always was: MACs x cycles/MAC + weight bytes x 3 + activation bytes x 2 + 2000/layer
-    expected = sum(uno.mac_cycles(la.weight_bits, 8) * la.macs for la in layers)
-    expected += 3.0 * terms["weight_byte"] + 2.0 * terms["act_byte"] + 2000 * len(layers)
-    assert mcu_cycles(layers, uno) == pytest.approx(expected)
-    coef = cycle_coefficients(uno)
+    layers = trace_layers(
+        _compressed(Candidate("mlp", (16,), 4, (Stage(8, weight_bits=4, act_bits=8),), head_bits=8), ["quantize"]),
+        (16,),
+    )
+    terms = cycle_terms(layers)
+    assert terms["layer"] == 2 and terms["inference"] == 1 and terms["input"] == 16 and terms["class"] == 4
+    # int16 input codes into the 4-bit layer; its uint8 ReLU codes into the 8-bit classifier (float logits)
+    assert terms["mac:int.i16.w4.pw"] == 16 * 8 and terms["mac:int.u8.w8.pw"] == 8 * 4
+    assert terms["out:8"] == 8 and terms["out:32"] == 4
+    coef = {k: cycle_coefficient(uno, k) for k in terms}
     assert mcu_cycles(layers, uno) == pytest.approx(sum(coef[k] * v for k, v in terms.items()))
+    hand_set = uno.model_copy(update={"cycle_table": {}})
+    # hand-set: MAC + the weight's bytes read + the input's bytes read, per MAC
+    assert cycle_coefficient(hand_set, "mac:int.i16.w4.pw") == pytest.approx(
+        hand_set.mac_cycles(4, 16) + 0.5 * hand_set.cycles_per_weight_byte + 2 * hand_set.cycles_per_act_byte
+    )
 
 
 def test_the_fit_recovers_known_coefficients():
-    truth = {"mac:8": 60.0, "layer": 500.0, "input": 250.0}
+    truth = {"mac:int.u8.w8.pw": 60.0, "layer": 500.0, "input": 250.0}
     rows = []
     for i in range(1, 9):
-        terms = {"mac:8": 1000.0 * i, "layer": float(i % 3 + 1), "input": 64.0 * (i % 2 + 1), "inference": 1.0}
+        terms = {
+            "mac:int.u8.w8.pw": 1000.0 * i,
+            "layer": float(i % 3 + 1),
+            "input": 64.0 * (i % 2 + 1),
+            "inference": 1.0,
+        }
         rows.append({"terms": terms, "cycles": sum(truth.get(k, 0.0) * v for k, v in terms.items())})
     fitted = fit_coefficients(rows)
     for key, value in truth.items():
