@@ -39,7 +39,9 @@ class DeviceConfig(BaseModel):
     ``name`` picks the device profile: a packaged one by name (``ort-cpu``: this machine through ONNX
     Runtime; ``rpi4``; ``arduino-uno``, ``stm32f746``, ``esp32``) or a profile file by path; ``threads`` fixes ONNX
     Runtime's intra-op threads; ``lut`` is the latency table file (default: next to the study config);
-    ``warmup`` / ``repeats`` control each measurement.
+    ``warmup`` / ``repeats`` control each measurement. ``verify`` (microcontrollers with a simulator):
+    build and run every trial's C library during the search and take the measured Flash, SRAM and
+    latency as its values (`jointnas.objectives.board.verify_on_board`; seconds per trial).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,6 +51,7 @@ class DeviceConfig(BaseModel):
     lut: str | None = None
     warmup: int = Field(10, ge=0, le=10_000)
     repeats: int = Field(15, ge=3, le=100_000)
+    verify: bool = False
 
     @field_validator("name")
     @classmethod

@@ -21,6 +21,7 @@ from jointnas.compression import (
     run_pipeline,
 )
 from jointnas.devices import (
+    DeviceProfile,
     LatencyTable,
     fit_profiles,
     fit_report,
@@ -30,6 +31,7 @@ from jointnas.devices import (
 )
 from jointnas.spaces import Candidate, build_model
 
+from .board import verify_on_board
 from .tasks import TaskData
 
 Metric = Literal["accuracy", "latency_ms", "flash_bytes", "sram_bytes"]
@@ -160,11 +162,15 @@ def measure_candidate(
     constraints: ConstraintsConfig,
     *,
     started: float | None = None,
+    verify: DeviceProfile | None = None,
 ) -> Evaluation:
     """The measure step of a trial: objective values, constraint violations and attrs of a trained ``result``.
 
     Accuracy is the validation split's; the test split's accuracy is only recorded in ``attrs``.
     ``started`` (a `time.perf_counter` value) is when training began, for the ``total_s`` timing.
+    ``verify``: the board to build and run the model's C library on (`verify_on_board`); its measured
+    Flash, SRAM and latency become the values (the estimates stay in ``attrs["estimated"]``) and its
+    build's verdict the ``fits:<board>`` constraint.
     """
     t_start = time.perf_counter() if started is None else started
     model = result.model
@@ -187,11 +193,17 @@ def measure_candidate(
         "flash_bytes": float(costs["flash_bytes"]),
         "sram_bytes": float(costs["sram_bytes"]),
     }
+    estimated = dict(measured)
+    verified = None if verify is None else verify_on_board(model, task, verify)
+    if verified is not None and "failed" not in verified:
+        measured.update({k: float(verified[k]) for k in ("flash_bytes", "sram_bytes", "latency_ms")})
     values = {m: measured[m] for m in objectives.metrics}
     violations = {k: measured[k] - bound for k, bound in constraints.bounds().items()}
     device_fit = {p.name: fit_report(costs["layers"], p) for p in fit_profiles(constraints.fits)}
     for name in constraints.fits:
-        violations[f"fits:{name}"] = device_fit[load_profile(name).name].violation
+        board = load_profile(name).name
+        built = verified is not None and verified["device"] == board
+        violations[f"fits:{name}"] = verified["violation"] if built else device_fit[board].violation
     timings = dict(result.timings_s, eval_s=eval_s, cost_s=cost_s, total_s=time.perf_counter() - t_start)
     attrs: dict[str, Any] = {
         "candidate": candidate.to_dict(),
@@ -210,6 +222,8 @@ def measure_candidate(
         "device_fit": {n: r.to_dict() for n, r in device_fit.items()},
         "feasible": all(v <= 0 for v in violations.values()),
     }
+    if verified is not None:
+        attrs.update(verified=verified, estimated=estimated)
     return Evaluation(values, violations, attrs, model, result.teacher)
 
 
@@ -242,8 +256,10 @@ def evaluate_candidate(
     seed: int = 0,
     supported_weight_bits: Sequence[int] | None = None,
     initial_model: nn.Module | None = None,
+    verify: DeviceProfile | None = None,
 ) -> Evaluation:
-    """Train, compress and fine-tune ``candidate`` (`train_candidate`), then measure it (`measure_candidate`)."""
+    """Train, compress and fine-tune ``candidate`` (`train_candidate`), then measure it (`measure_candidate`,
+    built and run on the ``verify`` board when given)."""
     started = time.perf_counter()
     result = train_candidate(
         candidate,
@@ -253,4 +269,4 @@ def evaluate_candidate(
         supported_weight_bits=supported_weight_bits,
         initial_model=initial_model,
     )
-    return measure_candidate(candidate, result, task, table, objectives, constraints, started=started)
+    return measure_candidate(candidate, result, task, table, objectives, constraints, started=started, verify=verify)

@@ -43,6 +43,8 @@ class Objective:
         profile = getattr(table, "profile", None)
         #: The device's weight bit-widths (`DeviceProfile.supported_weight_bits`): plan validation refuses others.
         self.supported_weight_bits = None if profile is None else profile.supported_weight_bits
+        #: The board every trial is built and run on (``[device] verify = true``), else ``None``.
+        self.verify = profile if config.device.verify else None
         #: The last successful evaluation (its ``model`` is exported as the trial's ONNX artifact).
         self.last_evaluation: Evaluation | None = None
 
@@ -71,6 +73,7 @@ class Objective:
                 seed=seed,
                 supported_weight_bits=self.supported_weight_bits,
                 initial_model=initial_model,
+                verify=self.verify,
             )
         except UserInputError as exc:  # a plan the device cannot run (validate_plan, before any training)
             trial.set_user_attr("fail_reason", f"plan refused: {exc}")

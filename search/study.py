@@ -14,8 +14,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from jointnas.devices import is_profile_path, open_latency_model
+from jointnas.devices import is_profile_path, load_profile, open_latency_model
 from jointnas.objectives import TaskData, load_task
+from jointnas.objectives.board import check_verifiable
 from jointnas.spaces import UserInputError
 
 from .artifacts import ArtifactUploader, open_artifact_store
@@ -67,14 +68,18 @@ def device_profile_ref(config: StudyConfig, config_path: Path | None) -> str:
 
 def device_model(config: StudyConfig, config_path: Path | None, lut: Path | None = None) -> Any:
     """The study's latency predictor (`open_latency_model`): loads and checks the device profile and its
-    table (malformed, missing or another device's: `UserInputError`), so a run can do it before any write."""
-    return open_latency_model(
+    table (malformed, missing or another device's: `UserInputError`), and with ``[device] verify`` that its
+    builds can run here (`check_verifiable`), so a run can do it before any write."""
+    model = open_latency_model(
         device_profile_ref(config, config_path),
         lut or lut_path(config, config_path),
         threads=config.device.threads,
         warmup=config.device.warmup,
         repeats=config.device.repeats,
     )
+    if config.device.verify:
+        check_verifiable(load_profile(device_profile_ref(config, config_path)))
+    return model
 
 
 def load_study(storage: Any, study_name: str) -> optuna.Study:

@@ -290,6 +290,11 @@ def test_tinychat_trial_rated_fitting_the_uno_replies_on_it_as_on_the_host(tmp_p
     # the measuring main calls jointnas_reply("hello", ...) and jointnas_reply("how are you?", ...)
     assert board["program_flash_bytes"] <= 32_256 and board["program_sram_bytes"] <= 1_536
     assert board["cycles"] > 10_000 and board["stack_peak_bytes"] > 0
+    # the search's objectives are the build's: Flash within 3% of the library's text + data (avr-gcc),
+    # latency within 15% of simavr's cycles per generated character at 16 MHz
+    values = dict(zip(config.objectives.metrics, study.trials[0].values, strict=True))
+    assert values["flash_bytes"] == pytest.approx(board["library_flash_bytes"], rel=0.03)
+    assert values["latency_ms"] == pytest.approx(board["cycles"] / 16e3, rel=0.15)
 
 
 def test_export_is_quiet_and_its_onnx_files_take_raw_pixels(tiny_study, tmp_path, capfd, caplog, recwarn):
