@@ -5,11 +5,11 @@ training-data.txt.gz`, 3,002 pairs) and `studies/mnist1d_mcu.toml`, exports ever
 (`jointnas export`: ONNX files and the C library ``c/``) and builds that library for every packaged
 microcontroller profile the trial was rated for (its ``device_fit`` attr):
 
-* **Flash**: the search's estimate (packed weights + the profile's runtime constant) vs text + data of
-  the library's objects and of the Arduino sketch (Uno) or the measuring program (STM32), from the
-  target's size tool;
-* **SRAM**: the estimate (peak live activations + runtime constant) vs the library's data + bss and the
-  stack peak simavr measured (Uno; the STM32 build has no simulator here);
+* **Flash**: the search's estimate (the library: packed weights + fitted kernel code; + the profile's
+  measured program around it) vs text + data of the library's objects and of the Arduino sketch (Uno)
+  or the measuring program (STM32), from the target's size tool;
+* **SRAM**: the estimate (arena at the stored precision + stack + the program's own) vs the library's
+  data + bss and the stack peak simavr measured (Uno; the STM32 build has no simulator here);
 * **latency**: the cycle model's prediction vs simavr's cycles of one inference (tinychat: one generated
   character, encoder included) at 16 MHz;
 * **agreement**: the C library built on this machine vs the torch model and ``model.onnx`` on the whole
@@ -17,6 +17,7 @@ microcontroller profile the trial was rated for (its ``device_fit`` attr):
 * **fits**: the verdict the search recorded vs the build's (links within Flash less the bootloader, static
   SRAM + stack peak within SRAM); contradicted verdicts are listed.
 
+The held-out validation of the Uno's fitted models (`benchmarks/cycles.py` → cycles.json) is copied in.
 Writes benchmarks/results/mcu.json. Usage: ``python benchmarks/mcu.py [--n-trials N] [--studies ...]``.
 """
 
@@ -89,7 +90,8 @@ def _measured(check: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _device_row(estimate: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+def _device_row(device: str, estimate: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+    profile = load_profile(device)
     row = {
         "rated_fits": estimate["fits"],
         "estimated_flash_bytes": estimate["flash_bytes"],
@@ -101,6 +103,8 @@ def _device_row(estimate: dict[str, Any], measured: dict[str, Any]) -> dict[str,
     }
     if measured.get("built"):
         row["flash_error"] = estimate["flash_bytes"] / measured["deployed_flash_bytes"] - 1
+        library = estimate["flash_bytes"] - profile.runtime_flash_bytes  # the library part of the estimate
+        row["library_flash_error"] = library / measured["library_flash_bytes"] - 1
         if measured["deployed_sram_bytes"]:
             row["sram_error"] = estimate["sram_bytes"] / measured["deployed_sram_bytes"] - 1
         if measured["simulated_ms"] and estimate["latency_ms"]:
@@ -136,7 +140,7 @@ def _trial_row(study: optuna.Study, trial: optuna.trial.FrozenTrial, work: Path,
             check = study_board
         else:
             check = _check_device(out / "c", device, work / f"b{trial.number}", raw, task.num_classes, text)
-        devices[device] = _device_row(estimate, _measured(check))
+        devices[device] = _device_row(device, estimate, _measured(check))
     return {
         "trial": trial.number,
         "candidate": trial.user_attrs["candidate"],
@@ -171,6 +175,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "measured_fits": sum(bool(i["fits"]) for i in items),
             "contradicted": sum(i["verdict_contradicted"] for i in items),
             "median_abs_flash_error": median("flash_error"),
+            "median_abs_library_flash_error": median("library_flash_error"),
+            "max_abs_library_flash_error": _largest(built, "library_flash_error"),
+            "max_abs_latency_error": _largest(built, "latency_error"),
+            "certified": all(i["rated_fits"] == i["fits"] for i in items if i["fits"] is not None),
             "median_abs_sram_error": median("sram_error"),
             "median_abs_latency_error": median("latency_error"),
             "all_board_outputs_match_host": all(i.get("matches_host") is not False for i in built),
@@ -178,6 +186,27 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         }
     agreement = [r["c_vs_torch_agreement"] for r in rows if r["c_vs_torch_agreement"] is not None]
     return {"devices": per_device, "min_c_vs_torch_agreement": min(agreement) if agreement else None}
+
+
+def _largest(items: list[dict[str, Any]], key: str) -> float | None:
+    return max((abs(i[key]) for i in items if i.get(key) is not None), default=None)
+
+
+def _validation() -> dict[str, Any] | None:
+    """The held-out validation of the Uno's fitted models (benchmarks/cycles.py), as recorded there."""
+    path = ROOT / "benchmarks/results/cycles.json"
+    if not path.is_file():
+        return None
+    cycles = json.loads(path.read_text())
+    fitted, hand = cycles["validate_fitted"], cycles["validate_hand_set"]
+    return {
+        "source": "benchmarks/results/cycles.json",
+        "command": cycles["command"],
+        "n_models": fitted["n_linked"],
+        "fitted": fitted["metrics"],
+        "hand_set": hand["metrics"],
+        "goal_within_10pct": cycles["goal_within_10pct"],
+    }
 
 
 def _contradictions(studies: dict[str, Any]) -> list[dict[str, Any]]:
@@ -368,6 +397,7 @@ def main() -> None:
         print(f"{name}: {json.dumps(studies[name]['summary'], indent=1)}")
     result = {
         "benchmark": "mcu",
+        "validation": _validation(),
         "studies": studies,
         "contradicted_verdicts": _contradictions(studies),
         "wall_s": round(time.perf_counter() - t_start, 1),
