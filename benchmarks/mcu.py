@@ -238,32 +238,30 @@ Written by `benchmarks/mcu.py` from `benchmarks/results/mcu.json` (do not edit b
 runs the two microcontroller studies, exports every Pareto-front trial (`jointnas export`) and builds
 its C library (`docs/cgen.md`) with each rated board's own compiler (`docs/devices.md`, toolchains):
 
-* **Flash**: the search's estimate for the board (packed weights + the profile's runtime constant:
-  `devices.mcu.fit_report`) against text + data of what is deployed: the Arduino sketch built with
-  Debian's Arduino core for the Uno (library + core + Serial), the library with a minimal measuring
-  `main` (newlib-nano) for the STM32F746. "library" columns count the library's own objects only.
-* **SRAM**: the estimate (peak live activations + runtime constant) against static SRAM (data + bss of
-  the sketch or program; the library's arena is in bss) plus the stack peak simavr measured while
-  the measuring `main` ran inferences. The STM32 build is not simulated here, so its SRAM is static only.
-* **Latency**: the profile's cycle model against simavr's cycles of one `jointnas_predict` (tinychat:
-  one generated character of `jointnas_reply`, its encoder included) at the board's clock. Cortex-M
-  cycles are not measured here (no repeatable simulator yet).
+* **Flash**: the search's estimate for the board (`devices.mcu.fit_report`: the library, that is the
+  packed weights plus the code of each kernel class and layer fitted from avr-gcc builds
+  (`library_flash_bytes`), plus the profile's measured program around it) against text + data of what
+  is deployed: the Arduino sketch built with Debian's Arduino core for the Uno, the library with a
+  minimal measuring `main` (newlib-nano) for the STM32F746. "library" columns count the library's own
+  objects only; the library error compares the library part of the estimate with them.
+* **SRAM**: the estimate (the arena at the precision the library stores each tensor, the fitted stack
+  peak, the program's own static SRAM) against static SRAM (data + bss of the sketch or program; the
+  arena is in bss) plus the stack peak simavr measured. The STM32 build is not simulated here, so its
+  SRAM is static only.
+* **Latency**: the profile's cycle model (`devices.mcu.cycle_terms`: per kernel class, fitted on
+  per-call simavr cycles) against simavr's cycles of one `jointnas_predict` (tinychat: one generated
+  character of `jointnas_reply`, its encoder included) at the board's clock. Cortex-M cycles are not
+  measured here (the STM32F746 profile keeps hand-set coefficients).
 * **Agreement**: the C library built for this machine on the whole test split against the torch model
   (argmax), and the board's outputs against the host build's (bit for bit).
 * **Fits**: the search's verdict against the build's: links within Flash less the bootloader, static
-  SRAM + stack peak within SRAM. A board build that does not link does not fit.
+  SRAM + stack peak within SRAM. A board build that does not link does not fit. A device is
+  *certified* when no verdict is contradicted.
 
-Estimates are *not* yet calibrated against these builds: the studies ran with the packaged profiles'
-hand-set coefficients, and the latency errors below are what fitting them removes. `jointnas lut build
---device arduino-uno --config STUDY.toml` now fits the Uno's cycle model in simavr
-(`docs/devices.md`; `benchmarks/results/cycles.json`: 79% of held-out models within ±10%, mean
-|error| 7.1%, against 0% and 89% hand-set); the packaged profile keeps the hand-set values until the
-fit meets its 95% goal, and the Flash estimate does not yet count the compiled kernels. Two known
-causes, measured here: the STM32F746 profile adds a guessed 64 KB
-runtime (a HAL-based firmware) to the weights while the measured program is the library with a
-minimal `main` and newlib-nano, so its Flash "error" is mostly that constant; the Uno's hand-set
-`cycles_per_mac` (7-10 for integer kernels) is several times below what the generated kernels take
-in simavr, so the cycle model predicts about a tenth of the simulated time.
+The Uno's models were fitted with `python benchmarks/cycles.py --package` (40 random models of the
+tinychat_arduino space) and are validated below on 100 other random models, built and run as deployed.
+The STM32F746 profile is not fitted: its Flash adds a guessed 64 KB runtime (a HAL-based firmware) to
+the weights, while the measured program is the library with a minimal `main` and newlib-nano.
 """
 
 
@@ -281,7 +279,7 @@ def _num(value: Any) -> str:
 
 def render_doc(result: dict[str, Any]) -> str:
     """docs/mcu.md from the benchmark's JSON."""
-    lines = [DOC_HEAD]
+    lines = [DOC_HEAD, *_validation_lines(result.get("validation"))]
     for name, s in result["studies"].items():
         lines += [
             f"## `{name}`",
@@ -313,6 +311,31 @@ def render_doc(result: dict[str, Any]) -> str:
         f"{result['load_average_after']} (2 cores: other jobs shared the machine when above 2)."
     )
     return "\n".join(lines) + "\n"
+
+
+def _validation_lines(v: dict[str, Any] | None) -> list[str]:
+    if v is None:
+        return ["## Held-out validation", "", "Not run (benchmarks/results/cycles.json is missing).", ""]
+    rows = []
+    for name in ("hand_set", "fitted"):
+        m = v[name]
+        rows.append(
+            f"| {name.replace('_', '-')} | {m['spearman']:.4f} | {m['kendall']:.4f} | {_pct(m['within_5pct'])} | "
+            f"{_pct(m['within_10pct'])} | {_pct(m['within_20pct'])} | {100 * m['mean_abs_rel_error']:.1f}% | "
+            f"{_pct(m['flash']['within_2pct'])} ({100 * m['flash']['max_abs_rel_error']:.2f}%) | "
+            f"{_pct(m['sram']['within_5pct'])} ({100 * m['sram']['max_abs_rel_error']:.2f}%) |"
+        )
+    return [
+        "## Held-out validation (Uno, tinychat_arduino space)",
+        "",
+        f"`{v['command']}`: {v['n_models']} random models built and simulated as deployed (goal: "
+        f"{_pct(v['goal_within_10pct'])} of cycles within ±10%; Flash within ±2%, SRAM within ±5%).",
+        "",
+        "| models | ρ | τ | cycles ±5% | ±10% | ±20% | mean abs error | Flash within 2% (max) | SRAM within 5% (max) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
 
 
 def _unbuilt(rows: list[dict[str, Any]]) -> list[str]:
