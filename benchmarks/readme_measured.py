@@ -82,7 +82,7 @@ def measured_section() -> str:
         return f"{x['flash_bytes']:,} B Flash / {x['sram_bytes']:,} B SRAM ({'fits' if x['fits'] else 'does not fit'})"
 
     out.append(
-        f"The tinychat MLP 256→256→192→128→40 on an Arduino Uno (32 KB Flash, 2 KB SRAM): FP32 {fx('fp32')}, INT8 {fx('int8')}, 50%-pruned 2-bit {fx('pruned50_w2a8')}."
+        f"The tinychat MLP 256→256→192→128→40 on an Arduino Uno (32 KB Flash, 2 KB SRAM; with the fitted models: the library, the stack and the program around it): FP32 {fx('fp32')}, INT8 {fx('int8')}, 50%-pruned 2-bit {fx('pruned50_w2a8')}."
     )
     ds = R("distributed")
     th = ds["throughput"]
