@@ -18,8 +18,8 @@ from jointnas.spaces.params import Suggester, choice, float_grid, float_range, s
 if TYPE_CHECKING:
     from torch import nn
 
-WeightBits = Literal[1, 2, 4, 8, 16, 32]
-ActBits = Literal[2, 4, 8, 16, 32]
+WeightBits = Literal[1, 2, 4, 8, 16, 32, "fp16"]
+ActBits = Literal[2, 4, 8, 16, 32, "fp16"]
 HeadBits = Literal[8, 16, 32]
 
 

@@ -180,6 +180,12 @@ class DNASSampler(RecordsTrials, BaseSampler):
             raise UserInputError(
                 f"the dnas sampler needs a [space] family a supernet covers ({covered}), not {self.space.family!r}"
             )
+        knobs = self.space.compression
+        if "fp16" in (*knobs.weight_bits, *knobs.act_bits):
+            raise UserInputError(
+                'the dnas sampler\'s supernet has no "fp16" option yet; drop "fp16" from [space.compression] '
+                "weight_bits and act_bits, or use another sampler"
+            )
         self.options = opts = DNASOptions.parse(options)
         self.anchors = opts.anchors()
         self.train_config = opts.train_config()

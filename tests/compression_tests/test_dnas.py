@@ -91,3 +91,12 @@ def test_dnas_sampler_option_reaches_the_training_config():
     assert make_sampler("dnas", {}, seed=0, space=SpaceConfig()).train_config.schedule == "exponential"
     with pytest.raises(UserInputError, match="schedule"):
         make_sampler("dnas", {"schedule": "step"}, seed=0, space=SpaceConfig())
+
+
+def test_dnas_sampler_refuses_fp16_spaces():
+    from jointnas.search.samplers import make_sampler
+    from jointnas.spaces import UserInputError
+
+    space = SpaceConfig(compression={"weight_bits": [8, "fp16"]})
+    with pytest.raises(UserInputError, match='no "fp16" option'):
+        make_sampler("dnas", {}, seed=0, space=space)
