@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from jointnas.spaces import Candidate, UserInputError, stage_of_block
 from jointnas.spaces.layers import ConvBNAct, DenseAct
+from jointnas.spaces.params import layer_key
 from jointnas.spaces.precision import Precision, is_float, is_fp16
 from jointnas.spaces.quant import (
     check_bits,
@@ -262,6 +263,9 @@ def quantize_model(
 ) -> nn.Module:
     """Fold BatchNorm, then fake-quantize every stage at its ``weight_bits``/``act_bits`` (in place).
 
+    A stage's ``layer_bits`` (per-layer precision) set single layers' bit-widths instead
+    (`Stage.layer_precision`, keys ``b<block>_<role>``).
+
     The stem and classifier use ``candidate.head_bits`` for weights and activations.
     ``weight_quantizer`` is one of `WEIGHT_QUANTIZERS`. ``calibration`` (a batch of training inputs)
     initialises the activation clipping levels; without it they are set by the first batch the model
@@ -272,12 +276,14 @@ def quantize_model(
     stage_idx = stage_of_block(candidate)
     for i, block in enumerate(model.blocks):
         stage = candidate.stages[stage_idx[i]]
+        j = i - stage_idx.index(stage_idx[i])  # the block's index within its stage
         if isinstance(block, DenseAct):
-            parts = [(f"blocks.{i}", block)]
+            parts = [(f"blocks.{i}", "linear", block)]
         else:
-            parts = [(f"blocks.{i}.{n}", p) for n, p in block.named_children() if isinstance(p, ConvBNAct)]
-        for name, part in parts:
-            _quantize_part(model, name, part, stage.weight_bits, stage.act_bits, weight_quantizer)
+            parts = [(f"blocks.{i}.{n}", n, p) for n, p in block.named_children() if isinstance(p, ConvBNAct)]
+        for name, role, part in parts:
+            weight_bits, act_bits = stage.layer_precision(layer_key(j, role))
+            _quantize_part(model, name, part, weight_bits, act_bits, weight_quantizer)
     hb = candidate.head_bits
     if hasattr(model, "stem"):
         _quantize_part(model, "stem", model.stem, hb, hb, weight_quantizer)
