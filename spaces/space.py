@@ -45,6 +45,9 @@ class CompressionKnobs(_Strict):
     act_bits: list[ActBits] = Field(default_factory=lambda: [8, 32], min_length=1)
     head_bits: list[HeadBits] = Field(default_factory=lambda: [8], min_length=1)
     granularity: Literal["stage", "layer"] = "stage"
+    memory_threshold: int | None = Field(
+        None, gt=0, description="SRAM bytes the memory filter allows a layer's live tensors (default: the device's)"
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> CompressionKnobs:
