@@ -15,6 +15,8 @@ from jointnas.devices import DeviceProfile, load_profile
 from jointnas.spaces import Candidate, SpaceConfig, Stage, UserInputError, layer_flash_bytes, trace_layers
 from jointnas.spaces.quant import quantize_activation, quantize_weight
 
+from .cgen_build import c_scores, cross_compile, needs_gcc, weight_symbol_bytes
+
 CNN = Candidate(
     "cnn", (1, 8, 8), 10, (Stage(8, 1, 3, 2, 1, weight_bits="fp16", act_bits="fp16"),), stem_channels=8, head_bits=8
 )
@@ -112,3 +114,45 @@ def test_fp16_model_is_stored_and_rebuilt_bit_for_bit(fp16_trial, tmp_path):
     with torch.no_grad():
         assert torch.equal(again(x), model(x))
     assert again.blocks[0].dw.conv.weight_bits == "fp16"
+
+
+MIXED = Candidate(
+    "cnn",
+    (1, 8, 8),
+    10,
+    (
+        Stage(8, 1, 3, 2, 1, weight_bits=8, act_bits=8,
+              layer_bits=(("b0_expand", "fp16", 8), ("b0_dw", 4, 8), ("b0_project", "fp16", "fp16"))),
+        Stage(16, 1, 3, 2, 2, weight_bits="fp16", act_bits=32),
+    ),
+    stem_channels=8,
+    head_bits=8,
+)  # fmt: skip
+
+
+@needs_gcc
+@pytest.mark.parametrize("candidate", [CNN, MIXED], ids=["fp16", "per-layer-mixed"])
+def test_c_library_stores_float16_weights_and_agrees_with_torch(candidate, tmp_path):
+    from jointnas.compression import generate_c_library
+    from jointnas.devices import estimate_flash_bytes
+    from jointnas.objectives import TaskConfig, load_task
+
+    task = load_task(TaskConfig())
+    cfg = PipelineConfig(train_epochs=6, finetune_epochs=2, steps=["quantize", "finetune"])
+    torch.manual_seed(0)
+    res = run_pipeline(candidate, task.x_train, task.y_train, task.x_val, task.y_val, cfg, seed=0)
+    lib = generate_c_library(
+        res.model, task.input_shape, tmp_path / "c", normalization=task.normalization, calibration=task.x_train[:512]
+    )
+    half = [layer for layer in lib.layers if layer.kernel and "_f16" in layer.kernel]
+    assert len(half) == (3 if candidate is CNN else 2 + 3)
+    assert all(layer.mode == "float" for layer in half)  # float arithmetic on float16 storage
+    raw = task.normalization.invert(task.x_test.numpy(), task.input_shape)
+    got = c_scores(lib, raw, tmp_path).argmax(1)
+    with torch.no_grad():
+        want = res.model(task.x_test).argmax(1).numpy()
+    assert (got == want).mean() >= 0.99
+    assert (want == task.y_test.numpy()).mean() > 0.5
+    flash = estimate_flash_bytes(trace_layers(res.model, task.input_shape))
+    assert lib.weight_bytes == flash == weight_symbol_bytes(lib, tmp_path)
+    cross_compile(lib, tmp_path)
