@@ -181,6 +181,11 @@ class DNASSampler(RecordsTrials, BaseSampler):
                 f"the dnas sampler needs a [space] family a supernet covers ({covered}), not {self.space.family!r}"
             )
         knobs = self.space.compression
+        if knobs.granularity == "layer":
+            raise UserInputError(
+                'the dnas sampler\'s supernet has one bit-width α per stage; set [space.compression] granularity = '
+                '"stage" or use another sampler'
+            )
         if "fp16" in (*knobs.weight_bits, *knobs.act_bits):
             raise UserInputError(
                 'the dnas sampler\'s supernet has no "fp16" option yet; drop "fp16" from [space.compression] '

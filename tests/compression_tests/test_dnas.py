@@ -100,3 +100,11 @@ def test_dnas_sampler_refuses_fp16_spaces():
     space = SpaceConfig(compression={"weight_bits": [8, "fp16"]})
     with pytest.raises(UserInputError, match='no "fp16" option'):
         make_sampler("dnas", {}, seed=0, space=space)
+
+
+def test_dnas_sampler_refuses_per_layer_precision():
+    from jointnas.search.samplers import make_sampler
+    from jointnas.spaces import UserInputError
+
+    with pytest.raises(UserInputError, match="one bit-width α per stage"):
+        make_sampler("dnas", {}, seed=0, space=SpaceConfig(compression={"granularity": "layer"}))
