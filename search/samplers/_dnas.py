@@ -183,7 +183,7 @@ class DNASSampler(RecordsTrials, BaseSampler):
         knobs = self.space.compression
         if knobs.granularity == "layer":
             raise UserInputError(
-                'the dnas sampler\'s supernet has one bit-width α per stage; set [space.compression] granularity = '
+                "the dnas sampler's supernet has one bit-width α per stage; set [space.compression] granularity = "
                 '"stage" or use another sampler'
             )
         if "fp16" in (*knobs.weight_bits, *knobs.act_bits):
