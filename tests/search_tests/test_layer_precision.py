@@ -109,3 +109,13 @@ def test_quickstart_variant_with_layer_granularity_and_fp16_runs(tmp_path: Path)
                 assert hits and all(v == [w, a] for v in hits), (t.number, key, recorded)
     assert any("fp16" in (w for _, w, _ in s.layer_bits) for t in trials
                for s in Candidate.from_dict(t.user_attrs["candidate"]).stages)  # fmt: skip
+
+
+def test_new_keys_at_their_defaults_leave_stored_study_hashes_unchanged():
+    config = load_config(QUICKSTART)
+    # The hash of studies/quickstart.toml before granularity, memory_threshold and the sparsity options.
+    assert config.config_hash() == "0894e2bc78af54d1cc95db7cc80477d652c5d2cf35e5108471297175976cc072"
+    assert "granularity" not in config.canonical()["space"]["compression"]
+    layer = apply_overrides(config, **{"pipeline.sparsity_criterion": "random"})
+    assert layer.canonical()["pipeline"]["sparsity_criterion"] == "random"
+    assert layer.config_hash() != config.config_hash()
