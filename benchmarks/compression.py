@@ -11,7 +11,18 @@ Fake-quantized (QAT) models are exported as FP32 graphs with their de-quantized 
 PACT activation quantizers as Clip/Round arithmetic, so their ORT latency shows no integer speed-up;
 their gain is Flash (packed 1-8 bit weights), which a microcontroller runtime reads.
 
-Run: ``python benchmarks/compression.py`` (about 15 minutes on 2 cores) or ``--quick`` (a smoke test).
+``fp16`` rows store the QAT weights as IEEE half: float16 ONNX initializers behind a Cast (ORT's CPU
+provider has no float16 Conv/Gemm), 2 bytes a weight in Flash.
+
+Per-layer vs per-stage precision (``--precision``, also part of the full run): two NSGA-II studies of the
+quickstart space with the same trial budget, one with ``granularity = "stage"`` and one with
+``granularity = "layer"``, objectives accuracy and Flash (latency is left out: ONNX Runtime runs every
+precision as float, so it carries no precision signal, only timing noise); the hypervolume of each
+study's feasible trials against one reference point, and the float16 ONNX file against the FP32 one
+(size, ORT latency) on the benchmark CNN.
+
+Run: ``python benchmarks/compression.py`` (about 15 minutes on 2 cores), ``--quick`` (a smoke test) or
+``--precision`` (only the precision rows, about 5 minutes; merged into the result file).
 Writes ``benchmarks/results/compression.json`` and prints a markdown table.
 """
 
@@ -122,6 +133,14 @@ def method_models(family: str, base: nn.Module, cand: Candidate, task, ft: Train
         model = quantize_model(copy_base(), plan, calibration=calib, weight_quantizer=method)
         what = "binary weights (sign·mean|w|)" if bits == 1 else f"{bits}-bit {method} weights"
         yield name, f"QAT: {what}, 8-bit PACT activations, 8-bit head", deployable_model(finetune(model, task, ft, 0))
+
+    plan = with_plan(cand, head_bits=8, weight_bits="fp16", act_bits=32)
+    model = quantize_model(copy_base(), plan, calibration=calib)
+    yield (
+        "fp16",
+        "IEEE half weights (float16 storage), float activations, 8-bit head",
+        deployable_model(finetune(model, task, ft, 0)),
+    )
 
     plan = with_plan(cand, head_bits=8, prune_ratio=0.5, weight_bits=4, act_bits=8)
     model = finetune(prune_channels(copy_base(), plan, "l1", scope="all"), task, ft, 0)
@@ -305,17 +324,115 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def granularity_study(granularity: str, n_trials: int, epochs: tuple[int, int], workdir: Path):
+    """One NSGA-II study of the quickstart space at ``granularity`` (accuracy and Flash objectives)."""
+    from jointnas.search.config import apply_overrides, load_config
+    from jointnas.search.study import create_or_resume, run_study
+
+    text = (Path(__file__).parents[1] / "studies" / "quickstart.toml").read_text()
+    text = text.replace("head_bits = [8]\n", f'head_bits = [8]\ngranularity = "{granularity}"\n')
+    text = text.replace('metrics = ["accuracy", "latency_ms", "flash_bytes"]', 'metrics = ["accuracy", "flash_bytes"]')
+    path = workdir / f"precision_{granularity}.toml"
+    path.write_text(text)
+    config = apply_overrides(
+        load_config(path),
+        **{
+            "study.name": f"precision-{granularity}",
+            "study.storage": f"sqlite:///{workdir / 'precision.db'}",
+            "budget.n_trials": n_trials,
+            "pipeline.train_epochs": epochs[0],
+            "pipeline.finetune_epochs": epochs[1],
+        },
+    )
+    return run_study(config, create_or_resume(config, config.study.storage), config_path=path)
+
+
+def fp16_onnx(workdir: Path, rounds: int, repeats: int) -> dict:
+    """The benchmark CNN's ONNX file with float16 weights vs FP32: size and ORT latency (untrained weights:
+    neither depends on training)."""
+    torch.manual_seed(0)
+    model = build(CNN).eval()
+    half = deployable_model(quantize_model(copy.deepcopy(model), with_plan(CNN, weight_bits="fp16"))).eval()
+    x = torch.zeros(1, *CNN.input_shape)
+    paths = {"fp32": export_onnx(model, x, workdir / "fp32.onnx"), "fp16": export_onnx(half, x, workdir / "fp16.onnx")}
+    ms = measure_latencies(paths, x.numpy(), rounds, repeats)
+    return {
+        "candidate": CNN.to_dict(),
+        "onnx_bytes": {k: p.stat().st_size for k, p in paths.items()},
+        "latency_ms": {k: v[0] for k, v in ms.items()},
+        "max_abs_logit_diff": float(np.abs(onnx_logits(paths["fp16"], x) - half(x).detach().numpy()).max()),
+    }
+
+
+def precision_rows(args, workdir: Path) -> dict:
+    """Per-layer vs per-stage precision at the same trial budget: hypervolume of (accuracy, Flash)."""
+    from jointnas.search.tools.workflows import hypervolume, points, reference_point
+
+    t0 = time.perf_counter()
+    studies = {
+        g: granularity_study(g, args.precision_trials, args.precision_epochs, workdir) for g in ("stage", "layer")
+    }
+    pts = {g: points(s) for g, s in studies.items()}
+    directions = ["maximize", "minimize"]
+    ref = reference_point(list(pts.values()), directions)
+    rows = {}
+    for g, study in studies.items():
+        complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+        bit_params = [len([n for n in t.params if n.endswith(("_wbits", "_abits"))]) for t in complete]
+        rows[g] = {
+            "granularity": g,
+            "trials": len(complete),
+            "feasible": len(pts[g]),
+            "hypervolume": hypervolume(pts[g], ref, directions),
+            "best_val_accuracy": max((t.values[0] for t in complete), default=None),
+            "smallest_flash_bytes": min((t.values[1] for t in complete), default=None),
+            "mean_bit_params": statistics.fmean(bit_params) if bit_params else 0.0,
+        }
+    return {
+        "space": "studies/quickstart.toml (weight_bits [2, 4, 8, 32], act_bits [8, 32]), NSGA-II, seed 0",
+        "trials_each": args.precision_trials,
+        "train_finetune_epochs": list(args.precision_epochs),
+        "reference_point": ref.tolist(),
+        "rows": rows,
+        "fp16_onnx": fp16_onnx(workdir, args.rounds, args.repeats),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def precision_markdown(p: dict) -> str:
+    lines = [
+        f"\nPer-stage vs per-layer precision, {p['trials_each']} trials each (accuracy × Flash hypervolume):\n",
+        "| granularity | trials | feasible | bit-width params | hypervolume | best val acc | smallest Flash |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in p["rows"].values():
+        lines.append(
+            f"| {r['granularity']} | {r['trials']} | {r['feasible']} | {r['mean_bit_params']:.1f} | "
+            f"{r['hypervolume']:.4f} | {r['best_val_accuracy']:.4f} | {r['smallest_flash_bytes']:,.0f} |"
+        )
+    f = p["fp16_onnx"]
+    lines.append(
+        f"\nfp16 ONNX (benchmark CNN): {f['onnx_bytes']['fp16']:,} B vs FP32 {f['onnx_bytes']['fp32']:,} B, "
+        f"ORT {f['latency_ms']['fp16']:.4f} ms vs {f['latency_ms']['fp32']:.4f} ms"
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny models, 1 epoch: a smoke test")
+    parser.add_argument("--precision", action="store_true", help="only the per-layer vs per-stage precision rows")
     parser.add_argument("--out", type=Path, default=None, help=f"result file (default {RESULTS}; --quick: a temp file)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.train_epochs, args.finetune_epochs = (1, 1) if args.quick else (15, 4)
     args.seeds = 2 if args.quick else 3
     args.rounds, args.repeats = (2, 5) if args.quick else (5, 15)
+    args.precision_trials, args.precision_epochs = (3, (1, 1)) if args.quick else (20, (4, 2))
     # A smoke test's figures are not results: --quick writes next to the system's temporary files.
     out = args.out or (Path(tempfile.gettempdir()) / "compression_quick.json" if args.quick else RESULTS)
+    if args.precision:
+        return _precision_only(args, out)
     task = load_task(TaskConfig())
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -323,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             "cnn": run_family("cnn", CNN_QUICK if args.quick else CNN, task, args, Path(tmp)),
             "mlp": run_family("mlp", MLP, task, args, Path(tmp)),
         }
+        precision = precision_rows(args, Path(tmp))
     results = {
         "benchmark": "compression",
         "quick": args.quick,
@@ -332,12 +450,26 @@ def main(argv: list[str] | None = None) -> int:
         "versions": {"torch": torch.__version__, "onnxruntime": __import__("onnxruntime").__version__},
         "dataset": "digits (sklearn), test split 20%",
         "families": families,
+        "precision_granularity": precision,
         "seconds": time.perf_counter() - t0,
     }
     results["checks"] = checks(results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print(markdown(results))
+    print(markdown(results) + precision_markdown(precision))
+    print(f"\nwrote {out}", file=sys.stderr)
+    return 0
+
+
+def _precision_only(args, out: Path) -> int:
+    """``--precision``: the precision rows alone, merged into ``out`` (the other figures kept as they are)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        precision = precision_rows(args, Path(tmp))
+    results = json.loads(out.read_text()) if out.is_file() else {"benchmark": "compression"}
+    results["precision_granularity"] = precision
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(precision_markdown(precision))
     print(f"\nwrote {out}", file=sys.stderr)
     return 0
 

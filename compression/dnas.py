@@ -8,7 +8,8 @@ Weights step on a training batch (cross-entropy of a Gumbel-softmax sample of th
 where E_α[cost] is the `CostModel` expectation under softmax(α) (differentiable in α). Several
 λ settings ("anchors") are trained at once on one set of shared weights: anchor ``k`` owns its own α
 and the steps cycle through the anchors, so one supernet training yields a whole trade-off front.
-The Gumbel temperature anneals exponentially per epoch from ``tau_start`` to ``tau_end``.
+The Gumbel temperature anneals per epoch from ``tau_start`` to ``tau_end`` along ``schedule``
+(`TAU_SCHEDULES`; see `temperature`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from jointnas.spaces.supernet import CostModel, Supernet, gumbel_softmax
 
 from .training import TrainingDivergedError
 
+TAU_SCHEDULES = ("exponential", "cosine", "linear", "cubic")
+
 
 @dataclass(frozen=True)
 class DNASConfig:
@@ -39,7 +42,8 @@ class DNASConfig:
         weight_decay: AdamW weight decay of the weights.
         arch_lr: Adam learning rate of α.
         tau_start: Gumbel-softmax temperature of the first epoch.
-        tau_end: temperature of the last epoch (exponential annealing in between).
+        tau_end: temperature of the last epoch.
+        schedule: the annealing from ``tau_start`` to ``tau_end`` (`TAU_SCHEDULES`, see `temperature`).
         grad_clip: max gradient norm (weights and α).
         init_bias: added to the initial logit of options, keyed ``"kind=value"`` (e.g. ``"wbits=8"``)
             or ``"name=value"`` (e.g. ``"s0_wbits=8"``); biases the search toward those options.
@@ -57,6 +61,7 @@ class DNASConfig:
     arch_lr: float = 1e-1
     tau_start: float = 5.0
     tau_end: float = 0.5
+    schedule: str = "exponential"
     grad_clip: float = 5.0
     init_bias: Mapping[str, float] = field(default_factory=lambda: {"wbits=8": 1.0, "abits=8": 1.0})
     weight_sampling: str = "path"
@@ -87,8 +92,31 @@ class DNASResult:
 
 
 def temperature(epoch: int, config: DNASConfig) -> float:
-    """Gumbel-softmax temperature of ``epoch``: exponential from ``tau_start`` (first) to ``tau_end`` (last)."""
-    return config.tau_start * (config.tau_end / config.tau_start) ** (epoch / max(1, config.epochs - 1))
+    """Gumbel-softmax temperature of ``epoch``: ``tau_start`` at the first epoch, ``tau_end`` at the last.
+
+    With progress ``t = epoch / (epochs - 1)`` and ``a, b = tau_start, tau_end``, ``config.schedule`` is
+
+    * ``exponential``: ``a · (b / a)^t`` (a constant ratio per epoch)
+    * ``cosine``: ``b + (a − b) · (1 + cos πt) / 2`` (slow at both ends)
+    * ``linear``: ``a + (b − a) · t``
+    * ``cubic``: ``a + (b − a) · (1 − (1 − t)³)`` (cools fast first, slowly at the end)
+
+    Example:
+        >>> cfg = DNASConfig(epochs=3, tau_start=4.0, tau_end=1.0, schedule="linear")
+        >>> [temperature(e, cfg) for e in range(3)]
+        [4.0, 2.5, 1.0]
+    """
+    a, b = config.tau_start, config.tau_end
+    t = min(1.0, epoch / max(1, config.epochs - 1))
+    if config.schedule == "exponential":
+        return a * (b / a) ** t
+    if config.schedule == "cosine":
+        return b + (a - b) * 0.5 * (1.0 + math.cos(math.pi * t))
+    if config.schedule == "linear":
+        return a + (b - a) * t
+    if config.schedule == "cubic":
+        return a + (b - a) * (1.0 - (1.0 - t) ** 3)
+    raise ValueError(f"schedule must be one of {list(TAU_SCHEDULES)}, got {config.schedule!r}")
 
 
 def init_logits(net: Supernet, bias: Mapping[str, float]) -> dict[str, Tensor]:
@@ -193,6 +221,7 @@ def train_dnas(
     """
     if config.weight_sampling not in ("path", "mixed"):
         raise ValueError(f"weight_sampling must be 'path' or 'mixed', got {config.weight_sampling!r}")
+    temperature(0, config)  # an unknown schedule fails before any training
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     logits = []

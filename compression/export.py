@@ -2,8 +2,11 @@
 
 `export_onnx` writes the *deployable* form of a model: BatchNorm folded, fake-quantized weights baked
 in as plain float weights (so ONNX Runtime sees ordinary Conv/Gemm nodes), PACT activation quantizers
-kept as Clip/Round arithmetic. `quantize_onnx_int8` turns that FP32 file into an INT8 one with ONNX
-Runtime: static QDQ quantization calibrated on task data for graphs with convolutions, dynamic
+kept as Clip/Round arithmetic. Layers with ``"fp16"`` weights store float16 initializers, each widened
+by one ``Cast`` to float before its Conv/Gemm (ONNX Runtime's CPU provider has no float16 Conv/Gemm
+kernel; it runs the cast once per call, or folds it); ``"fp16"`` activations are a Cast pair.
+`quantize_onnx_int8` turns that FP32 file into an INT8 one with ONNX Runtime: static QDQ quantization
+calibrated on task data for graphs with convolutions, dynamic
 quantization for MLP-only graphs. `onnx_parity` is the top-1 agreement between an ONNX file and the
 torch model (or reference logits) it came from.
 
@@ -28,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from jointnas.spaces import InputNormalization, UserInputError
+from jointnas.spaces.precision import as_precision, is_float, is_fp16
 
 from ._modules import set_submodule
 from .quantization import QuantConv1d, QuantConv2d, QuantLinear, fold_batchnorm, same_geometry
@@ -61,9 +65,9 @@ def _bake(layer: QuantConv1d | QuantConv2d | QuantLinear) -> nn.Module:
     if layer.bias is not None:
         plain.bias.data.copy_(layer.bias.detach())
     # Keep the plan's bit-widths visible to `trace_layers` (Flash) and the integer codes to the C export.
-    plain.weight_bits = int(getattr(layer, "weight_bits", 32))
-    plain.act_bits = int(getattr(layer, "act_bits", 32))
-    if plain.weight_bits < 32:
+    plain.weight_bits = as_precision(getattr(layer, "weight_bits", 32))
+    plain.act_bits = as_precision(getattr(layer, "act_bits", 32))
+    if not is_float(plain.weight_bits):
         plain.packed_codes = layer.weight_codes()
     return plain
 
@@ -107,7 +111,8 @@ def export_onnx(
     ``example_input`` is one batch (any batch size); the batch axis of the file is dynamic. Input and
     output are named ``input`` and ``logits``. With ``normalization`` the file takes raw samples and
     standardizes them itself (`RawInput`); ``metadata`` goes into the file's ``metadata_props``.
-    Initializers no node uses are dropped (ONNX Runtime would warn about each one on load).
+    Initializers no node uses are dropped (ONNX Runtime would warn about each one on load). Weights of
+    ``"fp16"`` layers are stored as float16 initializers behind a ``Cast`` to float.
 
     Example:
         >>> import tempfile, torch
@@ -141,16 +146,39 @@ def export_onnx(
             do_constant_folding=True,
         )
     path.write_bytes(buffer.getvalue())
-    return tidy_onnx(path, metadata)
+    half = [f"{name}.weight" for name, m in deploy.named_modules() if is_fp16(getattr(m, "weight_bits", 32))]
+    return tidy_onnx(path, metadata, float16_weights=half)
 
 
-def tidy_onnx(path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Drop initializers no node uses and set ``metadata`` (``metadata_props``) in the ONNX file at ``path``."""
+def _float16_initializers(graph, names: list[str]) -> None:
+    """Store the initializers ``names`` as float16, each behind a ``Cast`` to float under its old name."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in graph.initializer}
+    casts = []
+    for name in names:
+        if name not in inits:  # the exporter folded or merged it; nothing stored under this name
+            continue
+        half = numpy_helper.to_array(inits[name]).astype(np.float16)
+        graph.initializer.remove(inits[name])
+        graph.initializer.append(numpy_helper.from_array(half, f"{name}_fp16"))
+        casts.append(onnx.helper.make_node("Cast", [f"{name}_fp16"], [name], to=onnx.TensorProto.FLOAT))
+    for node in reversed(casts):  # before every consumer
+        graph.node.insert(0, node)
+
+
+def tidy_onnx(
+    path: str | Path, metadata: dict[str, str] | None = None, *, float16_weights: list[str] | None = None
+) -> Path:
+    """Drop initializers no node uses and set ``metadata`` (``metadata_props``) in the ONNX file at ``path``;
+    ``float16_weights`` names initializers to store as float16 (behind a ``Cast`` to float)."""
     import onnx
 
     path = Path(path)
     proto = onnx.load(str(path))
     graph = proto.graph
+    _float16_initializers(graph, float16_weights or [])
     used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
     for init in [i for i in graph.initializer if i.name not in used]:
         graph.initializer.remove(init)

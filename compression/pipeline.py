@@ -20,7 +20,15 @@ from .lowrank import RANK_MODES, factorize_low_rank
 from .plan import validate_plan
 from .pruning import CRITERIA, SCOPES, prune_channels
 from .quantization import quantize_model
-from .sparsity import SCHEDULES, SPARSITY_SCOPES, MagnitudePruner, SparsityConfig, gradual_prune
+from .sparsity import (
+    SCHEDULES,
+    SPARSITY_CRITERIA,
+    SPARSITY_LAYERS,
+    SPARSITY_SCOPES,
+    MagnitudePruner,
+    SparsityConfig,
+    gradual_prune,
+)
 from .training import TrainConfig, accuracy, train
 
 Step = Literal["prune", "lowrank", "sparsify", "quantize", "finetune"]
@@ -32,7 +40,8 @@ class PipelineConfig(BaseModel):
 
     ``steps`` run after the initial training; ``finetune`` trains the current (compressed) model for
     ``finetune_epochs`` (a QAT fine-tune once ``quantize`` has run); ``sparsify`` is a fine-tune of
-    ``finetune_epochs`` during which unstructured magnitude pruning rises to ``sparsity`` along
+    ``finetune_epochs`` during which unstructured pruning (``sparsity_criterion``: by magnitude or at
+    random; ``sparsity_layers``: all conv/linear layers or convolutions only) rises to ``sparsity`` along
     ``sparsity_schedule`` (its masks then hold through every later fine-tune). Compression steps appear
     at most once each and in the order prune → lowrank → sparsify → quantize. Every fine-tune
     distils from the trained uncompressed model when ``kd_alpha`` > 0.
@@ -63,6 +72,8 @@ class PipelineConfig(BaseModel):
     sparsity: float = Field(0.0, ge=0, lt=1)
     sparsity_schedule: Literal[SCHEDULES] = "cubic"  # type: ignore[valid-type]
     sparsity_scope: Literal[SPARSITY_SCOPES] = "global"  # type: ignore[valid-type]
+    sparsity_criterion: Literal[SPARSITY_CRITERIA] = "magnitude"  # type: ignore[valid-type]
+    sparsity_layers: Literal[SPARSITY_LAYERS] = "all"  # type: ignore[valid-type]
 
     @field_validator("steps")
     @classmethod
@@ -234,7 +245,13 @@ def run_pipeline(
         elif step == "lowrank":
             factorize_low_rank(model, candidate, config.rank_mode)
         elif step == "sparsify":
-            sparsity = SparsityConfig(config.sparsity, config.sparsity_schedule, config.sparsity_scope)
+            sparsity = SparsityConfig(
+                config.sparsity,
+                config.sparsity_schedule,
+                config.sparsity_scope,
+                criterion=config.sparsity_criterion,
+                layers=config.sparsity_layers,
+            )
             pruner = gradual_prune(model, x_train, y_train, finetune, sparsity, teacher=teacher, generator=gen)
         elif step == "quantize":
             quantize_model(model, candidate, calibration=x_train[:512], weight_quantizer=config.weight_quantizer)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from jointnas.spaces import ACTIVATION_BITS, WEIGHT_BITS, Candidate, UserInputError
+from jointnas.spaces import Candidate, UserInputError
+from jointnas.spaces.candidate import ACTIVATION_PRECISIONS, WEIGHT_PRECISIONS
+from jointnas.spaces.precision import Precision, precision_order
 
 
 def validate_plan(
-    candidate: Candidate, supported_weight_bits: Sequence[int] | None = None, *, quantized: bool = True
+    candidate: Candidate, supported_weight_bits: Sequence[Precision] | None = None, *, quantized: bool = True
 ) -> None:
     """Raise `UserInputError` if ``candidate``'s compression plan cannot be carried out.
 
@@ -21,7 +23,7 @@ def validate_plan(
         candidate: the architecture and its per-stage knobs.
         supported_weight_bits: weight bit-widths the target device can store and run (e.g. a device
             profile's ``native_bits``); ``None`` accepts every bit-width the quantizers support.
-            32 means float weights.
+            32 means float weights, ``"fp16"`` IEEE half weights.
         quantized: whether the pipeline runs a ``quantize`` step; without one every weight stays
             float (32 bits), which the device must then support.
 
@@ -36,14 +38,14 @@ def validate_plan(
     """
     if not candidate.stages:
         raise UserInputError("the candidate has no stages; give at least one stage")
-    allowed = sorted(set(supported_weight_bits)) if supported_weight_bits is not None else None
-    if allowed is not None:
-        bad = [b for b in allowed if b not in WEIGHT_BITS]
-        if bad or not allowed:
+    allowed = None
+    if supported_weight_bits is not None:
+        if not supported_weight_bits or any(b not in WEIGHT_PRECISIONS for b in supported_weight_bits):
             raise UserInputError(
                 f"supported_weight_bits {list(supported_weight_bits or [])} must be a non-empty subset of "
-                f"{list(WEIGHT_BITS)}"
+                f"{list(WEIGHT_PRECISIONS)}"
             )
+        allowed = sorted(set(supported_weight_bits), key=precision_order)
     if not quantized and allowed is not None and 32 not in allowed:
         raise UserInputError(
             f"the pipeline has no 'quantize' step, so weights stay float, but the target device supports only "
@@ -66,16 +68,21 @@ def validate_plan(
                 "(0 would leave rank 0; 1 means no factorization)"
             )
         _check_weight_bits(where, "weight_bits", stage.weight_bits, allowed if quantized else None)
-        if stage.act_bits not in ACTIVATION_BITS:
-            raise UserInputError(
-                f"{where}: act_bits {stage.act_bits} is unsupported; choose one of {list(ACTIVATION_BITS)}"
-            )
+        _check_act_bits(where, stage.act_bits)
+        for layer, w, a in stage.layer_bits:
+            _check_weight_bits(f"{where} layer {layer}", "weight_bits", w, allowed if quantized else None)
+            _check_act_bits(f"{where} layer {layer}", a)
     _check_weight_bits("stem/classifier", "head_bits", candidate.head_bits, allowed if quantized else None)
 
 
-def _check_weight_bits(where: str, knob: str, bits: int, allowed: list[int] | None) -> None:
-    if bits not in WEIGHT_BITS:
-        raise UserInputError(f"{where}: {knob} {bits} is unsupported; choose one of {list(WEIGHT_BITS)}")
+def _check_act_bits(where: str, bits: Precision) -> None:
+    if bits not in ACTIVATION_PRECISIONS:
+        raise UserInputError(f"{where}: act_bits {bits} is unsupported; choose one of {list(ACTIVATION_PRECISIONS)}")
+
+
+def _check_weight_bits(where: str, knob: str, bits: Precision, allowed: list[Precision] | None) -> None:
+    if bits not in WEIGHT_PRECISIONS:
+        raise UserInputError(f"{where}: {knob} {bits} is unsupported; choose one of {list(WEIGHT_PRECISIONS)}")
     if allowed is not None and bits not in allowed:
         raise UserInputError(f"{where}: {knob} {bits} is not supported by the target device; choose one of {allowed}")
 

@@ -1,12 +1,14 @@
 """Mixed-precision fake quantization with straight-through estimators, and BatchNorm folding.
 
-Weights, per output channel, to ``weight_bits`` in {1, 2, 4, 8, 16} (32 = float), by one of the
+Weights, per output channel, to ``weight_bits`` in {1, 2, 4, 8, 16} (32 = float; ``"fp16"``: rounded
+through IEEE half, stored as float16, `spaces.precision`), by one of the
 ``WEIGHT_QUANTIZERS``: ``maxabs`` (symmetric, scale = max|w| / (2^(b-1) − 1)), ``dorefa`` (Zhou et al.
 2016: tanh-normalized, 2^b uniform levels in [−1, 1], rescaled by max|w|) or ``lsq`` (Esser et al.
 2020: symmetric with a learned step per channel, gradient-scaled). 1 bit is binary ``sign(w)·mean|w|``
 for every method. Activations: PACT (learned clipping level, Choi et al. 2018) to ``act_bits``, unsigned
-after ReLU and symmetric elsewhere. Rounding passes gradients straight through (Bengio et al. 2013).
-BatchNorm is folded into the preceding conv before quantization, so what is quantized is what runs.
+after ReLU and symmetric elsewhere; ``"fp16"`` activations round through IEEE half (`Float16Act`).
+Rounding passes gradients straight through (Bengio et al. 2013). BatchNorm is folded into the
+preceding conv before quantization, so what is quantized is what runs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from torch import Tensor, nn
 
 from jointnas.spaces import Candidate, UserInputError, stage_of_block
 from jointnas.spaces.layers import ConvBNAct, DenseAct
+from jointnas.spaces.params import layer_key
+from jointnas.spaces.precision import Precision, is_float, is_fp16
 from jointnas.spaces.quant import (
     check_bits,
     check_method,
@@ -25,6 +29,8 @@ from jointnas.spaces.quant import (
     per_channel,
     quantize_activation,
     quantize_weight,
+    ste,
+    to_float16,
     weight_scale,
 )
 
@@ -61,6 +67,8 @@ def integer_weights(weight: Tensor, bits: int, method: str = "maxabs", step: Ten
     """
     check_bits(bits)
     check_method(method)
+    if is_float(bits):
+        raise ValueError(f"{bits!r} weights are floats, not integer codes")
     weight = weight.detach()
     reduce = per_channel(weight)
     if bits == 1:
@@ -86,18 +94,18 @@ class _QuantMixin:
     """Shared fake-quant state of `QuantConv2d` and `QuantLinear`."""
 
     weight: nn.Parameter
-    weight_bits: int
-    act_bits: int
+    weight_bits: Precision
+    act_bits: Precision
     weight_quantizer: str = "maxabs"
     step: nn.Parameter | None
 
-    def _setup_quant(self, weight_bits: int, act_bits: int, method: str) -> None:
+    def _setup_quant(self, weight_bits: Precision, act_bits: Precision, method: str) -> None:
         check_method(method)
         self.weight_bits = weight_bits
         self.act_bits = act_bits
         self.weight_quantizer = method
         self.step = None
-        if method == "lsq" and 2 <= weight_bits < 32:
+        if method == "lsq" and not is_float(weight_bits) and weight_bits >= 2:
             self.step = nn.Parameter(lsq_init_step(self.weight, weight_bits))
 
     def quantized_weight(self) -> Tensor:
@@ -167,6 +175,19 @@ class PACT(nn.Module):
         return f"bits={self.bits}, signed={self.signed}"
 
 
+class Float16Act(nn.Module):
+    """Activation rounding through IEEE half (``act_bits = "fp16"``), straight-through in training.
+
+    The deployment form is ``Clip → Cast(float16) → Cast(float)`` in ONNX: float16 storage between
+    layers, float arithmetic in them.
+    """
+
+    bits = "fp16"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ste(x, to_float16(x)) if self.training else to_float16(x)
+
+
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every ``ConvBNAct``'s BatchNorm into its (last) conv, in place; BN becomes identity."""
     for module in model.modules():
@@ -210,7 +231,7 @@ def same_geometry(layer: nn.Module, conv1d: type, conv2d: type, linear: type) ->
     return None
 
 
-def _to_quant(layer: nn.Module, weight_bits: int, act_bits: int, method: str = "maxabs") -> nn.Module:
+def _to_quant(layer: nn.Module, weight_bits: Precision, act_bits: Precision, method: str = "maxabs") -> nn.Module:
     q = same_geometry(layer, QuantConv1d, QuantConv2d, QuantLinear)
     if q is None:
         return layer
@@ -219,14 +240,18 @@ def _to_quant(layer: nn.Module, weight_bits: int, act_bits: int, method: str = "
     return q
 
 
-def _quantize_part(model: nn.Module, name: str, part: nn.Module, weight_bits: int, act_bits: int, method: str) -> None:
+def _quantize_part(
+    model: nn.Module, name: str, part: nn.Module, weight_bits: Precision, act_bits: Precision, method: str
+) -> None:
     """Quantize the conv/linear leaves of ``part`` and put a PACT quantizer on its output."""
     for leaf_name, leaf in list(part.named_modules()):
         quantized = QuantConv1d | QuantConv2d | QuantLinear
         if isinstance(leaf, nn.Conv1d | nn.Conv2d | nn.Linear) and not isinstance(leaf, quantized):
             full = f"{name}.{leaf_name}" if leaf_name else name
             set_submodule(model, full, _to_quant(leaf, weight_bits, act_bits, method))
-    if act_bits < 32 and hasattr(part, "out_quant"):
+    if is_fp16(act_bits) and hasattr(part, "out_quant"):
+        part.out_quant = Float16Act()
+    elif not is_float(act_bits) and hasattr(part, "out_quant"):
         part.out_quant = PACT(act_bits, signed=not isinstance(part.act, nn.ReLU))
 
 
@@ -238,6 +263,9 @@ def quantize_model(
 ) -> nn.Module:
     """Fold BatchNorm, then fake-quantize every stage at its ``weight_bits``/``act_bits`` (in place).
 
+    A stage's ``layer_bits`` (per-layer precision) set single layers' bit-widths instead
+    (`Stage.layer_precision`, keys ``b<block>_<role>``).
+
     The stem and classifier use ``candidate.head_bits`` for weights and activations.
     ``weight_quantizer`` is one of `WEIGHT_QUANTIZERS`. ``calibration`` (a batch of training inputs)
     initialises the activation clipping levels; without it they are set by the first batch the model
@@ -248,12 +276,14 @@ def quantize_model(
     stage_idx = stage_of_block(candidate)
     for i, block in enumerate(model.blocks):
         stage = candidate.stages[stage_idx[i]]
+        j = i - stage_idx.index(stage_idx[i])  # the block's index within its stage
         if isinstance(block, DenseAct):
-            parts = [(f"blocks.{i}", block)]
+            parts = [(f"blocks.{i}", "linear", block)]
         else:
-            parts = [(f"blocks.{i}.{n}", p) for n, p in block.named_children() if isinstance(p, ConvBNAct)]
-        for name, part in parts:
-            _quantize_part(model, name, part, stage.weight_bits, stage.act_bits, weight_quantizer)
+            parts = [(f"blocks.{i}.{n}", n, p) for n, p in block.named_children() if isinstance(p, ConvBNAct)]
+        for name, role, part in parts:
+            weight_bits, act_bits = stage.layer_precision(layer_key(j, role))
+            _quantize_part(model, name, part, weight_bits, act_bits, weight_quantizer)
     hb = candidate.head_bits
     if hasattr(model, "stem"):
         _quantize_part(model, "stem", model.stem, hb, hb, weight_quantizer)

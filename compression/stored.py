@@ -28,9 +28,10 @@ from typing import Any
 from torch import nn
 
 from jointnas.spaces import Candidate, UserInputError, build_model
+from jointnas.spaces.precision import as_precision
 
 from ._modules import set_submodule
-from .quantization import PACT, WeightCodes
+from .quantization import PACT, Float16Act, WeightCodes
 
 FORMAT = "jointnas-model/1"
 """The ``format`` of a record; `model_from_record` refuses others."""
@@ -73,6 +74,7 @@ _KINDS: dict[str, tuple[type[nn.Module], Callable[[Any], dict[str, Any]]]] = {
     "ReLU6": (nn.ReLU6, lambda m: {}),
     "Hardtanh": (nn.Hardtanh, lambda m: {"min_val": m.min_val, "max_val": m.max_val}),
     "PACT": (PACT, lambda m: {"bits": m.bits, "signed": m.signed}),
+    "Float16Act": (Float16Act, lambda m: {}),
 }
 
 
@@ -83,7 +85,7 @@ def _layer_spec(module: nn.Module) -> dict[str, Any]:
     spec: dict[str, Any] = {"kind": kind, "args": _KINDS[kind][1](module)}
     for attr in ("weight_bits", "act_bits"):
         if hasattr(module, attr):
-            spec[attr] = int(getattr(module, attr))
+            spec[attr] = as_precision(getattr(module, attr))
     return spec
 
 

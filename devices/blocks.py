@@ -133,8 +133,9 @@ def group_blocks(
             )
             for layer in members
         )
-        wb = first.weight_bits if first.weight_bits in native else 32
-        ab = first.act_bits if first.act_bits in native else 32
+        # IEEE half runs as float (its 16 storage bits are not an INT16 kernel).
+        wb = first.weight_bits if first.weight_bits in native and not first.weight_fp16 else 32
+        ab = first.act_bits if first.act_bits in native and not first.act_fp16 else 32
         residual = first.residual_numel > 0 and members[-1].out_shape == first.in_shape
         out.append((BlockSpec(_block_kind(g, members), tuple(in_shape), ops, residual, pool, wb, ab), members))
         prev_out = members[-1].out_shape

@@ -47,12 +47,13 @@ def stored_bits(layers: Sequence[LayerInfo]) -> list[tuple[int, int]]:
         >>> stored_bits(trace_layers(model, (16,)))  # float model
         [(32, 32), (32, 32)]
     """
-    prev = C_INPUT_BITS if layers and layers[0].weight_bits < 32 else 32
+    prev = C_INPUT_BITS if layers and layers[0].integer_weights else 32
     out = []
     for i, layer in enumerate(layers):
-        integer = layer.weight_bits < 32 and (layer.out_quantized or prev < 32)
+        coded = layer.out_quantized and not layer.act_fp16  # IEEE half activations are stored as float
+        integer = layer.integer_weights and (coded or prev < 32)
         # behind a quantizer: its codes; an integer layer's other outputs: the grid (logits stay float)
-        bits = layer.act_bits if layer.out_quantized else C_GRID_BITS if integer and i < len(layers) - 1 else 32
+        bits = layer.act_bits if coded else C_GRID_BITS if integer and i < len(layers) - 1 else 32
         out.append((prev, bits))
         prev = bits
     return out
@@ -69,11 +70,11 @@ def kernel_class(layer: LayerInfo, in_bits: int, in_signed: bool = True) -> str:
     when stored sparse (`weight_storage_bytes`); shape ``pw`` (one dot product per output: linear layers,
     1x1 stride-1 convs), ``dw`` (depthwise) or ``k`` (other convolutions).
     """
-    integer = layer.weight_bits < 32 and (layer.out_quantized or in_bits < 32)
-    _, sparse = weight_storage_bytes(layer.weight_numel, layer.weight_nonzero, layer.weight_bits)
+    integer = layer.integer_weights and ((layer.out_quantized and not layer.act_fp16) or in_bits < 32)
+    _, sparse = weight_storage_bytes(layer.weight_numel, layer.weight_nonzero, layer.weight_precision)
     pointwise = layer.kernel == 1 and layer.stride == 1 and layer.groups == 1
     shape = "pw" if pointwise else "dw" if layer.kind == "dwconv" else "k"
-    weights = f"w{layer.weight_bits}{'s' if sparse else ''}"
+    weights = f"w{'f16' if layer.weight_fp16 else layer.weight_bits}{'s' if sparse else ''}"
     return f"{'int' if integer else 'float'}.{_storage(in_bits, in_signed)}.{weights}.{shape}"
 
 
@@ -136,7 +137,7 @@ def _hand_set(profile: DeviceProfile, key: str) -> float:
     kind, _, cls = key.partition(":")
     if kind == "mac":
         _, storage, weights, _ = cls.split(".")
-        wbits, xbits = int(weights.rstrip("s")[1:]), _BITS[storage]
+        wbits, xbits = int(weights.rstrip("s")[1:].replace("f16", "16")), _BITS[storage]
         weight_traffic = wbits / 8 * profile.cycles_per_weight_byte  # the kernels read each weight per MAC
         return profile.mac_cycles(wbits, xbits) + weight_traffic + xbits / 8 * profile.cycles_per_act_byte
     if kind == "out":

@@ -84,6 +84,11 @@ class DeviceProfile(BaseModel):
         ort_disabled_optimizers: ONNX Runtime graph optimizers turned off for every measurement (and
             for the deployment the numbers describe), e.g. ``NchwcTransformer``.
         toolchain: how the generated C library is compiled, sized and simulated (`ToolchainSpec`).
+        float16: whether plans may store weights as IEEE half (``"fp16"``: float16 storage, float
+            arithmetic). ``None`` (the default): yes where latency is measured (``ort``/``imported``:
+            ONNX Runtime widens float16 initializers with a Cast), no on microcontrollers (``cycles``),
+            whose cycle model has no half-to-float conversion term and would price the weights as the
+            INT16 kernel; a profile that accepts that sets ``float16 = true``.
 
     Example:
         >>> p = load_profile("arduino-uno")
@@ -118,6 +123,7 @@ class DeviceProfile(BaseModel):
     calibration: dict[str, Any] | None = None
     ort_disabled_optimizers: tuple[str, ...] = ()
     toolchain: ToolchainSpec | None = None
+    float16: bool | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DeviceProfile:
@@ -131,14 +137,14 @@ class DeviceProfile(BaseModel):
         return self
 
     @property
-    def supported_weight_bits(self) -> tuple[int, ...]:
+    def supported_weight_bits(self) -> tuple[int | str, ...]:
         """Weight bit-widths a plan may use on this device; `jointnas.compression.validate_plan` refuses others.
 
         Those it has a kernel for (``native_bits``, and the integer kernels ``cycles_per_mac`` prices), every
         narrower width (stored packed, widened to a kernel's width at run time: the C library unpacks
         1/2/4-bit codes, ONNX Runtime runs baked float weights) and float (32 bits), which every device
         runs. A wider integer width without a kernel is refused (16-bit weights on a board with 8-bit
-        kernels only).
+        kernels only). ``"fp16"`` is last when `supports_float16`.
 
         Example:
             >>> load_profile("arduino-uno").supported_weight_bits  # 8-bit native, 16-bit kernel priced
@@ -146,10 +152,18 @@ class DeviceProfile(BaseModel):
             >>> board = DeviceProfile(name="b", clock_mhz=64, native_bits=(8,), cycles_per_mac={8: 2, 32: 40})
             >>> board.supported_weight_bits
             (1, 2, 4, 8, 32)
+            >>> load_profile("ort-cpu").supported_weight_bits
+            (1, 2, 4, 8, 16, 32, 'fp16')
         """
         kernels = {*self.native_bits, *(b for b in self.cycles_per_mac if b < 32)}
         widest = max(kernels, default=32)
-        return tuple(b for b in WEIGHT_BITS if b <= widest or b == 32)
+        ints = tuple(b for b in WEIGHT_BITS if b <= widest or b == 32)
+        return (*ints, "fp16") if self.supports_float16 else ints
+
+    @property
+    def supports_float16(self) -> bool:
+        """Whether plans may use ``"fp16"`` weights here (``float16``; by default: not on microcontrollers)."""
+        return (not self.is_mcu) if self.float16 is None else self.float16
 
     @property
     def is_mcu(self) -> bool:

@@ -241,7 +241,7 @@ def _cost_attrs(costs: dict[str, Any], base_costs: dict[str, Any]) -> dict[str, 
         "fp32_latency_ms": base_costs["latency_ms"],
         "fp32_macs": base_costs["macs"],
         "flash_ratio_vs_fp32": costs["flash_bytes"] / max(1, base_costs["flash_bytes"]),
-        "layer_bits": {layer.name: [layer.weight_bits, layer.act_bits] for layer in costs["layers"]},
+        "layer_bits": {layer.name: [layer.weight_precision, layer.act_precision] for layer in costs["layers"]},
     }
 
 

@@ -24,6 +24,10 @@ STUDY_N_TRIALS = "jointnas:n_trials"
 STUDY_ARTIFACT_DIR = "jointnas:artifact_dir"
 """Folder of the study's artifact store (trial models, supernets)."""
 
+STUDY_SPACE_FILTER = "jointnas:space_filter"
+"""The memory filter of the space's precision options (`jointnas.search.memory_filter.SpaceFilter.as_dict`):
+limits, per layer (or stage) the options kept and the bytes each needs, stages whose every option fails."""
+
 STUDY_SAMPLER_SEED = "jointnas:sampler_seed:"
 """Prefix of the study user attrs recording each run's or worker's sampler seed:
 ``jointnas:sampler_seed:<trials already in the study>:<host:pid>`` = the seed (`jointnas.search.study.seed_sampler`)."""
@@ -44,6 +48,7 @@ __all__ = [
     "STUDY_N_TRIALS",
     "STUDY_SAMPLER_SEED",
     "STUDY_SEED",
+    "STUDY_SPACE_FILTER",
     "STUDY_VERSIONS",
     "TRIAL_FAIL_REASON",
     "TRIAL_LEASE",

@@ -81,12 +81,28 @@ class StudyConfig(_Section):
         if data.get("requirements") is None:
             # Absent section: leave the canonical form (and hash) of configs without it unchanged.
             data.pop("requirements", None)
+        for path, key, default in _LATER_KEYS:
+            node = data
+            for part in path:
+                node = node[part]
+            if node.get(key) == default:
+                node.pop(key)
         return data
 
     def config_hash(self) -> str:
         """SHA-256 of `canonical` (sorted keys): what identifies the study's definition."""
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+_LATER_KEYS = (
+    (("space", "compression"), "granularity", "stage"),
+    (("space", "compression"), "memory_threshold", None),
+    (("pipeline",), "sparsity_criterion", "magnitude"),
+    (("pipeline",), "sparsity_layers", "all"),
+)
+"""Keys added after studies were stored (path, key, default): at their defaults they are left out of the
+canonical form, so the hash of a study made before them is unchanged and it resumes."""
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:

@@ -16,6 +16,7 @@ from jointnas.spaces import UserInputError, sample_candidate
 
 from .budget import interrupt_reason
 from .config import StudyConfig
+from .memory_filter import RestrictedChoices, SpaceFilter, filter_space, memory_limits
 
 
 class TrialFailed(Exception):
@@ -45,12 +46,20 @@ class Objective:
         self.supported_weight_bits = None if profile is None else profile.supported_weight_bits
         #: The board every trial is built and run on (``[device] verify = true``), else ``None``.
         self.verify = profile if config.device.verify else None
+        #: The memory filter of the space's precision options (`jointnas.search.memory_filter`); ``None``
+        #: without a memory limit. Trials are asked only the options it keeps.
+        self.space_filter: SpaceFilter | None = None
+        self.allowed: dict[str, list[Any]] = {}
+        if memory_limits(config, profile) != (None, None):
+            self.space_filter = filter_space(config, task.input_shape, task.num_classes, profile)
+            self.allowed = self.space_filter.allowed(config.space.compression)
         #: The last successful evaluation (its ``model`` is exported as the trial's ONNX artifact).
         self.last_evaluation: Evaluation | None = None
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         cfg = self.config
-        candidate = sample_candidate(trial, cfg.space, self.task.input_shape, self.task.num_classes)
+        suggester = RestrictedChoices(trial, self.allowed) if self.allowed else trial
+        candidate = sample_candidate(suggester, cfg.space, self.task.input_shape, self.task.num_classes)
         seed = cfg.study.seed + trial.number
         trial.set_user_attr("seed", seed)
         # Training numerics depend on torch's intra-op thread count: record it so export can retrain alike.

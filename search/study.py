@@ -20,7 +20,14 @@ from jointnas.objectives.board import check_verifiable
 from jointnas.spaces import UserInputError
 
 from .artifacts import ArtifactUploader, open_artifact_store
-from .attrs import STUDY_CONFIG, STUDY_CONFIG_HASH, STUDY_SAMPLER_SEED, STUDY_SEED, STUDY_VERSIONS
+from .attrs import (
+    STUDY_CONFIG,
+    STUDY_CONFIG_HASH,
+    STUDY_SAMPLER_SEED,
+    STUDY_SEED,
+    STUDY_SPACE_FILTER,
+    STUDY_VERSIONS,
+)
 from .budget import WORKER_ID, run_trials
 from .config import StudyConfig, diff_configs
 from .objective import Objective, TrialFailed
@@ -199,6 +206,8 @@ def run_study(
     if n_complete(study) >= config.budget.n_trials:
         return study
     objective = Objective(config, task, table)
+    if objective.space_filter is not None:
+        study.set_user_attr(STUDY_SPACE_FILTER, objective.space_filter.as_dict())
     uploader = None
     if artifact_dir is not None:
         uploader = ArtifactUploader(open_artifact_store(artifact_dir), objective, task)

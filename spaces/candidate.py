@@ -11,10 +11,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from jointnas.spaces.precision import FP16, Precision, as_precision
+
 WEIGHT_BITS = (1, 2, 4, 8, 16, 32)
 """Bit-widths a weight quantizer supports (1 = binary, 32 = no quantization)."""
 
 ACTIVATION_BITS = (2, 4, 8, 16, 32)
+
+WEIGHT_PRECISIONS = (*WEIGHT_BITS, FP16)
+"""Every weight precision a plan may name: the integer bit-widths, float32 (32) and IEEE half (``"fp16"``)."""
+
+ACTIVATION_PRECISIONS = (*ACTIVATION_BITS, FP16)
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,12 @@ class Stage:
     ``prune_ratio`` is the share of hidden channels (CNN: expanded channels; MLP: units) removed by
     structured pruning, in [0, 1); ``rank_ratio`` is the retained rank of 1x1 convs / linears as a share
     of full rank, in (0, 1] (1 = no factorization); ``weight_bits`` / ``act_bits`` are the fake-quant
-    bit-widths (32 = float).
+    precisions (an integer bit-width, 32 = float, ``"fp16"`` = IEEE half; `jointnas.spaces.precision`).
+
+    ``layer_bits`` (per-layer precision, ``[space.compression] granularity = "layer"``) overrides them for
+    single layers: ``(layer, weight_bits, act_bits)`` entries keyed ``"b<block>_<role>"`` (the block's
+    index within the stage and its layer's attribute: ``expand``, ``dw``, ``project``, ``linear``); a
+    layer without an entry takes the stage's values (`layer_precision`).
     """
 
     channels: int
@@ -39,8 +51,34 @@ class Stage:
     stride: int = 1
     prune_ratio: float = 0.0
     rank_ratio: float = 1.0
-    weight_bits: int = 32
-    act_bits: int = 32
+    weight_bits: Precision = 32
+    act_bits: Precision = 32
+    layer_bits: tuple[tuple[str, Precision, Precision], ...] = ()
+
+    def layer_precision(self, layer: str) -> tuple[Precision, Precision]:
+        """``(weight_bits, act_bits)`` of the stage's layer ``layer`` (e.g. ``"b0_expand"``).
+
+        Example:
+            >>> s = Stage(8, weight_bits=8, act_bits=8, layer_bits=(("b0_dw", "fp16", 32),))
+            >>> s.layer_precision("b0_dw"), s.layer_precision("b0_project")
+            (('fp16', 32), (8, 8))
+        """
+        for key, w, a in self.layer_bits:
+            if key == layer:
+                return w, a
+        return self.weight_bits, self.act_bits
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Stage:
+        """A stage from its `dataclasses.asdict` form (JSON lists back to tuples)."""
+        fields = dict(data)
+        for key in ("weight_bits", "act_bits"):
+            if key in fields:
+                fields[key] = as_precision(fields[key])
+        fields["layer_bits"] = tuple(
+            (str(k), as_precision(w), as_precision(a)) for k, w, a in fields.get("layer_bits", ())
+        )
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -71,7 +109,11 @@ class Candidate:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        for stage in data["stages"]:  # per-stage candidates keep their JSON of before per-layer precision
+            if not stage["layer_bits"]:
+                del stage["layer_bits"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -82,7 +124,7 @@ class Candidate:
             family=data["family"],
             input_shape=tuple(data["input_shape"]),
             num_classes=int(data["num_classes"]),
-            stages=tuple(Stage(**s) for s in data["stages"]),
+            stages=tuple(Stage.from_dict(s) for s in data["stages"]),
             stem_channels=int(data.get("stem_channels", 16)),
             head_bits=int(data.get("head_bits", 32)),
             extra=dict(data.get("extra", {})),
@@ -95,6 +137,7 @@ class Candidate:
     def uncompressed(self) -> Candidate:
         """The same architecture with every compression knob off (the FP32 baseline)."""
         stages = tuple(
-            dataclasses.replace(s, prune_ratio=0.0, rank_ratio=1.0, weight_bits=32, act_bits=32) for s in self.stages
+            dataclasses.replace(s, prune_ratio=0.0, rank_ratio=1.0, weight_bits=32, act_bits=32, layer_bits=())
+            for s in self.stages
         )
         return dataclasses.replace(self, stages=stages, head_bits=32)

@@ -27,14 +27,27 @@ class Suggester(Protocol):
     def suggest_categorical(self, name: str, choices: Any) -> Any: ...
 
 
-def stage_param(i: int, knob: str, prefix: str = "s") -> str:
+def stage_param(i: int, knob: str, prefix: str = "s", layer: str | None = None) -> str:
     """The Optuna parameter of ``knob`` in stage ``i`` (``prefix`` ``"l"`` for layers).
 
+    ``layer`` names one layer of the stage (``"b<block>_<role>"``, see `jointnas.spaces.Stage.layer_bits`)
+    for per-layer knobs.
+
     Example:
-        >>> stage_param(2, "wbits"), stage_param(0, "width", "l")
-        ('s2_wbits', 'l0_width')
+        >>> stage_param(2, "wbits"), stage_param(0, "width", "l"), stage_param(1, "wbits", layer="b0_expand")
+        ('s2_wbits', 'l0_width', 's1_b0_expand_wbits')
     """
-    return f"{prefix}{i}_{knob}"
+    return f"{prefix}{i}_{knob}" if layer is None else f"{prefix}{i}_{layer}_{knob}"
+
+
+def layer_key(block: int, role: str) -> str:
+    """The key of a stage's layer: block index within the stage and the layer's attribute.
+
+    Example:
+        >>> layer_key(1, "dw")
+        'b1_dw'
+    """
+    return f"b{block}_{role}"
 
 
 def round_channels(value: float) -> int:
@@ -128,6 +141,7 @@ __all__ = [
     "float_range",
     "float_steps",
     "int_range",
+    "layer_key",
     "round_channels",
     "stage_param",
 ]

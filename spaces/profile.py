@@ -12,17 +12,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from jointnas.spaces.precision import Precision, as_precision, is_fp16, storage_bits
+
 
 @dataclass(frozen=True)
 class LayerInfo:
     """One weight layer as executed on a batch of one.
 
     ``kind`` is ``"conv"``, ``"dwconv"`` or ``"linear"``. ``in_shape`` / ``out_shape`` exclude the batch.
-    ``weight_bits`` / ``act_bits`` come from the layer's fake-quant attributes (32 when float).
-    ``residual_numel`` counts activations that must stay alive while this layer runs (the input of an
-    enclosing residual block). ``out_quantized``: an activation quantizer (the block's ``out_quant``)
-    follows the layer, so its output is stored as ``act_bits`` codes; without one, the C library stores
-    an integer layer's output at `C_GRID_BITS` (see `jointnas.devices.mcu.stored_bits`).
+    ``weight_bits`` / ``act_bits`` come from the layer's fake-quant attributes (32 when float) as storage
+    bits: ``"fp16"`` is 16 with ``weight_fp16`` / ``act_fp16`` set (IEEE half: no integer codes, no
+    scales; `weight_precision` / `act_precision` give the plan's value back). ``residual_numel``
+    counts activations that must stay alive while this layer runs (the input of an enclosing residual
+    block). ``out_quantized``: an activation quantizer (the block's ``out_quant``) follows the layer, so its
+    output is stored as ``act_bits`` codes; without one, the C library stores an integer layer's output at
+    `C_GRID_BITS` (see `jointnas.devices.mcu.stored_bits`).
     """
 
     name: str
@@ -43,6 +47,23 @@ class LayerInfo:
     residual_numel: int
     relu: bool
     out_quantized: bool = False
+    weight_fp16: bool = False
+    act_fp16: bool = False
+
+    @property
+    def weight_precision(self) -> Precision:
+        """The plan's weight precision: ``"fp16"`` or the bit-width."""
+        return "fp16" if self.weight_fp16 else self.weight_bits
+
+    @property
+    def act_precision(self) -> Precision:
+        """The plan's activation precision: ``"fp16"`` or the bit-width."""
+        return "fp16" if self.act_fp16 else self.act_bits
+
+    @property
+    def integer_weights(self) -> bool:
+        """Whether the weights are integer codes with per-channel scales (not float32 or float16)."""
+        return self.weight_bits < 32 and not self.weight_fp16
 
     @property
     def in_numel(self) -> int:
@@ -66,10 +87,11 @@ BIAS_BYTES = 4
 """Bytes per bias: int32 in the accumulator's units (integer kernels) or float32 (float outputs)."""
 
 
-def weight_storage_bytes(numel: int, nonzero: int, bits: int) -> tuple[int, bool]:
+def weight_storage_bytes(numel: int, nonzero: int, bits: Precision) -> tuple[int, bool]:
     """Bytes of one layer's packed weights in the smaller of two formats, and whether it is the sparse one.
 
-    * dense: every weight at ``bits`` (float32 when 32), packed LSB-first, padded to a whole byte;
+    * dense: every weight at ``bits`` (float32 when 32, float16 at 16 for ``"fp16"``: 2 bytes a weight),
+      packed LSB-first, padded to a whole byte;
     * sparse (bitmap): one bit per weight marking the nonzero ones (padded to a byte), then the nonzero
       weights packed at ``bits`` (padded to a byte).
 
@@ -80,7 +102,10 @@ def weight_storage_bytes(numel: int, nonzero: int, bits: int) -> tuple[int, bool
         (625, True)
         >>> weight_storage_bytes(1000, 900, 8)
         (1000, False)
+        >>> weight_storage_bytes(1000, 1000, "fp16")
+        (2000, False)
     """
+    bits = storage_bits(bits)
     dense = math.ceil(numel * bits / 8)
     sparse = math.ceil(numel / 8) + math.ceil(nonzero * bits / 8)
     return (sparse, True) if sparse < dense else (dense, False)
@@ -90,11 +115,11 @@ def layer_flash_bytes(layer: LayerInfo) -> int:
     """Flash bytes the C library stores for ``layer``: packed weights + per-channel scales + biases.
 
     Scales (`SCALE_BYTES` per output channel) exist when the weights are integer codes
-    (``weight_bits`` < 32); biases take `BIAS_BYTES` each. Layer geometry (the kernels' descriptors) is
-    code, not counted here.
+    (``weight_bits`` < 32, not ``"fp16"``: `LayerInfo.integer_weights`); biases take `BIAS_BYTES`
+    each. Layer geometry (the kernels' descriptors) is code, not counted here.
     """
     weights, _ = weight_storage_bytes(layer.weight_numel, layer.weight_nonzero, layer.weight_bits)
-    scales = layer.out_channels * SCALE_BYTES if layer.weight_bits < 32 else 0
+    scales = layer.out_channels * SCALE_BYTES if layer.integer_weights else 0
     return weights + scales + layer.bias_numel * BIAS_BYTES
 
 
@@ -137,6 +162,8 @@ def _layer_info(
     """One Conv/Linear layer as it ran on sample ``x`` (output ``y``; ``residual``: live residual elements;
     ``epilogue``: a ReLU follows, an activation quantizer follows)."""
     w = module.weight
+    weight = as_precision(getattr(module, "weight_bits", 32))
+    act = as_precision(getattr(module, "act_bits", 32))
     if isinstance(module, nn.Linear):
         kind, kernel, stride, groups = "linear", 1, 1, 1
         in_ch, out_ch = module.in_features, module.out_features
@@ -161,11 +188,13 @@ def _layer_info(
         weight_nonzero=int(torch.count_nonzero(w)),
         bias_numel=0 if module.bias is None else module.bias.numel(),
         macs=int(macs),
-        weight_bits=int(getattr(module, "weight_bits", 32)),
-        act_bits=int(getattr(module, "act_bits", 32)),
+        weight_bits=storage_bits(weight),
+        act_bits=storage_bits(act),
         residual_numel=residual,
         relu=epilogue[0],
         out_quantized=epilogue[1],
+        weight_fp16=is_fp16(weight),
+        act_fp16=is_fp16(act),
     )
 
 

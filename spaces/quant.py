@@ -1,7 +1,8 @@
 """Straight-through fake quantization, the one implementation (compression's quantized layers and the
 supernets use it).
 
-Weights, per output channel, to ``bits`` in {1, 2, 4, 8, 16} (32 = float), by one of the
+Weights, per output channel, to ``bits`` in {1, 2, 4, 8, 16} (32 = float; ``"fp16"`` = a round trip
+through IEEE half, `to_float16`, the same for weights and activations), by one of the
 ``WEIGHT_QUANTIZERS``: ``maxabs`` (symmetric, scale = max|w| / (2^(b-1) − 1)), ``dorefa`` (Zhou et al.
 2016: tanh-normalized, 2^b uniform levels in [−1, 1], rescaled by max|w|) or ``lsq`` (Esser et al.
 2020: symmetric with a learned step per channel, gradient-scaled). 1 bit is binary ``sign(w)·mean|w|``
@@ -15,9 +16,23 @@ import torch
 from torch import Tensor
 
 from jointnas.spaces._errors import UserInputError
-from jointnas.spaces.candidate import WEIGHT_BITS
+from jointnas.spaces.candidate import WEIGHT_PRECISIONS
+from jointnas.spaces.precision import Precision, is_fp16
+
+FLOAT16_MAX = 65504.0
+"""The largest finite IEEE half value; `to_float16` saturates there instead of overflowing to inf."""
 
 WEIGHT_QUANTIZERS = ("maxabs", "dorefa", "lsq")
+
+
+def to_float16(x: Tensor) -> Tensor:
+    """``x`` rounded to the nearest IEEE half value (saturating at ±`FLOAT16_MAX`), in ``x``'s dtype.
+
+    Example:
+        >>> to_float16(torch.tensor([1.0 + 2**-12, 1e6])).tolist()
+        [1.0, 65504.0]
+    """
+    return x.clamp(-FLOAT16_MAX, FLOAT16_MAX).to(torch.float16).to(x.dtype)
 
 
 def ste(x: Tensor, q: Tensor) -> Tensor:
@@ -57,9 +72,9 @@ def lsq_init_step(weight: Tensor, bits: int) -> Tensor:
     return torch.minimum(lsq, weight_scale(weight, bits)).clamp_min(1e-8)
 
 
-def check_bits(bits: int) -> None:
-    if bits not in WEIGHT_BITS:
-        raise UserInputError(f"weight bit-width {bits} is unsupported; choose one of {list(WEIGHT_BITS)}")
+def check_bits(bits: Precision) -> None:
+    if bits not in WEIGHT_PRECISIONS:
+        raise UserInputError(f"weight bit-width {bits} is unsupported; choose one of {list(WEIGHT_PRECISIONS)}")
 
 
 def check_method(method: str) -> None:
@@ -67,15 +82,17 @@ def check_method(method: str) -> None:
         raise UserInputError(f"unknown weight quantizer {method!r}; choose one of {list(WEIGHT_QUANTIZERS)}")
 
 
-def quantize_weight(weight: Tensor, bits: int, method: str = "maxabs", step: Tensor | None = None) -> Tensor:
+def quantize_weight(weight: Tensor, bits: Precision, method: str = "maxabs", step: Tensor | None = None) -> Tensor:
     """Fake-quantize ``weight`` to ``bits`` per output channel with straight-through gradients.
 
     Args:
         weight: conv/linear weight, output channels first.
-        bits: 1 (binary), 2, 4, 8, 16, or 32 (unchanged).
+        bits: 1 (binary), 2, 4, 8, 16, 32 (unchanged) or ``"fp16"`` (IEEE half, any ``method``).
         method: ``maxabs`` (symmetric, scale = max|w|/qmax), ``dorefa`` or ``lsq`` (needs ``step``).
         step: LSQ's learned per-channel step, shaped to broadcast against ``weight``.
     """
+    if is_fp16(bits):
+        return ste(weight, to_float16(weight))
     if bits >= 32:
         return weight
     check_bits(bits)
@@ -102,11 +119,14 @@ def quantize_weight(weight: Tensor, bits: int, method: str = "maxabs", step: Ten
     return ste(weight, torch.clamp(torch.round(weight / scale), -qmax, qmax) * scale)
 
 
-def quantize_activation(x: Tensor, bits: int, clip: Tensor, signed: bool) -> Tensor:
+def quantize_activation(x: Tensor, bits: Precision, clip: Tensor, signed: bool) -> Tensor:
     """PACT fake-quantization of ``x`` to ``bits`` with learned clipping level ``clip`` (> 0).
 
     Gradients reach ``x`` inside the clip range and ``clip`` through the clamp (straight-through).
+    ``"fp16"`` rounds through IEEE half instead (no clip).
     """
+    if is_fp16(bits):
+        return ste(x, to_float16(x))
     if bits >= 32:
         return x
     alpha = clip.abs() + 1e-6

@@ -13,13 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from jointnas.spaces._errors import UserInputError
 from jointnas.spaces.candidate import Candidate, Stage
-from jointnas.spaces.params import Suggester, choice, float_grid, float_range, stage_param
+from jointnas.spaces.params import Suggester, choice, float_grid, float_range, layer_key, stage_param
+from jointnas.spaces.precision import precision_order
 
 if TYPE_CHECKING:
     from torch import nn
 
-WeightBits = Literal[1, 2, 4, 8, 16, 32]
-ActBits = Literal[2, 4, 8, 16, 32]
+WeightBits = Literal[1, 2, 4, 8, 16, 32, "fp16"]
+ActBits = Literal[2, 4, 8, 16, 32, "fp16"]
 HeadBits = Literal[8, 16, 32]
 
 
@@ -28,7 +29,13 @@ class _Strict(BaseModel):
 
 
 class CompressionKnobs(_Strict):
-    """Per-stage compression ranges. A range ``[a, a]`` fixes the knob; ``step`` discretizes it."""
+    """Per-stage compression ranges. A range ``[a, a]`` fixes the knob; ``step`` discretizes it.
+
+    ``granularity`` is where bit-widths are chosen: ``"stage"`` (one ``s{i}_wbits`` / ``s{i}_abits`` a
+    stage) or ``"layer"`` (one weight and one activation parameter for every conv/linear layer of the
+    stages, ``s{i}_b{j}_{role}_wbits`` / ``_abits``, e.g. ``s1_b0_expand_wbits``; the stem and the
+    classifier keep ``head_bits``).
+    """
 
     prune_ratio: tuple[float, float] = Field((0.0, 0.5), description="structured pruning share, in [0, 1)")
     prune_step: float = Field(0.125, gt=0, le=1)
@@ -37,6 +44,10 @@ class CompressionKnobs(_Strict):
     weight_bits: list[WeightBits] = Field(default_factory=lambda: [4, 8, 32], min_length=1)
     act_bits: list[ActBits] = Field(default_factory=lambda: [8, 32], min_length=1)
     head_bits: list[HeadBits] = Field(default_factory=lambda: [8], min_length=1)
+    granularity: Literal["stage", "layer"] = "stage"
+    memory_threshold: int | None = Field(
+        None, gt=0, description="SRAM bytes the memory filter allows a layer's live tensors (default: the device's)"
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> CompressionKnobs:
@@ -49,24 +60,58 @@ class CompressionKnobs(_Strict):
         return self
 
 
-def stage_knobs(suggester: Suggester, i: int, knobs: CompressionKnobs, prefix: str = "s") -> dict[str, Any]:
-    """The compression knobs of stage ``i`` as `Stage` fields."""
-    return {
+def stage_layers(blocks: int, roles: tuple[str, ...]) -> list[str]:
+    """The layer keys of a stage of ``blocks`` blocks whose blocks hold layers ``roles`` (`Family.block_roles`)."""
+    return [layer_key(j, role) for j in range(blocks) for role in roles]
+
+
+def stage_knobs(
+    suggester: Suggester, i: int, knobs: CompressionKnobs, prefix: str = "s", layers: list[str] | None = None
+) -> dict[str, Any]:
+    """The compression knobs of stage ``i`` as `Stage` fields.
+
+    With ``granularity = "layer"`` every key of ``layers`` (`stage_layers`) gets its own weight and
+    activation parameter, in ``layer_bits``; the stage's ``weight_bits`` / ``act_bits`` are then its
+    widest layer precisions (a summary; every layer has its entry).
+    """
+    out = {
         "prune_ratio": float_range(suggester, stage_param(i, "prune", prefix), knobs.prune_ratio, knobs.prune_step),
         "rank_ratio": float_range(suggester, stage_param(i, "rank", prefix), knobs.rank_ratio, knobs.rank_step),
-        "weight_bits": choice(suggester, stage_param(i, "wbits", prefix), knobs.weight_bits),
-        "act_bits": choice(suggester, stage_param(i, "abits", prefix), knobs.act_bits),
     }
+    if knobs.granularity == "stage" or not layers:
+        out["weight_bits"] = choice(suggester, stage_param(i, "wbits", prefix), knobs.weight_bits)
+        out["act_bits"] = choice(suggester, stage_param(i, "abits", prefix), knobs.act_bits)
+        return out
+    entries = tuple(
+        (
+            key,
+            choice(suggester, stage_param(i, "wbits", prefix, key), knobs.weight_bits),
+            choice(suggester, stage_param(i, "abits", prefix, key), knobs.act_bits),
+        )
+        for key in layers
+    )
+    out["weight_bits"] = max((w for _, w, _ in entries), key=precision_order)
+    out["act_bits"] = max((a for _, _, a in entries), key=precision_order)
+    return {**out, "layer_bits": entries}
 
 
-def knob_grid(i: int, knobs: CompressionKnobs, prefix: str = "s") -> dict[str, list[Any]]:
-    """Every value of stage ``i``'s compression knobs (`stage_knobs`' parameters)."""
-    return {
+def knob_grid(
+    i: int, knobs: CompressionKnobs, prefix: str = "s", layers: list[str] | None = None
+) -> dict[str, list[Any]]:
+    """Every value of stage ``i``'s compression knobs (`stage_knobs`' parameters; ``layers``: the keys of
+    the stage's layers at its largest depth)."""
+    grid = {
         stage_param(i, "prune", prefix): float_grid(knobs.prune_ratio, knobs.prune_step),
         stage_param(i, "rank", prefix): float_grid(knobs.rank_ratio, knobs.rank_step),
-        stage_param(i, "wbits", prefix): list(knobs.weight_bits),
-        stage_param(i, "abits", prefix): list(knobs.act_bits),
     }
+    if knobs.granularity == "stage" or not layers:
+        grid[stage_param(i, "wbits", prefix)] = list(knobs.weight_bits)
+        grid[stage_param(i, "abits", prefix)] = list(knobs.act_bits)
+        return grid
+    for key in layers:
+        grid[stage_param(i, "wbits", prefix, key)] = list(knobs.weight_bits)
+        grid[stage_param(i, "abits", prefix, key)] = list(knobs.act_bits)
+    return grid
 
 
 class SpaceConfig(_Strict):
@@ -162,6 +207,11 @@ class Family:
     def blocks_of(self, stage: Stage) -> int:
         """How many entries of ``model.blocks`` a stage builds."""
         return stage.depth if self.layout == "inverted_residual" else 1
+
+    @property
+    def block_roles(self) -> tuple[str, ...]:
+        """The conv/linear layers of one block by attribute, in execution order (per-layer precision keys)."""
+        return ("expand", "dw", "project") if self.layout == "inverted_residual" else ("linear",)
 
     def describe(self, candidate: dict[str, Any]) -> str:
         """A one-line architecture summary of a stored candidate (the CLI's trial tables)."""

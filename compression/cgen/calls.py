@@ -150,7 +150,9 @@ def _clamp_fields(op: Op, y: QType) -> dict[str, str]:
 
 def _weight_reader(w: PackedWeights) -> tuple[str, tuple[tuple[str, str], ...]]:
     """(name part, template parameters) of a layer's weight format: the reader and its constant arguments."""
-    if w.bits == 32:
+    if w.half:
+        reader, w_t, short = "jn_read_h", "float", "f16"
+    elif w.bits == 32:
         reader, w_t, short = "jn_read_f", "float", "f32"
     else:
         reader, w_t = ("jn_read_q", "int16_t") if w.bits <= 8 else ("jn_read_q16", "int32_t")

@@ -21,7 +21,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from jointnas.spaces import UserInputError
 
-from ..quantization import PACT
+from ..quantization import PACT, Float16Act
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _VIEWS = (nn.Identity, nn.Dropout, nn.Flatten)
@@ -98,7 +98,7 @@ class Graph:
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, PACT) or super().is_leaf_module(m, qualname)
+        return isinstance(m, PACT | Float16Act) or super().is_leaf_module(m, qualname)
 
 
 def _canonical(shape: torch.Size) -> tuple[int, int, int]:
@@ -180,6 +180,10 @@ class _Lowering:
         elif isinstance(m, PACT):
             lo, hi = m.clip_range()
             self.activation(node, arg, None, Pact(int(m.bits), bool(m.signed), hi))
+        elif isinstance(m, Float16Act):
+            # fp16 activations: the library keeps them as float (4 bytes), unrounded; see docs/cgen.md.
+            vid, exclusive = self.env[arg.name]
+            self.env[node.name] = (vid, exclusive and len(node.users) == 1)
         elif _clamp_of(m) is not None:
             self.activation(node, arg, _clamp_of(m), None)
         elif isinstance(m, _VIEWS):

@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, replace
 
 from jointnas.spaces import C_GRID_BITS, C_INPUT_BITS, UserInputError
+from jointnas.spaces.precision import as_precision, is_float
 
 from .graph import Epilogue, Graph, Op, Pact, Value
 
@@ -131,7 +132,7 @@ def _root(graph: Graph, vid: int) -> int:
 
 
 def has_codes(op: Op) -> bool:
-    return op.kind == "conv" and int(getattr(op.module, "weight_bits", 32)) < 32
+    return op.kind == "conv" and not is_float(as_precision(getattr(op.module, "weight_bits", 32)))
 
 
 def _int_friendly(graph: Graph, op: Op) -> bool:

@@ -22,6 +22,7 @@ import numpy as np
 from torch import nn
 
 from jointnas.spaces import weight_storage_bytes
+from jointnas.spaces.precision import as_precision, is_float, is_fp16
 
 from ..quantization import WeightCodes
 
@@ -65,7 +66,8 @@ class PackedWeights:
 
     ``levels`` holds the integer weight values the kernels multiply (``q``, or ``2u − (2^bits − 1)``
     for offset codes), dense, shaped like the weight; ``scales`` the per-output-channel scales
-    (``None`` for float weights, whose values are ``values``).
+    (``None`` for float weights, whose values are ``values``). ``half``: IEEE float16 weights (``"fp16"``,
+    ``bits`` 16, no codes), read as floats.
     """
 
     bits: int
@@ -75,6 +77,7 @@ class PackedWeights:
     levels: np.ndarray | None
     scales: np.ndarray | None
     values: np.ndarray
+    half: bool = False
 
     @property
     def sparse(self) -> bool:
@@ -92,15 +95,18 @@ class PackedWeights:
 
 def pack_layer(name: str, layer: nn.Conv1d | nn.Conv2d | nn.Linear) -> PackedWeights:
     """Pack the weights of a deployable layer (``weight_bits`` and ``packed_codes`` from `deployable_model`)."""
-    bits = int(getattr(layer, "weight_bits", 32))
+    bits = as_precision(getattr(layer, "weight_bits", 32))
     weight = layer.weight.detach().cpu().double().numpy()
-    codes: WeightCodes | None = getattr(layer, "packed_codes", None) if bits < 32 else None
-    if bits < 32 and codes is None:
+    codes: WeightCodes | None = None if is_float(bits) else getattr(layer, "packed_codes", None)
+    if not is_float(bits) and codes is None:
         raise ValueError(f"layer {name} has {bits}-bit weights but no integer codes; pass the deployable model")
     nonzero = (weight != 0).ravel()
     _, sparse = weight_storage_bytes(weight.size, int(nonzero.sum()), bits)
     keep = nonzero if sparse else np.ones(weight.size, dtype=bool)
     mask = np.packbits(nonzero, bitorder="little").tobytes() if sparse else None
+    if is_fp16(bits):  # the fake-quantized weights are float16 values already: the cast is exact
+        data = weight.ravel()[keep].astype("<f2").tobytes()
+        return PackedWeights(16, True, mask, data, None, None, weight.astype(np.float32), half=True)
     if codes is None:
         data = weight.ravel()[keep].astype("<f4").tobytes()
         return PackedWeights(32, True, mask, data, None, None, weight.astype(np.float32))

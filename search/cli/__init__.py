@@ -18,11 +18,11 @@ from jointnas.spaces import UserInputError
 
 from ..storage import install_log_masking, mask_password, remember_secrets
 from ..worker import STORAGE_ENV
-from . import chat, compare, dashboard, export, lut, report, run, worker
+from . import chat, compare, dashboard, export, lut, report, run, space, worker
 from .exits import EXIT_INTERRUPTED, EXIT_USAGE
 from .interrupts import redeliver_dropped_interrupts
 
-COMMANDS = (run, worker, lut, export, report, compare, dashboard, chat)
+COMMANDS = (run, worker, lut, space, export, report, compare, dashboard, chat)
 """The command modules, in ``jointnas --help`` order; each adds its sub-commands with ``add_parser``."""
 
 

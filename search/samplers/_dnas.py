@@ -17,7 +17,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import Field, InstanceOf, field_validator, model_validator
 
-from jointnas.compression.dnas import DNASConfig, Penalty, train_dnas
+from jointnas.compression.dnas import TAU_SCHEDULES, DNASConfig, Penalty, train_dnas
 from jointnas.devices import LatencyTable
 from jointnas.objectives import TaskData
 from jointnas.spaces import SpaceConfig, UserInputError, sample_candidate
@@ -71,6 +71,7 @@ class DNASOptions(SamplerOptions):
     arch_lr: float = Field(1e-1, gt=0)
     tau_start: float = Field(5.0, gt=0)
     tau_end: float = Field(0.5, gt=0)
+    schedule: Literal[TAU_SCHEDULES] = "exponential"  # type: ignore[valid-type]
     grad_clip: float = Field(5.0, gt=0)
     weight_sampling: Literal["path", "mixed"] = "path"
     init_bias: dict[str, float] | None = None
@@ -99,7 +100,10 @@ class DNASOptions(SamplerOptions):
         return [_anchor(item, self.lambda_sram) for item in self.lambdas]
 
     def train_config(self) -> DNASConfig:
-        knobs = ("epochs", "warmup_epochs", "batch_size", "lr", "arch_lr", "tau_start", "tau_end", "grad_clip")
+        knobs = (
+            *("epochs", "warmup_epochs", "batch_size", "lr", "arch_lr"),
+            *("tau_start", "tau_end", "schedule", "grad_clip"),
+        )
         kwargs: dict[str, Any] = {k: getattr(self, k) for k in knobs}
         if self.init_bias is not None:
             kwargs["init_bias"] = dict(self.init_bias)
@@ -146,7 +150,8 @@ class DNASSampler(RecordsTrials, BaseSampler):
         options (`DNASOptions`; the study file's ``[sampler] options``):
         lambdas: one trade-off per anchor: a number (λ for latency and Flash) or ``[λ_lat, λ_flash]``.
         lambda_sram: λ of the peak-SRAM penalty (soft max over layers), for every anchor.
-        epochs, warmup_epochs, batch_size, lr, arch_lr, tau_start, tau_end, grad_clip, weight_sampling, init_bias:
+        epochs, warmup_epochs, batch_size, lr, arch_lr, tau_start, tau_end, schedule, grad_clip,
+        weight_sampling, init_bias:
             supernet training knobs (`jointnas.compression.dnas.DNASConfig`).
         width_mult, stem_channels: the supernet's fixed width multiplier and stem (default the largest).
         head_bits: stem/classifier weight bits assumed by the Flash penalty.
@@ -174,6 +179,17 @@ class DNASSampler(RecordsTrials, BaseSampler):
             covered = ", ".join(repr(n) for n in family_names() if get_family(n).supernet)
             raise UserInputError(
                 f"the dnas sampler needs a [space] family a supernet covers ({covered}), not {self.space.family!r}"
+            )
+        knobs = self.space.compression
+        if knobs.granularity == "layer":
+            raise UserInputError(
+                "the dnas sampler's supernet has one bit-width α per stage; set [space.compression] granularity = "
+                '"stage" or use another sampler'
+            )
+        if "fp16" in (*knobs.weight_bits, *knobs.act_bits):
+            raise UserInputError(
+                'the dnas sampler\'s supernet has no "fp16" option yet; drop "fp16" from [space.compression] '
+                "weight_bits and act_bits, or use another sampler"
             )
         self.options = opts = DNASOptions.parse(options)
         self.anchors = opts.anchors()

@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from jointnas.spaces import UserInputError
 from jointnas.spaces.params import float_grid
+from jointnas.spaces.precision import precision_order, storage_bits
 
 from ..config import StudyConfig, parse_config
 from ..study import create_or_resume, front, run_study
@@ -59,8 +60,8 @@ def post_plan(config: StudyConfig) -> dict[str, Any]:
     """`POST_PLAN` snapped to the study's space: ratios to its grid, bits to the nearest allowed choice."""
     knobs = config.space.compression
 
-    def nearest(choices: list[int], want: int) -> int:
-        return min(choices, key=lambda b: (abs(b - want), b))
+    def nearest(choices: list[Any], want: int) -> Any:
+        return min(choices, key=lambda b: (abs(storage_bits(b) - want), precision_order(b)))
 
     return {
         "prune_ratio": _snap(POST_PLAN["prune_ratio"], *knobs.prune_ratio, knobs.prune_step),

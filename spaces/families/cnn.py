@@ -19,7 +19,7 @@ from jointnas.spaces.params import (
     round_channels,
     stage_param,
 )
-from jointnas.spaces.space import Family, knob_grid, register_family, stage_knobs
+from jointnas.spaces.space import Family, knob_grid, register_family, stage_knobs, stage_layers
 
 if TYPE_CHECKING:
     from jointnas.spaces.space import SpaceConfig
@@ -77,14 +77,15 @@ class ConvFamily(Family):
         stages: list[Stage] = []
         for i in range(int_range(suggester, "n_stages", (space.min_stages, len(space.stages)))):
             mult = choice(suggester, stage_param(i, "width"), space.width_mult)
+            depth = int_range(suggester, stage_param(i, "depth"), space.depth)
             stages.append(
                 Stage(
                     channels=round_channels(space.stages[i] * mult),
-                    depth=int_range(suggester, stage_param(i, "depth"), space.depth),
+                    depth=depth,
                     kernel=choice(suggester, stage_param(i, "kernel"), space.kernel),
                     expansion=choice(suggester, stage_param(i, "expansion"), space.expansion),
                     stride=space.strides[i],
-                    **stage_knobs(suggester, i, knobs),
+                    **stage_knobs(suggester, i, knobs, layers=stage_layers(depth, self.block_roles)),
                 )
             )
         return Candidate(self.name, tuple(input_shape), num_classes, tuple(stages), int(stem), head_bits)
@@ -100,7 +101,7 @@ class ConvFamily(Family):
             grid[stage_param(i, "depth")] = list(range(space.depth[0], space.depth[1] + 1))
             grid[stage_param(i, "kernel")] = list(space.kernel)
             grid[stage_param(i, "expansion")] = list(space.expansion)
-            grid.update(knob_grid(i, space.compression))
+            grid.update(knob_grid(i, space.compression, layers=stage_layers(space.depth[1], self.block_roles)))
         return grid
 
     def stage_widths(self, space: SpaceConfig) -> list[list[int]]:

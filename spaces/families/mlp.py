@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from jointnas.spaces.candidate import Candidate, Stage
 from jointnas.spaces.layers import DenseAct
 from jointnas.spaces.params import Suggester, choice, int_range, stage_param
-from jointnas.spaces.space import Family, knob_grid, register_family, stage_knobs
+from jointnas.spaces.space import Family, knob_grid, register_family, stage_knobs, stage_layers
 
 if TYPE_CHECKING:
     from jointnas.spaces.space import SpaceConfig
@@ -51,7 +51,8 @@ class MLPFamily(Family):
         stages = []
         for i in range(int_range(suggester, "n_layers", space.depth)):
             width = choice(suggester, stage_param(i, "width", "l"), space.widths)
-            stages.append(Stage(channels=int(width), **stage_knobs(suggester, i, knobs, "l")))
+            layers = stage_layers(1, self.block_roles)
+            stages.append(Stage(channels=int(width), **stage_knobs(suggester, i, knobs, "l", layers)))
         return Candidate(self.name, tuple(input_shape), num_classes, tuple(stages), head_bits=head_bits)
 
     def grid(self, space: SpaceConfig) -> dict[str, list[Any]]:
@@ -61,7 +62,7 @@ class MLPFamily(Family):
         }
         for i in range(space.depth[1]):
             grid[stage_param(i, "width", "l")] = list(space.widths)
-            grid.update(knob_grid(i, space.compression, "l"))
+            grid.update(knob_grid(i, space.compression, "l", stage_layers(1, self.block_roles)))
         return grid
 
     def stage_widths(self, space: SpaceConfig) -> list[list[int]]:

@@ -59,3 +59,52 @@ def test_training_is_seeded_and_alpha_learns_only_from_the_validation_split():
     assert init["s0_wbits"].tolist() == [0.0, 1.0]  # default bias toward INT8
     with pytest.raises(ValueError, match="weight_sampling"):
         train_dnas(net, x, y, x, y, cm, pens, anchors, DNASConfig(weight_sampling="both"))
+
+
+def test_temperature_schedules_start_and_end_at_the_knobs_and_differ_in_shape():
+    from jointnas.compression.dnas import TAU_SCHEDULES, temperature
+
+    mids = {}
+    for schedule in TAU_SCHEDULES:
+        cfg = DNASConfig(epochs=5, tau_start=4.0, tau_end=0.25, schedule=schedule)
+        taus = [temperature(e, cfg) for e in range(5)]
+        assert taus[0] == pytest.approx(4.0) and taus[-1] == pytest.approx(0.25)
+        assert all(b < a for a, b in zip(taus, taus[1:], strict=False))  # cools every epoch
+        mids[schedule] = taus[2]
+    assert mids["linear"] == pytest.approx(2.125)
+    assert mids["cosine"] == pytest.approx(2.125)  # symmetric about the middle, like linear
+    assert temperature(1, DNASConfig(epochs=5, tau_start=4.0, tau_end=0.25, schedule="cosine")) == pytest.approx(
+        0.25 + 3.75 * 0.5 * (1 + 2**-0.5)
+    )
+    assert mids["exponential"] == pytest.approx(1.0)  # geometric mean of 4 and 0.25
+    assert mids["cubic"] == pytest.approx(4.0 - 3.75 * (1 - 0.125))
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        temperature(0, DNASConfig(schedule="step"))
+
+
+def test_dnas_sampler_option_reaches_the_training_config():
+    from jointnas.search.samplers import make_sampler
+    from jointnas.spaces import UserInputError
+
+    sampler = make_sampler("dnas", {"schedule": "cosine"}, seed=0, space=SpaceConfig())
+    assert sampler.train_config.schedule == "cosine"
+    assert make_sampler("dnas", {}, seed=0, space=SpaceConfig()).train_config.schedule == "exponential"
+    with pytest.raises(UserInputError, match="schedule"):
+        make_sampler("dnas", {"schedule": "step"}, seed=0, space=SpaceConfig())
+
+
+def test_dnas_sampler_refuses_fp16_spaces():
+    from jointnas.search.samplers import make_sampler
+    from jointnas.spaces import UserInputError
+
+    space = SpaceConfig(compression={"weight_bits": [8, "fp16"]})
+    with pytest.raises(UserInputError, match='no "fp16" option'):
+        make_sampler("dnas", {}, seed=0, space=space)
+
+
+def test_dnas_sampler_refuses_per_layer_precision():
+    from jointnas.search.samplers import make_sampler
+    from jointnas.spaces import UserInputError
+
+    with pytest.raises(UserInputError, match="one bit-width α per stage"):
+        make_sampler("dnas", {}, seed=0, space=SpaceConfig(compression={"granularity": "layer"}))

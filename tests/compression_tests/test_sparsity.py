@@ -118,3 +118,76 @@ def test_sparsity_plans_are_validated():
         PipelineConfig(sparsity=0.5)
     with pytest.raises(ValidationError, match="go together"):
         PipelineConfig(steps=["sparsify"])
+
+
+def test_random_criterion_hits_the_sparsity_and_ignores_magnitudes():
+    torch.manual_seed(0)
+    model = build_model(CNN)
+    w0 = model.blocks[0].expand.conv.weight.detach().abs().flatten().clone()
+    report = prune_magnitude(model, 0.5, scope="layer", criterion="random", generator=torch.Generator().manual_seed(1))
+    for name, s in report.items():
+        n = model.get_submodule(name).weight.numel()
+        assert s == pytest.approx(round(0.5 * n) / n)
+    kept = model.blocks[0].expand.conv.weight.detach().flatten() != 0
+    assert w0[~kept].max() > w0[kept].min()  # not the smallest magnitudes that went
+    # Same generator seed, same masks; another seed, other masks.
+    torch.manual_seed(0)
+    a, b, c = build_model(CNN), build_model(CNN), build_model(CNN)
+    b.load_state_dict(a.state_dict())
+    c.load_state_dict(a.state_dict())
+    prune_magnitude(a, 0.5, criterion="random", generator=torch.Generator().manual_seed(3))
+    prune_magnitude(b, 0.5, criterion="random", generator=torch.Generator().manual_seed(3))
+    prune_magnitude(c, 0.5, criterion="random", generator=torch.Generator().manual_seed(4))
+    wa, wb, wc = (m.blocks[1].expand.conv.weight for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+def test_random_masks_grow_monotonically():
+    torch.manual_seed(0)
+    model = build_model(MLP)
+    pruner = MagnitudePruner(model, "layer", criterion="random", generator=torch.Generator().manual_seed(0))
+    pruner.update(model, 0.3)
+    first = {n: m.clone() for n, m in pruner.masks.items()}
+    pruner.update(model, 0.6)
+    for n, m in pruner.masks.items():
+        assert bool((m <= first[n]).all())  # every weight pruned at 0.3 stays pruned at 0.6
+        assert 1 - m.float().mean().item() == pytest.approx(0.6, abs=0.01)
+
+
+def test_conv_layers_only_leave_linears_dense():
+    torch.manual_seed(0)
+    model = build_model(CNN)
+    report = prune_magnitude(model, 0.5, layers="conv")
+    convs = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)} - {"stem.conv"}
+    assert set(report) == convs and all(v > 0 for v in report.values())
+    assert layer_sparsity(model)["classifier"] == 0.0
+    mlp = build_model(MLP)
+    assert prune_magnitude(mlp, 0.5, layers="conv") == {}  # an MLP has no convolution to prune
+    assert layer_sparsity(mlp)["blocks.0.linear"] == 0.0
+    with pytest.raises(UserInputError, match="sparsity layers 'dense'"):
+        prune_magnitude(mlp, 0.5, layers="dense")
+    with pytest.raises(UserInputError, match="sparsity criterion 'taylor'"):
+        SparsityConfig(0.5, criterion="taylor")
+
+
+def test_pipeline_passes_criterion_and_layers_to_the_sparsify_step():
+    from jointnas.objectives import TaskConfig, load_task
+
+    task = load_task(TaskConfig())
+    cnn = Candidate("cnn", task.input_shape, 10, (Stage(8, 1, 3, 2, 1),), stem_channels=8)
+    cfg = PipelineConfig(
+        train_epochs=0,
+        finetune_epochs=1,
+        steps=["sparsify"],
+        sparsity=0.5,
+        sparsity_scope="layer",
+        sparsity_criterion="random",
+        sparsity_layers="conv",
+    )
+    res = run_pipeline(cnn, task.x_train[:128], task.y_train[:128], task.x_val[:64], task.y_val[:64], cfg)
+    assert set(res.layer_sparsity) == {"blocks.0.expand.conv", "blocks.0.dw.conv", "blocks.0.project.conv"}
+    assert all(v == pytest.approx(0.5, abs=0.05) for v in res.layer_sparsity.values())
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="sparsity_layers"):
+        PipelineConfig(sparsity=0.5, steps=["sparsify"], sparsity_layers="linear")

@@ -35,7 +35,7 @@ def test_out_of_range_values_name_the_allowed_range():
         "s.toml: pipeline.train_epochs: input should be greater than or equal to 0 (got -1)"
     )
     msg = _error({"space": {"compression": {"weight_bits": [8, 3]}}})
-    assert msg.startswith("s.toml: space.compression.weight_bits.1: input should be 1, 2, 4, 8, 16 or 32")
+    assert msg.startswith("s.toml: space.compression.weight_bits.1: input should be 1, 2, 4, 8, 16, 32 or 'fp16'")
     assert "prune_ratio range [0.0, 1.0] must satisfy 0 <= low <= high < 1" in _error(
         {"space": {"compression": {"prune_ratio": [0.0, 1.0]}}}
     )

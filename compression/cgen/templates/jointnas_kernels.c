@@ -171,6 +171,43 @@ JN_READER float jn_read_f(jn_stream_t *s, uint8_t bits, uint8_t is_signed, uint8
     return w;
 }
 
+/* IEEE half (little-endian bits) to float: sign, 5-bit exponent, 10-bit mantissa; subnormals, inf, NaN. */
+JN_READER float jn_half_to_float(uint16_t h)
+{
+    union {
+        uint32_t u;
+        float f;
+    } v;
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
+    if (exp == 0x1Fu) {
+        v.u = sign | 0x7F800000u | (man << 13); /* inf, NaN */
+    } else if (exp != 0u) {
+        v.u = sign | ((exp + 112u) << 23) | (man << 13); /* rebias 15 -> 127 */
+    } else if (man != 0u) {
+        exp = 113u; /* subnormal: normalize the mantissa */
+        while ((man & 0x400u) == 0u) {
+            man <<= 1;
+            --exp;
+        }
+        v.u = sign | (exp << 23) | ((man & 0x3FFu) << 13);
+    } else {
+        v.u = sign; /* +-0 */
+    }
+    return v.f;
+}
+
+/* Next float16 weight ("fp16": half storage, float arithmetic). */
+JN_READER float jn_read_h(jn_stream_t *s, uint8_t bits, uint8_t is_signed, uint8_t sparse)
+{
+    uint16_t h;
+    (void)bits;
+    (void)is_signed;
+    if (!jn_present(s, sparse)) return 0.0f;
+    h = (uint16_t)((uint16_t)JN_READ_U8(s->w) | ((uint16_t)JN_READ_U8(s->w + 1) << 8));
+    s->w += 2;
+    return jn_half_to_float(h);
+}
+
 /* 1 when the layer is a pointwise (1x1, stride 1, no padding, no groups) convolution or a linear layer. */
 JN_HELPER uint8_t jn_pointwise(const jn_conv_t *L)
 {
