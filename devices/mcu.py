@@ -129,15 +129,12 @@ def cycle_terms(layers: Sequence[LayerInfo]) -> dict[str, float]:
     return terms
 
 
-_BITS = {"i8": 8, "u8": 8, "i16": 16, "f32": 32}
-
-
 def _hand_set(profile: DeviceProfile, key: str) -> float:
     """A hand-set profile's ``cycles_per_*`` fields as the coefficient of term ``key``."""
     kind, _, cls = key.partition(":")
     if kind == "mac":
         _, storage, weights, _ = cls.split(".")
-        wbits, xbits = int(weights.rstrip("s")[1:].replace("f16", "16")), _BITS[storage]
+        wbits, xbits = int(weights.rstrip("s")[1:].replace("f16", "16")), int(storage[1:])  # i8 u8 i16 u16 f32
         weight_traffic = wbits / 8 * profile.cycles_per_weight_byte  # the kernels read each weight per MAC
         return profile.mac_cycles(wbits, xbits) + weight_traffic + xbits / 8 * profile.cycles_per_act_byte
     if kind == "out":

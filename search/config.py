@@ -100,6 +100,7 @@ _LATER_KEYS = (
     (("space", "compression"), "memory_threshold", None),
     (("pipeline",), "sparsity_criterion", "magnitude"),
     (("pipeline",), "sparsity_layers", "all"),
+    (("device",), "verify", False),
 )
 """Keys added after studies were stored (path, key, default): at their defaults they are left out of the
 canonical form, so the hash of a study made before them is unchanged and it resumes."""
