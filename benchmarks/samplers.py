@@ -55,8 +55,8 @@ TASKS: dict[str, dict[str, Any]] = {
     "mnist1d": {"task.dataset": "mnist1d", "space.family": "cnn1d"},
 }
 
-# Samplers that cannot search a task's space (HardCoReNAS enumerates 2-D CNN blocks only).
-UNSUPPORTED: dict[tuple[str, str], str] = {("mnist1d", "hardcore"): "hardcore searches 2-D cnn spaces only"}
+# Samplers that cannot search a task's space (none since HardCoReNAS covers cnn1d too).
+UNSUPPORTED: dict[tuple[str, str], str] = {}
 
 
 def hypervolume(points: list[tuple[float, float, float]], ref: np.ndarray) -> float:
@@ -211,7 +211,8 @@ def hardcore_rank_correlation(args: argparse.Namespace) -> dict[str, Any]:
     choices = SpaceChoices.from_space(config.space)
     macro = choices.max_macro()
     seed = args.seeds[0]
-    net = sn.build_supernet(choices, macro, task.input_shape, task.num_classes, seed)
+    fixed = {"width_mult": macro.width_mults[0], "stem_channels": macro.stem_channels}  # the paper's fixed macro
+    net = sn.build_supernet(choices, task.input_shape, task.num_classes, seed, **fixed)
     info = sn.train_supernet(
         net, task.x_train, task.y_train, epochs=args.supernet_epochs, batch_size=64, lr=5e-3, sandwich=True, seed=seed
     )

@@ -107,7 +107,7 @@ class DNASOptions(SamplerOptions):
 
 
 class DNASSampler(RecordsTrials, BaseSampler):
-    """Differentiable NAS (FBNet / EdMIPS style) over kernel, expansion, depth and per-stage bit-widths.
+    """Differentiable NAS (FBNet / EdMIPS style) over widths, kernel, expansion, depth and per-stage bit-widths.
 
     On first use the sampler trains a weight-sharing `Supernet` of ``space`` with alternating
     optimization (weights on the training split, architecture logits α on the validation split) and the
@@ -148,7 +148,9 @@ class DNASSampler(RecordsTrials, BaseSampler):
         lambda_sram: λ of the peak-SRAM penalty (soft max over layers), for every anchor.
         epochs, warmup_epochs, batch_size, lr, arch_lr, tau_start, tau_end, grad_clip, weight_sampling, init_bias:
             supernet training knobs (`jointnas.compression.dnas.DNASConfig`).
-        width_mult, stem_channels: the supernet's fixed width multiplier and stem (default the largest).
+        width_mult, stem_channels: fix the supernet's stage width multiplier / stem (one of the space's);
+            default ``None``: both are searched (elastic width: ``s{i}_width`` and ``stem_channels``
+            decisions, channel-masked in the mixed forward, priced like the others).
         head_bits: stem/classifier weight bits assumed by the Flash penalty.
         explore_temperature: temperature of later passes' samples from softmax(α).
         fallback: ``"random"``, ``"tpe"`` or a sampler for parameters outside the supernet.
