@@ -211,6 +211,7 @@ def test_hardcore_searches_a_cnn1d_space_on_mnist1d_within_every_budget(table):
     space = SPACE.model_copy(update={"family": "cnn1d"})
     sampler = HardCoReNASSampler(space, task=task, table=table, seed=0, **FAST)
     study = optuna.create_study(sampler=sampler)
+
     def objective(trial):
         c = sample_candidate(trial, space, task.input_shape, task.num_classes)
         sampler.record(trial)
