@@ -26,6 +26,7 @@ from jointnas.spaces.params import FixedParams
 from jointnas.spaces.supernet import CostModel, Supernet
 
 from ._artifact_once import default_artifact_store, train_once
+from ._inherit import inherited_start
 from ._options import DeviceLatency, RecordsTrials, SamplerOptions
 from ._supernet_costs import flash_costs, latency_costs, sram_costs
 
@@ -78,6 +79,8 @@ class DNASOptions(SamplerOptions):
     stem_channels: int | None = None
     head_bits: int | None = None
     explore_temperature: float = Field(1.0, gt=0)
+    scoring: Literal["full", "inherited"] = "full"
+    finetune_epochs: int = Field(2, ge=0)
     fallback: Literal["random", "tpe"] | InstanceOf[BaseSampler] = "random"
     artifact_store: Any = None
     lock_timeout_s: float = Field(3600.0, gt=0)
@@ -153,6 +156,10 @@ class DNASSampler(RecordsTrials, BaseSampler):
             decisions, channel-masked in the mixed forward, priced like the others).
         head_bits: stem/classifier weight bits assumed by the Flash penalty.
         explore_temperature: temperature of later passes' samples from softmax(α).
+        scoring: ``"full"`` (default): the jointnas objective trains each proposal from scratch
+            (``[pipeline] train_epochs``); ``"inherited"``: it starts from the supernet's weights
+            (`Supernet.extract`) and trains ``finetune_epochs`` instead, then compresses as usual.
+        finetune_epochs: training epochs of an inherited-weight trial before compression.
         fallback: ``"random"``, ``"tpe"`` or a sampler for parameters outside the supernet.
         artifact_store: a folder path or an Optuna ``ArtifactStore`` (default: the study's artifact
             directory, see `default_artifact_store`).
@@ -183,6 +190,7 @@ class DNASSampler(RecordsTrials, BaseSampler):
         self.width_mult, self.stem_channels = opts.width_mult, opts.stem_channels
         self.head_bits = max(self.space.compression.head_bits) if opts.head_bits is None else opts.head_bits
         self.explore_temperature = opts.explore_temperature
+        self.scoring, self.finetune_epochs = opts.scoring, opts.finetune_epochs
         self.seed = 0 if seed is None else int(seed)
         if isinstance(opts.fallback, BaseSampler):
             self.fallback = opts.fallback
@@ -308,10 +316,16 @@ class DNASSampler(RecordsTrials, BaseSampler):
         self.fallback.after_trial(study, trial, state, values)
 
     # ---- per-trial records -----------------------------------------------------------------------
-    def prepare_evaluation(self, trial: optuna.Trial, candidate: Any, pipeline: Any) -> tuple[None, None, Any]:
-        """Hook of the jointnas objective: records the trial (`record`); training is unchanged."""
+    def prepare_evaluation(self, trial: optuna.Trial, candidate: Any, pipeline: Any) -> tuple[None, Any, Any]:
+        """Hook of the jointnas objective: records the trial (`record`); with ``scoring="inherited"``
+        the model starts from the supernet's weights and trains ``finetune_epochs`` (`inherited_start`)."""
         self.record(trial)
-        return None, None, pipeline
+        if self.scoring != "inherited" or self._logits is None:
+            return None, None, pipeline
+        with self._lock:
+            model, pipeline = inherited_start(self._supernet(), candidate, pipeline, self.finetune_epochs)
+        trial.set_user_attr(f"{ATTR_PREFIX}:scoring", "inherited")
+        return None, model, pipeline
 
     # ---- training, sharing ----------------------------------------------------------------------
     def _ensure_trained(self, study: Study) -> list[dict[str, torch.Tensor]]:

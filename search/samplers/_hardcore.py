@@ -37,6 +37,7 @@ from jointnas.spaces.params import stage_param
 from ._artifact_once import default_artifact_store, train_once
 from ._hardcore_fw import ScoreModel, SearchResult, search_macros
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices, covers
+from ._inherit import inherited_start
 from ._options import DeviceLatency, RecordsTrials, SamplerOptions
 
 ATTR_SUPERNET = "hardcore:supernet"
@@ -376,13 +377,10 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             return result.infeasible_reason, None, pipeline
         if self.scoring == "full" or self.supernet is None:
             return None, None, pipeline
-        from . import _hardcore_supernet as sn
-
-        assert self.choices is not None
         with self._lock:
-            model = sn.inherit(self.supernet, self.choices, candidate)
+            model, pipeline = inherited_start(self.supernet, candidate, pipeline, self.finetune_epochs)
         trial.set_user_attr("hardcore:scoring", "inherited")
-        return None, model, pipeline.model_copy(update={"train_epochs": self.finetune_epochs})
+        return None, model, pipeline
 
 
 def arch_distributions(space: SpaceConfig) -> dict[str, BaseDistribution]:
