@@ -33,6 +33,8 @@ from ._supernet_costs import flash_costs, latency_costs, sram_costs
 ATTR_PREFIX = "dnas"
 #: Study user attr recording the trained supernet: ``{"key": fingerprint, "artifact_id", "train_s"}``.
 ATTR_SUPERNET = f"{ATTR_PREFIX}:supernet"
+#: Study and trial user attr: supernet training seconds this study paid (0: reused from the store).
+ATTR_TRAIN_HERE = f"{ATTR_PREFIX}:supernet_train_s"
 
 
 def _distribution(kind: str, *args: Any) -> BaseDistribution:
@@ -208,6 +210,9 @@ class DNASSampler(RecordsTrials, BaseSampler):
         self._net: Supernet | None = None
         self._logits: list[dict[str, torch.Tensor]] | None = None
         self._space_cache: dict[str, BaseDistribution] | None = None
+        self._priced: tuple[CostModel, list[Penalty], dict[str, float]] | None = None
+        #: The stored supernet's record (`train_once`); ``train_s_here`` is 0 when an earlier study's was reused.
+        self.supernet_record: dict[str, Any] = {}
         #: Per-trial record (``dnas:lambda``, ``dnas:anchor``, ``dnas:pass``) by trial number; `record`
         #: writes it into the trial's user attrs.
         self.records: dict[int, dict[str, Any]] = {}
@@ -261,6 +266,8 @@ class DNASSampler(RecordsTrials, BaseSampler):
             "stem_channels": net.stem_channels,
             "head_bits": self.head_bits,
             "seed": self.seed,
+            # α is trained against the device's costs: another latency table is another supernet.
+            "costs": self._costs_digest(),
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -301,6 +308,9 @@ class DNASSampler(RecordsTrials, BaseSampler):
                 f"{ATTR_PREFIX}:lambda": self.anchors[k],
                 f"{ATTR_PREFIX}:anchor": k,
                 f"{ATTR_PREFIX}:pass": rnd,
+                ATTR_TRAIN_HERE: float(
+                    self.supernet_record.get("train_s_here", self.supernet_record.get("train_s", 0))
+                ),
             }
         return {name: params[name] for name in search_space if name in params}
 
@@ -337,7 +347,7 @@ class DNASSampler(RecordsTrials, BaseSampler):
     def _train_or_load(self, study: Study) -> list[dict[str, torch.Tensor]]:
         """Train the supernet here, or load the one another worker of ``study`` trained (`train_once`)."""
         store = default_artifact_store(study, self.artifact_store, self.run_artifact_dir)
-        state, _ = train_once(
+        state, record = train_once(
             study,
             ATTR_SUPERNET,
             self.fingerprint(),
@@ -345,12 +355,28 @@ class DNASSampler(RecordsTrials, BaseSampler):
             store,
             lock_timeout_s=self.lock_timeout_s,
         )
+        self.supernet_record = record
+        if record["trained_here"] or record.get("reused"):
+            study.set_user_attr(ATTR_TRAIN_HERE, float(record.get("train_s_here", record.get("train_s", 0.0))))
         net = self._supernet()
         net.load_state_dict(state["supernet"])
         net.eval()
         return [{k: v.clone() for k, v in lg.items()} for lg in state["logits"]]
 
+    def _costs_digest(self) -> str:
+        _, penalties, scales = self._penalties(self._supernet())
+        digest = hashlib.sha256(json.dumps(scales, sort_keys=True).encode())
+        for pen in penalties:
+            digest.update(pen.costs.to(torch.float64).numpy().round(9).tobytes())
+        return digest.hexdigest()[:12]
+
     def _penalties(self, net: Supernet) -> tuple[CostModel, list[Penalty], dict[str, float]]:
+        """The cost model and the penalties priced with the study's table (priced once, then cached)."""
+        if self._priced is None:
+            self._priced = self._price(net)
+        return self._priced
+
+    def _price(self, net: Supernet) -> tuple[CostModel, list[Penalty], dict[str, float]]:
         layers = net.choice_layers(head_bits=self.head_bits)
         layer_model = CostModel(layers, net.decisions)
         blocks = net.choice_blocks(head_bits=self.head_bits)

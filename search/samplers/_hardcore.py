@@ -42,6 +42,8 @@ from ._options import DeviceLatency, RecordsTrials, SamplerOptions
 
 ATTR_SUPERNET = "hardcore:supernet"
 ATTR_BUDGET = "hardcore:budget_ms"
+#: Study and trial user attr: supernet training seconds this study paid (0: reused from the store).
+ATTR_TRAIN_HERE = "hardcore:supernet_train_s"
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
@@ -280,12 +282,19 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         net.load_state_dict(state)
         net.eval()
         self.supernet, self.supernet_record = net, record
+        if record["trained_here"] or record.get("reused"):
+            study.set_user_attr(ATTR_TRAIN_HERE, self._train_here())
         self.models = sn.latency_models(net, choices, self.macros, self.table)
         # The proxy: validation loss of sampled sub-networks with inherited weights, fitted additively.
         rng = np.random.default_rng([self.seed, 2])
         archs = [sn.random_arch(choices, self.macros, rng) for _ in range(self.score_samples)]
         losses = sn.path_losses(net, choices, archs, task.x_val, task.y_val)
         self.scores = ScoreModel.fit(choices, archs, losses)
+
+    def _train_here(self) -> float:
+        """Supernet training seconds of this study (0 when an earlier study's supernet was reused)."""
+        rec = self.supernet_record
+        return float(rec.get("train_s_here", rec.get("train_s", 0.0)))
 
     # ------------------------------------------------------------------------------- budgets
     def latency_range_ms(self) -> tuple[float, float]:
@@ -326,6 +335,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             top_k=self.macro_top_k,
         )
         record: dict[str, Any] = {ATTR_BUDGET: budget, "hardcore:search_s": time.perf_counter() - t0}
+        record[ATTR_TRAIN_HERE] = self._train_here()
         if result.arch is None:
             # Still propose a valid point (the fastest sub-network) so plain Optuna code runs; the jointnas
             # objective fails the trial with this reason (see `prepare_evaluation`).

@@ -226,3 +226,34 @@ def test_hardcore_searches_a_cnn1d_space_on_mnist1d_within_every_budget(table):
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     assert len(sampler.macros) == 2 + 4  # 1 or 2 stages, widths 0.5 / 1.0 each, one stem
     assert all("s0_width" in t.params for t in study.trials)  # widths come from the sampler's macros
+
+
+def test_a_second_study_on_the_same_store_starts_without_supernet_training(task, tmp_path, monkeypatch):
+    """Train once, search many: another study (name, latency budget and device table) on the same
+    artifact directory finds the supernet by its fingerprint; it records 0 s of supernet training."""
+    from jointnas.search.samplers import _hardcore_supernet as sn
+
+    store = str(tmp_path / "shared-artifacts")
+    first = HardCoReNASSampler(SPACE, task=task, table=LatencyTable(None, warmup=1, repeats=3), seed=0,
+                               artifact_store=store, **FAST)  # fmt: skip
+    a = optuna.create_study(sampler=first, storage=f"sqlite:///{tmp_path / 'a.db'}", study_name="a")
+    a.optimize(_objective(task, first.table), n_trials=2)
+    assert a.user_attrs["hardcore:supernet_train_s"] > 0
+    assert all(t.user_attrs["hardcore:supernet_train_s"] > 0 for t in a.trials)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the second study must not train a supernet")
+
+    monkeypatch.setattr(sn, "train_supernet", no_training)
+    other_table = LatencyTable(None, warmup=1, repeats=2)
+    high = first.latency_range_ms()[1]
+    second = HardCoReNASSampler(
+        SPACE, task=task, table=other_table, seed=0, artifact_store=store, budget_ms=[0.5 * high, high], **FAST
+    )
+    b = optuna.create_study(sampler=second, storage=f"sqlite:///{tmp_path / 'b.db'}", study_name="b")
+    b.optimize(_objective(task, other_table), n_trials=2)
+    assert [t.state.name for t in b.trials] == ["COMPLETE", "COMPLETE"]
+    assert b.user_attrs["hardcore:supernet_train_s"] == 0.0 and b.user_attrs[ATTR_SUPERNET]["reused"] is True
+    assert all(t.user_attrs["hardcore:supernet_train_s"] == 0.0 for t in b.trials)
+    state_a, state_b = first.supernet.state_dict(), second.supernet.state_dict()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
