@@ -17,6 +17,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import Field, InstanceOf, field_validator, model_validator
 
+from jointnas.compression import resolve_device
 from jointnas.compression.dnas import DNASConfig, Penalty, train_dnas
 from jointnas.devices import LatencyTable
 from jointnas.objectives import TaskData
@@ -204,6 +205,8 @@ class DNASSampler(RecordsTrials, BaseSampler):
         #: when no ``artifact_store`` option is given.
         self.run_artifact_dir: Path | None = None
         self.lock_timeout_s = opts.lock_timeout_s
+        #: Where the supernet trains (a ``[pipeline] device`` value; `set_context` gives the study's).
+        self.device = "auto"
         self.task = task
         self.table = table
         self._lock = threading.Lock()
@@ -225,14 +228,17 @@ class DNASSampler(RecordsTrials, BaseSampler):
         table: DeviceLatency | None = None,
         latency_cap_ms: float | None = None,
         artifact_dir: Path | None = None,
+        device: str | None = None,
     ) -> None:
-        """Give the sampler the study's task data and latency table (the jointnas runner calls this).
+        """Give the sampler the study's task data, latency table and ``[pipeline] device`` (where the
+        supernet trains) (the jointnas runner calls this).
 
         ``latency_cap_ms`` (``[constraints] latency_ms``) is not used: DNAS prices latency as a penalty."""
         self.task = task
         if table is not None:
             self.table = table
         self.run_artifact_dir = artifact_dir or self.run_artifact_dir
+        self.device = device or self.device
 
     def _supernet(self) -> Supernet:
         if self._net is None:
@@ -418,6 +424,7 @@ class DNASSampler(RecordsTrials, BaseSampler):
                 self.anchors,
                 self.train_config,
                 seed=self.seed,
+                device=resolve_device(self.device),
             )
         study.set_user_attr(f"{ATTR_PREFIX}:train_s", round(result.train_s, 3))
         study.set_user_attr(f"{ATTR_PREFIX}:alpha_entropy", [round(v, 5) for v in result.alpha_entropy])

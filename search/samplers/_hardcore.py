@@ -29,6 +29,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import Field, InstanceOf, field_validator
 
+from jointnas.compression import resolve_device
 from jointnas.devices import LatencyTable
 from jointnas.objectives import TaskData
 from jointnas.spaces import Candidate, SpaceConfig, UserInputError
@@ -87,62 +88,63 @@ class HardCoReOptions(SamplerOptions):
 class HardCoReNASSampler(RecordsTrials, BaseSampler):
     """HardCoReNAS as an Optuna sampler: each trial is the best sub-network under a hard LUT budget.
 
-    Architecture parameters (``stem_channels``, ``n_stages``, ``s{i}_width``, ``s{i}_kernel``,
-    ``s{i}_expansion``, ``s{i}_depth``, as `jointnas.spaces.sample_candidate` suggests them) come from
-    `sample_relative`; every other parameter (compression knobs) from ``inner_sampler``.
+        Architecture parameters (``stem_channels``, ``n_stages``, ``s{i}_width``, ``s{i}_kernel``,
+        ``s{i}_expansion``, ``s{i}_depth``, as `jointnas.spaces.sample_candidate` suggests them) come from
+        `sample_relative`; every other parameter (compression knobs) from ``inner_sampler``.
 
-    Example:
-        >>> import optuna
-        >>> from jointnas.devices import LatencyTable
-        >>> from jointnas.objectives import TaskConfig, load_task
-        >>> from jointnas.spaces import SpaceConfig, sample_candidate
-        >>> space = SpaceConfig(stages=[8], strides=[1], kernel=[3], expansion=[2], stem_channels=[8])
-        >>> task = load_task(TaskConfig())
-        >>> sampler = HardCoReNASSampler(space, task=task, table=LatencyTable(None, repeats=3),
-        ...                              supernet_epochs=1, score_samples=4, seed=0)
-        >>> study = optuna.create_study(sampler=sampler)
-        >>> def objective(trial):
-        ...     c = sample_candidate(trial, space, task.input_shape, task.num_classes)
-        ...     sampler.record(trial)  # the sampler's per-trial record into the trial's user attrs
-        ...     return c.stages[0].depth
-        >>> study.optimize(objective, n_trials=2)
-        >>> all(ATTR_BUDGET in t.user_attrs for t in study.trials)
-        True
+        Example:
+            >>> import optuna
+            >>> from jointnas.compression import resolve_device
+    from jointnas.devices import LatencyTable
+            >>> from jointnas.objectives import TaskConfig, load_task
+            >>> from jointnas.spaces import SpaceConfig, sample_candidate
+            >>> space = SpaceConfig(stages=[8], strides=[1], kernel=[3], expansion=[2], stem_channels=[8])
+            >>> task = load_task(TaskConfig())
+            >>> sampler = HardCoReNASSampler(space, task=task, table=LatencyTable(None, repeats=3),
+            ...                              supernet_epochs=1, score_samples=4, seed=0)
+            >>> study = optuna.create_study(sampler=sampler)
+            >>> def objective(trial):
+            ...     c = sample_candidate(trial, space, task.input_shape, task.num_classes)
+            ...     sampler.record(trial)  # the sampler's per-trial record into the trial's user attrs
+            ...     return c.stages[0].depth
+            >>> study.optimize(objective, n_trials=2)
+            >>> all(ATTR_BUDGET in t.user_attrs for t in study.trials)
+            True
 
-    Args:
-        space: the ``[space]`` (a family `covers` accepts: one with a supernet, ``cnn`` or ``cnn1d``).
-        task: the data (train split trains the supernet, validation split fits the proxy); in a jointnas
-            study the runner gives it through `set_context`.
-        table: the device `LatencyTable` that prices sub-networks (share the objective's so priced and
-            recorded latencies agree exactly). ``None``: given by `set_context`, else an in-memory table
-            of this machine (`LatencyTable` defaults).
-        seed: seeds the supernet, the proxy sample, the search and the inner sampler.
-        options (`HardCoReOptions`; the study file's ``[sampler] options``):
-        budget_ms: a fixed latency budget (ms) for every trial, or ``[low, high]`` for the schedule.
-            ``None``: the space's LUT latency range, capped by the study's ``[constraints] latency_ms``.
-        schedule: ``"golden"`` spreads trial ``k``'s budget over the range by the golden-ratio sequence
-            (any prefix covers it evenly); ``"sweep"`` walks it low → high in ``n_budgets`` steps.
-        n_budgets: steps of the ``"sweep"`` schedule.
-        width_mult: fix every stage's width multiplier (one of the space's); default ``None``: the
-            supernet is elastic in width (per stage) and stem, and every macro (stem × stage count ×
-            per-stage widths) is searched: each macro has its own exact latency model, a greedy screen
-            ranks the feasible macros by the proxy and Frank-Wolfe runs on the best ``macro_top_k``.
-        stem_channels: fix the stem width (one of the space's); default ``None``: searched.
-        scoring: ``"inherited"``: the jointnas objective starts each trial from the supernet's weights
-            and trains ``finetune_epochs`` instead of ``[pipeline] train_epochs`` (then compresses and
-            fine-tunes as usual); ``"full"``: the normal compress-and-finetune objective.
-        finetune_epochs: training epochs of an inherited-weight trial before compression.
-        supernet_epochs: epochs of one-shot supernet training (one path per step).
-        supernet_batch_size: samples per step.
-        supernet_lr: AdamW learning rate of supernet training.
-        sandwich: add the largest and smallest path to each step's uniform path (sandwich rule).
-        score_samples: sub-networks evaluated with inherited weights to fit the proxy.
-        fw_iterations: Frank-Wolfe iterations per macro and budget.
-        macro_top_k: macros (best by the greedy screen) that get the Frank-Wolfe search per budget.
-        artifact_store: directory or Optuna ArtifactStore for the supernet weights; default the
-            study's artifact directory (see `default_artifact_store`).
-        inner_sampler: sampler of the parameters outside the architecture (compression knobs):
-            ``"random"`` (default), ``"tpe"`` or any Optuna sampler.
+        Args:
+            space: the ``[space]`` (a family `covers` accepts: one with a supernet, ``cnn`` or ``cnn1d``).
+            task: the data (train split trains the supernet, validation split fits the proxy); in a jointnas
+                study the runner gives it through `set_context`.
+            table: the device `LatencyTable` that prices sub-networks (share the objective's so priced and
+                recorded latencies agree exactly). ``None``: given by `set_context`, else an in-memory table
+                of this machine (`LatencyTable` defaults).
+            seed: seeds the supernet, the proxy sample, the search and the inner sampler.
+            options (`HardCoReOptions`; the study file's ``[sampler] options``):
+            budget_ms: a fixed latency budget (ms) for every trial, or ``[low, high]`` for the schedule.
+                ``None``: the space's LUT latency range, capped by the study's ``[constraints] latency_ms``.
+            schedule: ``"golden"`` spreads trial ``k``'s budget over the range by the golden-ratio sequence
+                (any prefix covers it evenly); ``"sweep"`` walks it low → high in ``n_budgets`` steps.
+            n_budgets: steps of the ``"sweep"`` schedule.
+            width_mult: fix every stage's width multiplier (one of the space's); default ``None``: the
+                supernet is elastic in width (per stage) and stem, and every macro (stem × stage count ×
+                per-stage widths) is searched: each macro has its own exact latency model, a greedy screen
+                ranks the feasible macros by the proxy and Frank-Wolfe runs on the best ``macro_top_k``.
+            stem_channels: fix the stem width (one of the space's); default ``None``: searched.
+            scoring: ``"inherited"``: the jointnas objective starts each trial from the supernet's weights
+                and trains ``finetune_epochs`` instead of ``[pipeline] train_epochs`` (then compresses and
+                fine-tunes as usual); ``"full"``: the normal compress-and-finetune objective.
+            finetune_epochs: training epochs of an inherited-weight trial before compression.
+            supernet_epochs: epochs of one-shot supernet training (one path per step).
+            supernet_batch_size: samples per step.
+            supernet_lr: AdamW learning rate of supernet training.
+            sandwich: add the largest and smallest path to each step's uniform path (sandwich rule).
+            score_samples: sub-networks evaluated with inherited weights to fit the proxy.
+            fw_iterations: Frank-Wolfe iterations per macro and budget.
+            macro_top_k: macros (best by the greedy screen) that get the Frank-Wolfe search per budget.
+            artifact_store: directory or Optuna ArtifactStore for the supernet weights; default the
+                study's artifact directory (see `default_artifact_store`).
+            inner_sampler: sampler of the parameters outside the architecture (compression knobs):
+                ``"random"`` (default), ``"tpe"`` or any Optuna sampler.
     """
 
     Options = HardCoReOptions
@@ -174,6 +176,8 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         #: when no ``artifact_store`` option is given.
         self.run_artifact_dir: Path | None = None
         self.latency_cap_ms: float | None = None
+        #: Where the supernet trains (a ``[pipeline] device`` value; `set_context` gives the study's).
+        self.device = "auto"
         if isinstance(opts.inner_sampler, BaseSampler):
             self._inner = opts.inner_sampler
         elif opts.inner_sampler == "tpe":
@@ -202,9 +206,12 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         table: DeviceLatency | None = None,
         latency_cap_ms: float | None = None,
         artifact_dir: Path | None = None,
+        device: str | None = None,
     ) -> None:
-        """Give the sampler the study's data, device table and ``[constraints] latency_ms`` (jointnas runs)."""
+        """Give the sampler the study's data, device table, ``[constraints] latency_ms`` and ``[pipeline]
+        device`` (where the supernet trains) (jointnas runs)."""
         with self._lock:
+            self.device = device or self.device
             self.task = task or self.task
             self.table = table or self.table
             self.latency_cap_ms = latency_cap_ms if latency_cap_ms is not None else self.latency_cap_ms
@@ -273,6 +280,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
                 lr=self.supernet_lr,
                 sandwich=self.sandwich,
                 seed=self.seed,
+                device=resolve_device(self.device),
             )
             return net.state_dict(), info
 

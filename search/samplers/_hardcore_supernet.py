@@ -149,14 +149,19 @@ def train_supernet(
     lr: float,
     sandwich: bool,
     seed: int,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """One-shot training of ``net`` in place on the train split; returns ``{"train_s", "final_loss", ...}``."""
+    """One-shot training of ``net`` in place on the train split; returns ``{"train_s", "final_loss", ...}``.
+
+    ``device``: where it trains (net and split move there once); ``net`` is back on the CPU on return."""
     torch.manual_seed(seed)
+    net.to(device)
+    x, y = x.to(device), y.to(device)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     wrapper = _PathSampler(net, gen, sandwich)
     loss = train(wrapper, x, y, TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size), generator=gen)
-    net.eval()
+    net.eval().cpu()
     return {
         "train_s": time.perf_counter() - t0,
         "final_loss": loss,
