@@ -272,8 +272,8 @@ class DNASSampler(RecordsTrials, BaseSampler):
             "stem_channels": net.stem_channels,
             "head_bits": self.head_bits,
             "seed": self.seed,
-            # α is trained against the device's costs: another latency table is another supernet.
-            "costs": self._costs_digest(),
+            # α is trained against the device's costs: another device is another supernet.
+            "device": self._device_identity(),
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -368,6 +368,20 @@ class DNASSampler(RecordsTrials, BaseSampler):
         net.load_state_dict(state["supernet"])
         net.eval()
         return [{k: v.clone() for k, v in lg.items()} for lg in state["logits"]]
+
+    def _device_identity(self) -> Any:
+        """What identifies the device the costs come from: a latency table's device profile and threads
+        (workers measuring the same device on demand agree), else the priced costs themselves."""
+        if self.table is None:
+            self.table = LatencyTable(None)
+        profile = getattr(self.table, "profile", None)
+        if profile is not None:
+            return {
+                "model": type(self.table).__name__,
+                "device": profile.name,
+                "threads": getattr(self.table, "threads", None),
+            }
+        return self._costs_digest()
 
     def _costs_digest(self) -> str:
         _, penalties, scales = self._penalties(self._supernet())
