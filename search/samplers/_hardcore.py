@@ -94,8 +94,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
 
         Example:
             >>> import optuna
-            >>> from jointnas.compression import resolve_device
-    from jointnas.devices import LatencyTable
+            >>> from jointnas.devices import LatencyTable
             >>> from jointnas.objectives import TaskConfig, load_task
             >>> from jointnas.spaces import SpaceConfig, sample_candidate
             >>> space = SpaceConfig(stages=[8], strides=[1], kernel=[3], expansion=[2], stem_channels=[8])
