@@ -375,8 +375,11 @@ class Supernet(nn.Module):
 
     def channel_options(self, stage: int) -> tuple[int, ...]:
         """The channel count of each ``s{stage}_width`` option (``round_channels(base × multiplier)``)."""
-        base = self.space.stages[stage]
-        return tuple(round_channels(base * m) for m in self.decision(stage_param(stage, "width")).options)
+        return tuple(self.stage_channels(stage, m) for m in self.decision(stage_param(stage, "width")).options)
+
+    def stage_channels(self, stage: int, width_mult: float) -> int:
+        """The channel count of stage ``stage`` at width multiplier ``width_mult`` (an option of ``s{stage}_width``)."""
+        return round_channels(self.space.stages[stage] * width_mult)
 
     def _input_width(self, stage: int, block: int) -> tuple[str, tuple[int, ...]]:
         """The decision that sets a block's input width and the channels of its options."""
@@ -446,13 +449,11 @@ class Supernet(nn.Module):
         full = self._full(choice)
         n = full["n_stages"]
         c = full["stem_channels"]
-        x = F.relu(
-            _bn(self.stem.conv._conv_forward(x, self.stem.conv.weight[:c], None), self.stem.bn, c, self.training)
-        )
+        stem = self.stem.conv  # kernel 3, stride 1, padding 1 (`ConvBNAct`)
+        x = _CONV_FN[self.dims](x, stem.weight[:c], stride=stem.stride, padding=stem.padding)
+        x = F.relu(_bn(x, self.stem.bn, c, self.training))
         for i, blocks in enumerate(self.stages[:n]):
-            cout = self.channel_options(i)[
-                self.decision(stage_param(i, "width")).options.index(full[stage_param(i, "width")])
-            ]
+            cout = self.stage_channels(i, full[stage_param(i, "width")])
             c = {kind: full[stage_param(i, kind)] for kind in KINDS}
             for block in blocks[: c["depth"]]:
                 x = block.forward_path(x, cout, c["expansion"], c["kernel"], c["wbits"], c["abits"])
