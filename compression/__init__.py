@@ -61,7 +61,16 @@ from .sparsity import (
     scheduled_sparsity,
 )
 from .stored import model_from_record, model_record
-from .training import TrainConfig, TrainingDivergedError, accuracy, distillation_loss, mean_loss, train
+from .training import (
+    DEVICES,
+    TrainConfig,
+    TrainingDivergedError,
+    accuracy,
+    distillation_loss,
+    mean_loss,
+    resolve_device,
+    train,
+)
 
 METHODS: dict[str, Callable[[nn.Module, Candidate], nn.Module]] = {
     "prune": prune_channels,
@@ -73,6 +82,8 @@ model. Unstructured pruning (`gradual_prune`) is configured by ``[pipeline]`` ra
 runs as the pipeline's ``sparsify`` step."""
 
 __all__ = [
+    "DEVICES",
+    "resolve_device",
     "CLibrary",
     "CRITERIA",
     "ChannelGroup",

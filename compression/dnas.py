@@ -214,20 +214,22 @@ def train_dnas(
     config: DNASConfig,
     *,
     seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> DNASResult:
     """Train ``net``'s weights and one α per anchor (λ per penalty name), alternating; see the module doc.
 
-    Deterministic for a given ``seed`` (its own generator; the global RNG is untouched).
+    Deterministic for a given ``seed`` (its own generator; the global RNG is untouched). ``device``:
+    where the weights train (net and splits move there once; α and the cost model stay on the CPU, their
+    scalars combine with device tensors); ``net`` is back on the CPU on return.
     """
     if config.weight_sampling not in ("path", "mixed"):
         raise ValueError(f"weight_sampling must be 'path' or 'mixed', got {config.weight_sampling!r}")
     temperature(0, config)  # an unknown schedule fails before any training
     started = time.perf_counter()
+    net.to(device)
+    x_train, y_train, x_val, y_val = (t.to(device) for t in (x_train, y_train, x_val, y_val))
     gen = torch.Generator().manual_seed(seed)
-    logits = []
-    for _ in anchors:
-        base = init_logits(net, config.init_bias)
-        logits.append({k: nn.Parameter(v.clone()) for k, v in base.items()})
+    logits = [{k: nn.Parameter(v.clone()) for k, v in init_logits(net, config.init_bias).items()} for _ in anchors]
     weights = [p for p in net.parameters()]
     opt_w = torch.optim.AdamW(weights, lr=config.lr, weight_decay=config.weight_decay)
     opt_a = [torch.optim.Adam(list(lg.values()), lr=config.arch_lr, betas=(0.5, 0.999)) for lg in logits]
@@ -271,7 +273,7 @@ def train_dnas(
         per_anchor.append(ent)
         history.append(sum(ent) / len(ent))
         val_losses.append(running / n_val if n_val else float("nan"))
-    net.eval()
+    net.eval().cpu()
     return DNASResult(
         logits=[{n: v.detach().clone() for n, v in lg.items()} for lg in logits],
         alpha_entropy=history,

@@ -29,7 +29,7 @@ from .sparsity import (
     SparsityConfig,
     gradual_prune,
 )
-from .training import TrainConfig, accuracy, train
+from .training import DEVICES, TrainConfig, accuracy, resolve_device, train
 
 Step = Literal["prune", "lowrank", "sparsify", "quantize", "finetune"]
 _COMPRESSION_ORDER = ("prune", "lowrank", "sparsify", "quantize")
@@ -74,6 +74,10 @@ class PipelineConfig(BaseModel):
     sparsity_scope: Literal[SPARSITY_SCOPES] = "global"  # type: ignore[valid-type]
     sparsity_criterion: Literal[SPARSITY_CRITERIA] = "magnitude"  # type: ignore[valid-type]
     sparsity_layers: Literal[SPARSITY_LAYERS] = "all"  # type: ignore[valid-type]
+    # Where trials train: "auto" (CUDA when available, else the CPU), "cpu" or "cuda" (refused where
+    # there is none). Not part of the study's definition (config hash): workers on CPU and GPU machines
+    # may share a study.
+    device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
 
     @field_validator("steps")
     @classmethod
@@ -213,8 +217,14 @@ def run_pipeline(
     ``initial_model`` (e.g. a sub-network with weights inherited from a supernet) replaces the freshly
     built model; it must be ``build_model(candidate)``'s architecture. ``augment`` is the task's
     per-batch training transform (`train`'s ``transform``).
+
+    Training and evaluation run on ``config.device`` (`resolve_device`): the model and the four splits
+    move there once; module surgery (pruning, factorisation, quantization) runs on the CPU, and the
+    returned model and teacher are on the CPU (export, latency tables and the C library read them).
     """
     validate_plan(candidate, supported_weight_bits, quantized="quantize" in config.steps)  # before any training
+    device = resolve_device(config.device)
+    x_train, y_train, x_val, y_val = (t.to(device) for t in (x_train, y_train, x_val, y_val))
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     timings: dict[str, float] = {}
@@ -229,7 +239,7 @@ def run_pipeline(
         reports.append(StepReport(step, acc, costs["params"], seconds, extra, costs["macs"], costs["flash_bytes"]))
 
     t0 = time.perf_counter()
-    model = build_model(candidate) if initial_model is None else initial_model
+    model = (build_model(candidate) if initial_model is None else initial_model).to(device)
     curve = _Curves(model, x_val, y_val)
     train(model, x_train, y_train, base, generator=gen, transform=augment, on_epoch=curve("train"))
     record("train", model, time.perf_counter() - t0)
@@ -241,9 +251,9 @@ def run_pipeline(
     for step in config.steps:
         t0 = time.perf_counter()
         if step == "prune":
-            prune_channels(model, candidate, config.prune_criterion, gen, scope=config.prune_scope)
+            prune_channels(model.cpu(), candidate, config.prune_criterion, gen, scope=config.prune_scope)
         elif step == "lowrank":
-            factorize_low_rank(model, candidate, config.rank_mode)
+            factorize_low_rank(model.cpu(), candidate, config.rank_mode)
         elif step == "sparsify":
             sparsity = SparsityConfig(
                 config.sparsity,
@@ -254,7 +264,8 @@ def run_pipeline(
             )
             pruner = gradual_prune(model, x_train, y_train, finetune, sparsity, teacher=teacher, generator=gen)
         elif step == "quantize":
-            quantize_model(model, candidate, calibration=x_train[:512], weight_quantizer=config.weight_quantizer)
+            calibration = x_train[:512].cpu()
+            quantize_model(model.cpu(), candidate, calibration=calibration, weight_quantizer=config.weight_quantizer)
         elif step == "finetune":
             keep_masks = None if pruner is None else (lambda _s, _n, p=pruner: p.apply(model))
             train(
@@ -268,8 +279,10 @@ def run_pipeline(
                 transform=augment,
                 on_epoch=curve("finetune"),
             )
+        model.to(device)  # surgery on the CPU made new modules there
         record(step, model, time.perf_counter() - t0)
-    layer_sparsity = pruner.fold(model) if pruner is not None else {}
+    layer_sparsity = pruner.fold(model) if pruner is not None else {}  # its masks are on the device
+    model.cpu()
     # Deployment form (BN folded, quantized weights baked with their integer codes): what is measured,
     # exported to ONNX and generated as the C library.
-    return PipelineResult(deployable_model(model), teacher, reports, timings, layer_sparsity, curve.runs)
+    return PipelineResult(deployable_model(model), teacher.cpu(), reports, timings, layer_sparsity, curve.runs)

@@ -10,6 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from jointnas.spaces import UserInputError
+
+DEVICES = ("auto", "cpu", "cuda")
+"""``[pipeline] device`` values: ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda``."""
+
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the trial fails with this reason and the study goes on."""
@@ -38,6 +43,28 @@ class TrainConfig:
     grad_clip: float = 5.0
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device of a ``[pipeline] device`` value (one of `DEVICES`).
+
+    ``auto`` is CUDA when torch sees a CUDA device, else the CPU; ``cuda`` on a machine without one is
+    refused (a one-line `UserInputError`, before anything is written).
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if name not in DEVICES:
+        raise UserInputError(f"[pipeline] device {name!r} is unknown; use one of {', '.join(DEVICES)}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(
+            f'[pipeline] device = "cuda" but torch {torch.__version__} sees no CUDA device on this machine; '
+            'set device = "auto" or "cpu"'
+        )
+    return torch.device(name)
+
+
 def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
     """Hinton et al. KD term: T² · KL(softmax(teacher/T) ‖ softmax(student/T))."""
     t = temperature
@@ -60,6 +87,9 @@ def train(
 ) -> float:
     """Train ``model`` in place on tensors ``x``/``y``; return the last epoch's mean loss.
 
+    Runs where ``model`` and ``x``/``y`` are: the caller moves them to the device once (batches are
+    index slices of the tensors there, never copied per batch).
+
     ``on_step(step, total_steps)`` runs after every optimizer step (``step`` counts from 1); gradual
     pruning uses it to update and re-apply its masks. ``transform(batch, generator)`` augments each
     input batch (e.g. random crop and flip); the teacher sees the same augmented batch. Raises
@@ -79,7 +109,7 @@ def train(
     epoch_loss = float("nan")
     step = 0
     for epoch in range(config.epochs):
-        order = torch.randperm(len(x), generator=generator)
+        order = torch.randperm(len(x), generator=generator).to(x.device)
         running = 0.0
         for start in range(0, len(x), config.batch_size):
             idx = order[start : start + config.batch_size]

@@ -78,6 +78,9 @@ class StudyConfig(_Section):
         data["study"].pop("storage", None)
         data["study"].pop("artifact_dir", None)
         data.pop("budget", None)
+        # Where trials compute is no part of what the study is (a GPU and a CPU worker may share it),
+        # and configs from before the key keep their hash.
+        data["pipeline"].pop("device", None)
         if data.get("requirements") is None:
             # Absent section: leave the canonical form (and hash) of configs without it unchanged.
             data.pop("requirements", None)

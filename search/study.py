@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from jointnas.compression import resolve_device
 from jointnas.devices import is_profile_path, load_profile, open_latency_model
 from jointnas.objectives import TaskData, load_task
 from jointnas.objectives.board import check_verifiable
@@ -122,7 +123,8 @@ def create_or_resume(config: StudyConfig, storage_url: str, **storage_options: A
     runs started together create the study once: the slower one loads it. ``storage_options``: for
     `open_storage` (``heartbeat_s``, ``grace_s``, ``reconnect_s``).
     """
-    # The sampler's options first: a refused option must not leave an SQLite file behind.
+    # The device and the sampler's options first: a refused value must not leave an SQLite file behind.
+    resolve_device(config.pipeline.device)
     make_sampler(config.sampler.name, config.sampler.options, seed=config.study.seed, space=config.space)
     storage = open_storage(storage_url, **storage_options)
     name = config.study.name
@@ -202,7 +204,13 @@ def run_study(
     table = device_model(config, config_path, lut) if table is None else table
     set_context = getattr(study.sampler, "set_context", None)
     if callable(set_context):  # supernet samplers (dnas, hardcore) train on the task's splits with this table
-        set_context(task=task, table=table, latency_cap_ms=config.constraints.latency_ms, artifact_dir=artifact_dir)
+        set_context(
+            task=task,
+            table=table,
+            latency_cap_ms=config.constraints.latency_ms,
+            artifact_dir=artifact_dir,
+            device=config.pipeline.device,
+        )
     if n_complete(study) >= config.budget.n_trials:
         return study
     objective = Objective(config, task, table)

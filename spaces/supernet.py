@@ -33,6 +33,7 @@ classifier after ``n`` stages). ``net.decisions`` lists them with their ``option
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -152,7 +153,8 @@ def _bn(x: Tensor, bn: nn.modules.batchnorm._BatchNorm, channels: int, training:
 
 
 class _SuperBlock(nn.Module):
-    """An inverted residual block at its largest expansion and kernel; choices slice/crop/quantize it."""
+    """An inverted residual block at its largest input/output width, expansion and kernel; choices
+    slice (channels), crop (kernel) and quantize it. ``cin``/``cout`` are the largest widths."""
 
     def __init__(
         self,
@@ -178,7 +180,6 @@ class _SuperBlock(nn.Module):
         # PACT clipping levels of the expand/dw/project outputs, set from the first batch seen.
         self.clip = nn.ParameterList([nn.Parameter(torch.tensor(1.0)) for _ in range(3)])
         self.register_buffer("clip_ready", torch.tensor(False))
-        self.use_residual = stride == 1 and cin == cout
 
     def _init_clip(self, index: int, y: Tensor) -> None:
         if not bool(self.clip_ready):
@@ -187,9 +188,11 @@ class _SuperBlock(nn.Module):
                 if index == 2:
                     self.clip_ready.fill_(True)
 
-    def forward_path(self, x: Tensor, expansion: int, kernel: int, wbits: int, abits: int) -> Tensor:
-        hidden = self.cin * expansion
-        y = self.conv(x, quantize_weight(self.expand_w[:hidden], wbits))
+    def forward_path(self, x: Tensor, cout: int, expansion: int, kernel: int, wbits: int, abits: int) -> Tensor:
+        """One sub-network's block: input width ``x.shape[1]``, output width ``cout``."""
+        cin = x.shape[1]
+        hidden = cin * expansion
+        y = self.conv(x, quantize_weight(self.expand_w[:hidden, :cin], wbits))
         y = F.relu(_bn(y, self.expand_bn, hidden, self.training))
         self._init_clip(0, y)
         y = quantize_activation(y, abits, self.clip[0], signed=False)
@@ -198,17 +201,18 @@ class _SuperBlock(nn.Module):
         y = F.relu(_bn(y, self.dw_bn, hidden, self.training))
         self._init_clip(1, y)
         y = quantize_activation(y, abits, self.clip[1], signed=False)
-        y = self.conv(y, quantize_weight(self.project_w[:, :hidden], wbits))
-        y = _bn(y, self.project_bn, self.cout, self.training)
+        y = self.conv(y, quantize_weight(self.project_w[:cout, :hidden], wbits))
+        y = _bn(y, self.project_bn, cout, self.training)
         self._init_clip(2, y)
         y = quantize_activation(y, abits, self.clip[2], signed=True)
-        return x + y if self.use_residual else y
+        return x + y if self.stride == 1 and cin == cout else y
 
     def forward_mixed(
-        self, x: Tensor, p: Mapping[str, Tensor], bits: tuple[tuple[int, ...], tuple[int, ...]]
+        self, x: Tensor, p: Mapping[str, Tensor], bits: tuple[tuple[int, ...], tuple[int, ...]], widths: _Widths
     ) -> Tensor:
         """Mix every choice: weights are probability-weighted sums of the quantized, cropped/sliced
-        weights (exact by linearity of convolution), activations a weighted sum of their quantizations."""
+        weights (exact by linearity of convolution), activations a weighted sum of their quantizations;
+        output channels beyond a width are masked (FBNetV2), so one-hot probabilities give the path."""
         wbits, abits = bits
         pe, pk, pw, pa = p["expansion"], p["kernel"], p["wbits"], p["abits"]
         hidden = self.expand_w.shape[0]
@@ -217,9 +221,14 @@ class _SuperBlock(nn.Module):
             self._init_clip(index, y)
             return sum(pa[i] * quantize_activation(y, b, self.clip[index], signed) for i, b in enumerate(abits))
 
-        w = sum(pw[i] * quantize_weight(self.expand_w, b) for i, b in enumerate(wbits))
+        shape = self.expand_w.shape
+        w = sum(
+            q * pw[j] * _pad_to(quantize_weight(self.expand_w[:, :c], b), shape)
+            for c, q in widths.inputs()
+            for j, b in enumerate(wbits)
+        )
         y = mix_act(F.relu(_bn(self.conv(x, w), self.expand_bn, hidden, self.training)), 0, False)
-        # Rows (output channels) beyond a smaller expansion meet zero columns in the project weight
+        # Rows (output channels) beyond a smaller hidden width meet zero columns in the project weight
         # below, so the depthwise and expand convs can run at full width.
         shape = self.dw_w.shape
         w = sum(
@@ -231,12 +240,61 @@ class _SuperBlock(nn.Module):
         y = mix_act(F.relu(_bn(y, self.dw_bn, hidden, self.training)), 1, False)
         shape = self.project_w.shape
         w = sum(
-            pe[i] * pw[j] * _pad_to(quantize_weight(self.project_w[:, : self.cin * e], b), shape)
+            q * pe[i] * pw[j] * _pad_to(quantize_weight(self.project_w[:, : c * e], b), shape)
+            for c, q in widths.inputs()
             for i, e in enumerate(self.expansions)
             for j, b in enumerate(wbits)
         )
         y = mix_act(_bn(self.conv(y, w), self.project_bn, self.cout, self.training), 2, True)
-        return x + y if self.use_residual else y
+        y = y * widths.out_mask(y)
+        if self.stride != 1:
+            return y
+        keep = widths.residual()  # P(input width == output width)
+        if isinstance(keep, float) and keep == 0.0:
+            return y
+        return y + keep * _resize_channels(x, self.cout)
+
+
+@dataclass(frozen=True)
+class _Widths:
+    """Width probabilities of one block in the mixed forward: input and output channel options."""
+
+    in_channels: tuple[int, ...]
+    p_in: Tensor
+    out_channels: tuple[int, ...]
+    p_out: Tensor
+    same: bool  # input and output width are one decision (blocks after a stage's first)
+
+    def inputs(self) -> list[tuple[int, Tensor]]:
+        return list(zip(self.in_channels, self.p_in, strict=True))
+
+    def out_mask(self, y: Tensor) -> Tensor:
+        return _channel_mask(self.out_channels, self.p_out, y)
+
+    def residual(self) -> Tensor | float:
+        if self.same:
+            return 1.0
+        pairs = [
+            self.p_in[a] * self.p_out[b]
+            for a, ci in enumerate(self.in_channels)
+            for b, co in enumerate(self.out_channels)
+            if ci == co
+        ]
+        return sum(pairs) if pairs else 0.0
+
+
+def _channel_mask(channels: Sequence[int], probs: Tensor, like: Tensor) -> Tensor:
+    """Σ_k probs[k]·[channel < channels[k]], shaped to broadcast over ``like`` (N, C, ...)."""
+    idx = torch.arange(like.shape[1], device=like.device)
+    mask = sum(p * (idx < c).to(like.dtype) for c, p in zip(channels, probs, strict=True))
+    return mask.view(1, -1, *([1] * (like.dim() - 2)))
+
+
+def _resize_channels(x: Tensor, channels: int) -> Tensor:
+    """``x`` cut or zero-padded to ``channels`` channels."""
+    if x.shape[1] >= channels:
+        return x[:, :channels]
+    return F.pad(x, [0, 0] * (x.dim() - 2) + [0, channels - x.shape[1]])
 
 
 class Supernet(nn.Module):
@@ -246,8 +304,10 @@ class Supernet(nn.Module):
         space: the study's space (a family with ``supernet``: the built-in ``cnn`` and ``cnn1d``).
         input_shape: input shape without batch, ``(C, H, W)`` (``cnn``) or ``(C, L)`` (``cnn1d``).
         num_classes: classifier outputs.
-        width_mult: stage width multiplier (one of ``space.width_mult``; default the largest).
-        stem_channels: stem width (one of ``space.stem_channels``; default the largest).
+        width_mult: fix every stage's width multiplier (one of ``space.width_mult``); default ``None``:
+            ``s{i}_width`` is a decision over all of them (elastic width).
+        stem_channels: fix the stem width (one of ``space.stem_channels``); default ``None``: the
+            ``stem_channels`` decision covers all of them.
 
     Example:
         >>> import torch
@@ -256,8 +316,9 @@ class Supernet(nn.Module):
         >>> choice = net.smallest_choice()
         >>> net(torch.zeros(2, 1, 8, 8), choice).shape
         torch.Size([2, 10])
-        >>> net.to_candidate(choice).stages[0].kernel
-        3
+        >>> cand = net.to_candidate(choice)
+        >>> cand.stem_channels, [s.channels for s in cand.stages], cand.stages[0].kernel
+        (8, [8], 3)
     """
 
     def __init__(
@@ -278,45 +339,28 @@ class Supernet(nn.Module):
                 f"{space.family!r}; set [space] family"
             )
         family.check_input(tuple(input_shape))
-        self.dims = len(input_shape) - 1  # spatial dimensions
-        width_mult = max(space.width_mult) if width_mult is None else width_mult
-        stem_channels = max(space.stem_channels) if stem_channels is None else stem_channels
-        if width_mult not in space.width_mult:
+        if width_mult is not None and width_mult not in space.width_mult:
             raise UserInputError(f"supernet width_mult {width_mult} is not one of {space.width_mult}")
-        if stem_channels not in space.stem_channels:
+        if stem_channels is not None and stem_channels not in space.stem_channels:
             raise UserInputError(f"supernet stem_channels {stem_channels} is not one of {space.stem_channels}")
+        self.dims = len(input_shape) - 1  # spatial dimensions
         self.space = space
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
-        self.width_mult = width_mult
-        self.stem_channels = stem_channels
-        knobs = space.compression
-        options = {
-            "kernel": tuple(sorted(space.kernel)),
-            "expansion": tuple(sorted(space.expansion)),
-            "depth": tuple(range(space.depth[0], space.depth[1] + 1)),
-            "wbits": tuple(sorted(knobs.weight_bits)),
-            "abits": tuple(sorted(knobs.act_bits)),
-        }
-        self.widths = [round_channels(c * width_mult) for c in space.stages]
-        n_stages = Decision("n_stages", -1, "n_stages", tuple(range(space.min_stages, len(space.stages) + 1)))
-        self.decisions: tuple[Decision, ...] = (n_stages,) + tuple(
-            Decision(stage_param(i, kind), i, kind, options[kind]) for i in range(len(space.stages)) for kind in KINDS
-        )
+        #: The fixed width multiplier / stem, or ``None`` where the supernet searches them.
+        self.width_mult, self.stem_channels = width_mult, stem_channels
+        self.decisions: tuple[Decision, ...] = _decisions(space, width_mult, stem_channels)
         self._by_name = {d.name: d for d in self.decisions}
-        self.stem = ConvBNAct(input_shape[0], stem_channels, 3, dims=self.dims)
+        #: The largest channel count of every stage (the shared weights' width).
+        self.widths = [max(self.channel_options(i)) for i in range(len(space.stages))]
+        kernels, expansions = self.decision("s0_kernel").options, self.decision("s0_expansion").options
+        self.stem = ConvBNAct(input_shape[0], max(self.decision("stem_channels").options), 3, dims=self.dims)
         stages: list[nn.ModuleList] = []
-        cin = stem_channels
+        cin = self.stem.conv.out_channels
         for i, cout in enumerate(self.widths):
+            first = space.strides[i]
             blocks = [
-                _SuperBlock(
-                    cin if j == 0 else cout,
-                    cout,
-                    space.strides[i] if j == 0 else 1,
-                    options["kernel"],
-                    options["expansion"],
-                    self.dims,
-                )
+                _SuperBlock(cin if j == 0 else cout, cout, first if j == 0 else 1, kernels, expansions, self.dims)
                 for j in range(space.depth[1])
             ]
             stages.append(nn.ModuleList(blocks))
@@ -328,6 +372,22 @@ class Supernet(nn.Module):
     # ---- choices ---------------------------------------------------------------------------------
     def decision(self, name: str) -> Decision:
         return self._by_name[name]
+
+    def channel_options(self, stage: int) -> tuple[int, ...]:
+        """The channel count of each ``s{stage}_width`` option (``round_channels(base × multiplier)``)."""
+        return tuple(self.stage_channels(stage, m) for m in self.decision(stage_param(stage, "width")).options)
+
+    def stage_channels(self, stage: int, width_mult: float) -> int:
+        """The channel count of stage ``stage`` at width multiplier ``width_mult`` (an option of ``s{stage}_width``)."""
+        return round_channels(self.space.stages[stage] * width_mult)
+
+    def _input_width(self, stage: int, block: int) -> tuple[str, tuple[int, ...]]:
+        """The decision that sets a block's input width and the channels of its options."""
+        if block > 0:
+            return stage_param(stage, "width"), self.channel_options(stage)
+        if stage == 0:
+            return "stem_channels", tuple(self.decision("stem_channels").options)
+        return stage_param(stage - 1, "width"), self.channel_options(stage - 1)
 
     def _full(self, choice: Choice | None) -> dict[str, Any]:
         choice = dict(choice or {})
@@ -358,18 +418,52 @@ class Supernet(nn.Module):
         """The most probable option of every decision (absent decisions: the largest option)."""
         return self._full({n: self._by_name[n].options[int(torch.argmax(p))] for n, p in probs.items()})
 
+    def choice_of(self, candidate: Candidate) -> dict[str, Any]:
+        """The sub-network of ``candidate``'s architecture (inverse of `to_candidate`; bit-widths from
+        the candidate where they are options, else the largest).
+
+        Raises `UserInputError` when the candidate is not a sub-network of this supernet."""
+        n = len(candidate.stages)
+        choice: dict[str, Any] = {"n_stages": n, "stem_channels": candidate.stem_channels}
+        for i, stage in enumerate(candidate.stages):
+            channels = self.channel_options(i)
+            if stage.channels not in channels:
+                raise UserInputError(f"stage {i} width {stage.channels} is not one of the supernet's {channels}")
+            choice[stage_param(i, "width")] = self.decision(stage_param(i, "width")).options[
+                channels.index(stage.channels)
+            ]
+            values = {"kernel": stage.kernel, "expansion": stage.expansion, "depth": stage.depth}
+            values.update(wbits=stage.weight_bits, abits=stage.act_bits)
+            for kind, value in values.items():
+                name = stage_param(i, kind)
+                if kind in ("wbits", "abits") and value not in self.decision(name).options:
+                    continue
+                choice[name] = value
+        return self._full(choice)
+
     # ---- forward ---------------------------------------------------------------------------------
     def forward(self, x: Tensor, choice: Choice | None = None, *, weights: Mapping[str, Tensor] | None = None):
         """Path forward for ``choice`` (default: the largest sub-network), or mixed forward for ``weights``."""
+        if weights is not None:
+            return self._forward_mixed(x, weights)
+        full = self._full(choice)
+        n = full["n_stages"]
+        c = full["stem_channels"]
+        stem = self.stem.conv  # kernel 3, stride 1, padding 1 (`ConvBNAct`)
+        x = _CONV_FN[self.dims](x, stem.weight[:c], stride=stem.stride, padding=stem.padding)
+        x = F.relu(_bn(x, self.stem.bn, c, self.training))
+        for i, blocks in enumerate(self.stages[:n]):
+            cout = self.stage_channels(i, full[stage_param(i, "width")])
+            c = {kind: full[stage_param(i, kind)] for kind in KINDS}
+            for block in blocks[: c["depth"]]:
+                x = block.forward_path(x, cout, c["expansion"], c["kernel"], c["wbits"], c["abits"])
+        head = self.heads[n - 1]
+        return F.linear(_pool(x), head.weight[:, : x.shape[1]], head.bias)
+
+    def _forward_mixed(self, x: Tensor, weights: Mapping[str, Tensor]) -> Tensor:
+        stem_options = self.decision("stem_channels").options
         x = self.stem(x)
-        if weights is None:
-            full = self._full(choice)
-            n = full["n_stages"]
-            for i, blocks in enumerate(self.stages[:n]):
-                c = {kind: full[stage_param(i, kind)] for kind in KINDS}
-                for block in blocks[: c["depth"]]:
-                    x = block.forward_path(x, c["expansion"], c["kernel"], c["wbits"], c["abits"])
-            return self.heads[n - 1](_pool(x))
+        x = x * _channel_mask(stem_options, self._probs(weights, "stem_channels", x), x)
         counts = self._by_name["n_stages"].options
         p_n = self._probs(weights, "n_stages", x)
         out = None
@@ -377,12 +471,21 @@ class Supernet(nn.Module):
             p = {kind: self._probs(weights, stage_param(i, kind), x) for kind in KINDS}
             bits = (self._by_name[stage_param(i, "wbits")].options, self._by_name[stage_param(i, "abits")].options)
             depths = self._by_name[stage_param(i, "depth")].options
+            p_out = self._probs(weights, stage_param(i, "width"), x)
             for j, block in enumerate(blocks):
+                in_name, in_channels = self._input_width(i, j)
+                widths = _Widths(
+                    in_channels,
+                    self._probs(weights, in_name, x),
+                    self.channel_options(i),
+                    p_out,
+                    in_name == stage_param(i, "width"),
+                )
                 if j < depths[0]:
-                    x = block.forward_mixed(x, p, bits)
+                    x = block.forward_mixed(x, p, bits, widths)
                 else:  # optional block: kept with probability P(depth > j), else skipped
                     keep = sum(p["depth"][k] for k, d in enumerate(depths) if d > j)
-                    x = keep * block.forward_mixed(x, p, bits) + (1 - keep) * x
+                    x = keep * block.forward_mixed(x, p, bits, widths) + (1 - keep) * x
             if i + 1 in counts:  # exit after stage i with probability P(n_stages = i + 1)
                 y = p_n[counts.index(i + 1)] * self.heads[i](_pool(x))
                 out = y if out is None else out + y
@@ -404,10 +507,7 @@ class Supernet(nn.Module):
         """Optuna parameters of ``choice`` that `sample_candidate` suggests (fixed parts included)."""
         full = self._full(choice)
         n = full["n_stages"]
-        values: dict[str, Any] = {"stem_channels": self.stem_channels}
-        for i in range(n):
-            values[stage_param(i, "width")] = self.width_mult
-        values.update({k: v for k, v in full.items() if self._by_name[k].stage < n})
+        values = {k: v for k, v in full.items() if self._by_name[k].stage < n}
         grid = grid_search_space(self.space)
         return {k: v for k, v in values.items() if k in grid}
 
@@ -421,22 +521,31 @@ class Supernet(nn.Module):
     def extract(self, choice: Choice | None = None) -> nn.Module:
         """``build_model`` of ``choice``'s candidate (float), initialised with the inherited weights."""
         full = self._full(choice)
-        model = build_model(self.to_candidate(full))
-        model.stem.load_state_dict(self.stem.state_dict())
-        model.classifier.load_state_dict(self.heads[full["n_stages"] - 1].state_dict())
+        cand = self.to_candidate(full)
+        model = build_model(cand)
+        c = cand.stem_channels
+        model.stem.conv.weight.copy_(self.stem.conv.weight[:c])
+        _copy_bn(model.stem.bn, self.stem.bn, c)
+        head, width = self.heads[full["n_stages"] - 1], cand.stages[-1].channels
+        model.classifier.weight.copy_(head.weight[:, :width])
+        model.classifier.bias.copy_(head.bias)
         it = iter(model.blocks)
+        cin = c
         for i, blocks in enumerate(self.stages[: full["n_stages"]]):
-            e, k = full[stage_param(i, "expansion")], full[stage_param(i, "kernel")]
+            e, k, cout = cand.stages[i].expansion, cand.stages[i].kernel, cand.stages[i].channels
             for sb in blocks[: full[stage_param(i, "depth")]]:
                 b = next(it)
-                h = sb.cin * e
-                b.expand.conv.weight.copy_(sb.expand_w[:h])
+                h = cin * e
+                b.expand.conv.weight.copy_(sb.expand_w[:h, :cin])
                 b.dw.conv.weight.copy_(_crop(sb.dw_w[:h], k))
-                b.project.conv.weight.copy_(sb.project_w[:, :h])
-                for dst, src, c in ((b.expand.bn, sb.expand_bn, h), (b.dw.bn, sb.dw_bn, h)):
-                    for name in ("weight", "bias", "running_mean", "running_var"):
-                        getattr(dst, name).copy_(getattr(src, name)[:c])
-                b.project.bn.load_state_dict(sb.project_bn.state_dict())
+                b.project.conv.weight.copy_(sb.project_w[:cout, :h])
+                for dst, src, n in (
+                    (b.expand.bn, sb.expand_bn, h),
+                    (b.dw.bn, sb.dw_bn, h),
+                    (b.project.bn, sb.project_bn, cout),
+                ):
+                    _copy_bn(dst, src, n)
+                cin = cout
         return model.train(self.training)
 
     # ---- costs -----------------------------------------------------------------------------------
@@ -461,56 +570,101 @@ class Supernet(nn.Module):
         largest network), so the devices code groups them as it groups a traced model."""
         c0, *rest = self.input_shape
         size = tuple(rest)  # spatial dims: (H, W) or (L,)
-        stem = self.stem_channels
-        info = _conv_info("stem.conv", (c0, *size), stem, 3, 1, 1, head_bits, head_bits, 0, True)
-        out: list[ChoiceBlock] = [ChoiceBlock("stem", (info,), (), None)]
+        out: list[ChoiceBlock] = []
+        for ic, c in enumerate(self.decision("stem_channels").options):
+            info = _conv_info("stem.conv", (c0, *size), c, 3, 1, 1, head_bits, head_bits, 0, True)
+            out.append(ChoiceBlock("stem", (info,), (("stem_channels", (ic,)),), None))
         counts = self._by_name["n_stages"].options
-        prev: LayerInfo = info
         flat = 0
         for i, blocks in enumerate(self.stages):
             present_n = tuple(x for x, n in enumerate(counts) if n > i)
             stage_req = (("n_stages", present_n),) if len(present_n) < len(counts) else ()
-            ks, es, ds = (self._by_name[stage_param(i, kind)].options for kind in ("kernel", "expansion", "depth"))
-            wbs, abs_ = self._by_name[stage_param(i, "wbits")].options, self._by_name[stage_param(i, "abits")].options
             for j, sb in enumerate(blocks):
-                present = tuple(x for x, d in enumerate(ds) if d > j)
-                depth_req = stage_req + (((stage_param(i, "depth"), present),) if len(present) < len(ds) else ())
-                out_size = _out_shape(size, 1, sb.stride)
-                res = sb.cin * math.prod(size) if sb.use_residual else 0
-                tag = f"blocks.{flat}"
-                for ie, e in enumerate(es):
-                    hid = sb.cin * e
-                    for ik, k in enumerate(ks):
-                        for iw, wb in enumerate(wbs):
-                            for ia, ab in enumerate(abs_):
-                                req = (
-                                    *depth_req,
-                                    (stage_param(i, "expansion"), (ie,)),
-                                    (stage_param(i, "kernel"), (ik,)),
-                                    (stage_param(i, "wbits"), (iw,)),
-                                    (stage_param(i, "abits"), (ia,)),
-                                )
-                                layers = (
-                                    _conv_info(f"{tag}.expand.conv", (sb.cin, *size), hid, 1, 1, 1, wb, ab, res, True),
-                                    _conv_info(
-                                        f"{tag}.dw.conv", (hid, *size), hid, k, sb.stride, hid, wb, ab, res, True
-                                    ),
-                                    _conv_info(
-                                        f"{tag}.project.conv", (hid, *out_size), sb.cout, 1, 1, 1, wb, ab, res, False
-                                    ),
-                                )
-                                out.append(ChoiceBlock(tag, layers, req, None))
-                                prev = layers[-1]
-                size, flat = out_size, flat + 1
+                out.extend(self._block_options(i, j, sb, f"blocks.{flat}", size, stage_req))
+                size, flat = _out_shape(size, 1, sb.stride), flat + 1
             if i + 1 in counts:
-                cin, ncls = self.widths[i], self.num_classes
-                info = LayerInfo(
-                    "classifier", "linear", (cin,), (ncls,), cin, ncls, 1, 1, 1, cin * ncls, cin * ncls, ncls,
-                    cin * ncls, head_bits, 32, 0, False,
-                )  # fmt: skip
-                req = (("n_stages", (counts.index(i + 1),)),) if len(counts) > 1 else ()
-                out.append(ChoiceBlock("head", (info,), req, prev.out_shape))
+                out.extend(self._head_options(i, size, counts, head_bits))
         return out
+
+    def _block_options(
+        self, i: int, j: int, sb: _SuperBlock, tag: str, size: tuple[int, ...], stage_req: tuple
+    ) -> list[ChoiceBlock]:
+        """Every option of block ``j`` of stage ``i``: widths × expansion × kernel × bit-widths."""
+        ks, es, ds, wbs, abs_ = (self._by_name[stage_param(i, kind)].options for kind in KINDS)
+        present = tuple(x for x, d in enumerate(ds) if d > j)
+        depth_req = stage_req + (((stage_param(i, "depth"), present),) if len(present) < len(ds) else ())
+        in_name, in_channels = self._input_width(i, j)
+        out_name, out_channels = stage_param(i, "width"), self.channel_options(i)
+        out_size = _out_shape(size, 1, sb.stride)
+        out: list[ChoiceBlock] = []
+        for a, cin in enumerate(in_channels):
+            for b, cout in enumerate(out_channels):
+                if in_name == out_name and a != b:
+                    continue
+                width_req = ((out_name, (b,)),) if in_name == out_name else ((in_name, (a,)), (out_name, (b,)))
+                res = cin * math.prod(size) if sb.stride == 1 and cin == cout else 0
+                for (ie, e), (ik, k), (iw, wb), (ia, ab) in itertools.product(
+                    enumerate(es), enumerate(ks), enumerate(wbs), enumerate(abs_)
+                ):
+                    req = (
+                        *depth_req,
+                        *width_req,
+                        (stage_param(i, "expansion"), (ie,)),
+                        (stage_param(i, "kernel"), (ik,)),
+                        (stage_param(i, "wbits"), (iw,)),
+                        (stage_param(i, "abits"), (ia,)),
+                    )
+                    hid = cin * e
+                    layers = (
+                        _conv_info(f"{tag}.expand.conv", (cin, *size), hid, 1, 1, 1, wb, ab, res, True),
+                        _conv_info(f"{tag}.dw.conv", (hid, *size), hid, k, sb.stride, hid, wb, ab, res, True),
+                        _conv_info(f"{tag}.project.conv", (hid, *out_size), cout, 1, 1, 1, wb, ab, res, False),
+                    )
+                    out.append(ChoiceBlock(tag, layers, req, None))
+        return out
+
+    def _head_options(
+        self, i: int, size: tuple[int, ...], counts: tuple[int, ...], head_bits: int
+    ) -> list[ChoiceBlock]:
+        """The classifier after stage ``i`` under each of the stage's widths."""
+        out = []
+        ncls = self.num_classes
+        for b, cin in enumerate(self.channel_options(i)):
+            info = LayerInfo(
+                "classifier", "linear", (cin,), (ncls,), cin, ncls, 1, 1, 1, cin * ncls, cin * ncls, ncls,
+                cin * ncls, head_bits, 32, 0, False,
+            )  # fmt: skip
+            req = (("n_stages", (counts.index(i + 1),)),) if len(counts) > 1 else ()
+            req += ((stage_param(i, "width"), (b,)),)
+            out.append(ChoiceBlock("head", (info,), req, (cin, *size)))
+        return out
+
+
+def _decisions(space: SpaceConfig, width_mult: float | None, stem_channels: int | None) -> tuple[Decision, ...]:
+    """The supernet's decisions: ``n_stages``, every stage's `KINDS`, ``stem_channels``, ``s{i}_width``."""
+    knobs = space.compression
+    options = {
+        "kernel": tuple(sorted(space.kernel)),
+        "expansion": tuple(sorted(space.expansion)),
+        "depth": tuple(range(space.depth[0], space.depth[1] + 1)),
+        "wbits": tuple(sorted(knobs.weight_bits)),
+        "abits": tuple(sorted(knobs.act_bits)),
+    }
+    n = len(space.stages)
+    widths = (width_mult,) if width_mult is not None else tuple(sorted(set(space.width_mult)))
+    stems = (stem_channels,) if stem_channels is not None else tuple(sorted(set(space.stem_channels)))
+    return (
+        Decision("n_stages", -1, "n_stages", tuple(range(space.min_stages, n + 1))),
+        *(Decision(stage_param(i, kind), i, kind, options[kind]) for i in range(n) for kind in KINDS),
+        Decision("stem_channels", -1, "stem", stems),
+        *(Decision(stage_param(i, "width"), i, "width", widths) for i in range(n)),
+    )
+
+
+def _copy_bn(dst: nn.Module, src: nn.Module, channels: int) -> None:
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        getattr(dst, name).copy_(getattr(src, name)[:channels])
+    dst.num_batches_tracked.copy_(src.num_batches_tracked)
 
 
 def _pool(x: Tensor) -> Tensor:

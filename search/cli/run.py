@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from jointnas.compression import resolve_device
 from jointnas.objectives import TaskData, load_task
 from jointnas.spaces import UserInputError, check_family_input, family_names, get_family
 
@@ -82,6 +83,7 @@ def _checked_run(args: argparse.Namespace, config_path: Path) -> tuple[StudyConf
             "budget.timeout": args.timeout,
         },
     )
+    resolve_device(config.pipeline.device)  # "cuda" where there is none: refused before any write
     if args.workers < 1:
         raise UserInputError(f"--workers must be at least 1 (got {args.workers})")
     if args.torch_threads is not None and args.torch_threads < 1:

@@ -7,10 +7,17 @@ compare-and-swap on attributes, so the lock is *write, settle, re-read*: a worke
 when no live lock exists, waits ``settle_s`` and owns the lock if its token is still there (two workers
 whose writes land within ``settle_s`` of each other both re-read the later token, so exactly one
 trains). A lock older than ``lock_timeout_s`` without an artifact (a crashed trainer) is taken over.
+
+Train once, search many: every trained set of weights is also written to the store under an id made
+of its key (`keyed_artifact_id`), with its record beside it. A later study on the same store whose
+key matches (same space, task, options, seed: the sampler's fingerprint) loads those weights and
+trains nothing; its record says ``reused: true`` and ``train_s_here: 0``.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import tempfile
 import time
@@ -22,6 +29,7 @@ from typing import Any
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
 
 from jointnas.spaces import UserInputError
 
@@ -77,6 +85,30 @@ def _read_attr(study: optuna.Study, name: str) -> Any:
     return study._storage.get_study_user_attrs(study._study_id).get(name)
 
 
+def keyed_artifact_id(attr: str, key: str) -> str:
+    """The store id of the weights trained for ``key`` (``attr`` names the sampler): one per fingerprint."""
+    return f"jointnas-{attr.replace(':', '-')}-{key}.pt"
+
+
+def _stored_record(artifact_store: Any, attr: str, key: str) -> dict[str, Any] | None:
+    """The record of weights an earlier study trained for ``key`` into this store, if any."""
+    try:
+        with artifact_store.open_reader(keyed_artifact_id(attr, key) + ".json") as reader:
+            record = json.loads(reader.read())
+    except (ArtifactNotFound, FileNotFoundError, ValueError):
+        return None
+    return record if record.get("key") == key else None
+
+
+def _store_keyed(artifact_store: Any, attr: str, key: str, path: Path, record: dict[str, Any]) -> None:
+    """Write the weights and their record under the key's ids (after the weights: a record implies them)."""
+    artifact_id = keyed_artifact_id(attr, key)
+    with open(path, "rb") as f:
+        artifact_store.write(artifact_id, f)
+    body = json.dumps({**record, "artifact_id": artifact_id}).encode()
+    artifact_store.write(artifact_id + ".json", io.BytesIO(body))
+
+
 def train_once(
     study: optuna.Study,
     attr: str,
@@ -89,7 +121,8 @@ def train_once(
     wait_timeout_s: float = 3600.0,
     lock_timeout_s: float = 7200.0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return the study's weights for ``key``, training them here only if no worker did or does.
+    """Return the study's weights for ``key``, training them here only if no worker did or does and
+    no earlier study stored them for ``key`` in ``artifact_store``.
 
     Args:
         study: the study whose user attrs hold the lock (``attr + ":lock"``) and record (``attr``).
@@ -104,7 +137,9 @@ def train_once(
         lock_timeout_s: a lock older than this without a record is considered abandoned.
 
     Returns:
-        ``(state_dict, record)``; ``record["trained_here"]`` says whether this call trained.
+        ``(state_dict, record)``; ``record["trained_here"]`` says whether this call trained,
+        ``record["train_s_here"]`` the seconds this study spent training (0 when ``record["reused"]``:
+        the weights came from an earlier study).
     """
     lock_attr = f"{attr}:lock"
     token = uuid.uuid4().hex
@@ -112,6 +147,11 @@ def train_once(
     while True:
         record = _read_attr(study, attr)
         if record and record.get("key") == key:
+            return _download(artifact_store, record), dict(record, trained_here=False)
+        stored = _stored_record(artifact_store, attr, key)
+        if stored is not None:
+            record = {**stored, "reused": True, "train_s_here": 0.0}
+            study.set_user_attr(attr, record)
             return _download(artifact_store, record), dict(record, trained_here=False)
         lock = _read_attr(study, lock_attr)
         live = lock and lock.get("key") == key and time.time() - float(lock.get("time", 0)) < lock_timeout_s
@@ -133,7 +173,9 @@ def train_once(
         path = Path(tmp) / f"{attr.replace(':', '-')}.pt"
         torch.save(state, path)
         artifact_id = upload_artifact(artifact_store=artifact_store, file_path=str(path), study_or_trial=study)
-    record = {"key": key, "artifact_id": artifact_id, **info}
+        record = {"key": key, "artifact_id": artifact_id, **info, "reused": False}
+        record["train_s_here"] = float(info.get("train_s", 0.0))
+        _store_keyed(artifact_store, attr, key, path, record)
     study.set_user_attr(attr, record)
     return state, dict(record, trained_here=True)
 

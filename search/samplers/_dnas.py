@@ -17,6 +17,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import Field, InstanceOf, field_validator, model_validator
 
+from jointnas.compression import resolve_device
 from jointnas.compression.dnas import TAU_SCHEDULES, DNASConfig, Penalty, train_dnas
 from jointnas.devices import LatencyTable
 from jointnas.objectives import TaskData
@@ -26,12 +27,15 @@ from jointnas.spaces.params import FixedParams
 from jointnas.spaces.supernet import CostModel, Supernet
 
 from ._artifact_once import default_artifact_store, train_once
+from ._inherit import inherited_start
 from ._options import DeviceLatency, RecordsTrials, SamplerOptions
 from ._supernet_costs import flash_costs, latency_costs, sram_costs
 
 ATTR_PREFIX = "dnas"
 #: Study user attr recording the trained supernet: ``{"key": fingerprint, "artifact_id", "train_s"}``.
 ATTR_SUPERNET = f"{ATTR_PREFIX}:supernet"
+#: Study and trial user attr: supernet training seconds this study paid (0: reused from the store).
+ATTR_TRAIN_HERE = f"{ATTR_PREFIX}:supernet_train_s"
 
 
 def _distribution(kind: str, *args: Any) -> BaseDistribution:
@@ -79,6 +83,8 @@ class DNASOptions(SamplerOptions):
     stem_channels: int | None = None
     head_bits: int | None = None
     explore_temperature: float = Field(1.0, gt=0)
+    scoring: Literal["full", "inherited"] = "full"
+    finetune_epochs: int = Field(2, ge=0)
     fallback: Literal["random", "tpe"] | InstanceOf[BaseSampler] = "random"
     artifact_store: Any = None
     lock_timeout_s: float = Field(3600.0, gt=0)
@@ -111,7 +117,7 @@ class DNASOptions(SamplerOptions):
 
 
 class DNASSampler(RecordsTrials, BaseSampler):
-    """Differentiable NAS (FBNet / EdMIPS style) over kernel, expansion, depth and per-stage bit-widths.
+    """Differentiable NAS (FBNet / EdMIPS style) over widths, kernel, expansion, depth and per-stage bit-widths.
 
     On first use the sampler trains a weight-sharing `Supernet` of ``space`` with alternating
     optimization (weights on the training split, architecture logits α on the validation split) and the
@@ -153,9 +159,15 @@ class DNASSampler(RecordsTrials, BaseSampler):
         epochs, warmup_epochs, batch_size, lr, arch_lr, tau_start, tau_end, schedule, grad_clip,
         weight_sampling, init_bias:
             supernet training knobs (`jointnas.compression.dnas.DNASConfig`).
-        width_mult, stem_channels: the supernet's fixed width multiplier and stem (default the largest).
+        width_mult, stem_channels: fix the supernet's stage width multiplier / stem (one of the space's);
+            default ``None``: both are searched (elastic width: ``s{i}_width`` and ``stem_channels``
+            decisions, channel-masked in the mixed forward, priced like the others).
         head_bits: stem/classifier weight bits assumed by the Flash penalty.
         explore_temperature: temperature of later passes' samples from softmax(α).
+        scoring: ``"full"`` (default): the jointnas objective trains each proposal from scratch
+            (``[pipeline] train_epochs``); ``"inherited"``: it starts from the supernet's weights
+            (`Supernet.extract`) and trains ``finetune_epochs`` instead, then compresses as usual.
+        finetune_epochs: training epochs of an inherited-weight trial before compression.
         fallback: ``"random"``, ``"tpe"`` or a sampler for parameters outside the supernet.
         artifact_store: a folder path or an Optuna ``ArtifactStore`` (default: the study's artifact
             directory, see `default_artifact_store`).
@@ -197,6 +209,7 @@ class DNASSampler(RecordsTrials, BaseSampler):
         self.width_mult, self.stem_channels = opts.width_mult, opts.stem_channels
         self.head_bits = max(self.space.compression.head_bits) if opts.head_bits is None else opts.head_bits
         self.explore_temperature = opts.explore_temperature
+        self.scoring, self.finetune_epochs = opts.scoring, opts.finetune_epochs
         self.seed = 0 if seed is None else int(seed)
         if isinstance(opts.fallback, BaseSampler):
             self.fallback = opts.fallback
@@ -208,12 +221,17 @@ class DNASSampler(RecordsTrials, BaseSampler):
         #: when no ``artifact_store`` option is given.
         self.run_artifact_dir: Path | None = None
         self.lock_timeout_s = opts.lock_timeout_s
+        #: Where the supernet trains (a ``[pipeline] device`` value; `set_context` gives the study's).
+        self.device = "auto"
         self.task = task
         self.table = table
         self._lock = threading.Lock()
         self._net: Supernet | None = None
         self._logits: list[dict[str, torch.Tensor]] | None = None
         self._space_cache: dict[str, BaseDistribution] | None = None
+        self._priced: tuple[CostModel, list[Penalty], dict[str, float]] | None = None
+        #: The stored supernet's record (`train_once`); ``train_s_here`` is 0 when an earlier study's was reused.
+        self.supernet_record: dict[str, Any] = {}
         #: Per-trial record (``dnas:lambda``, ``dnas:anchor``, ``dnas:pass``) by trial number; `record`
         #: writes it into the trial's user attrs.
         self.records: dict[int, dict[str, Any]] = {}
@@ -226,14 +244,17 @@ class DNASSampler(RecordsTrials, BaseSampler):
         table: DeviceLatency | None = None,
         latency_cap_ms: float | None = None,
         artifact_dir: Path | None = None,
+        device: str | None = None,
     ) -> None:
-        """Give the sampler the study's task data and latency table (the jointnas runner calls this).
+        """Give the sampler the study's task data, latency table and ``[pipeline] device`` (where the
+        supernet trains) (the jointnas runner calls this).
 
         ``latency_cap_ms`` (``[constraints] latency_ms``) is not used: DNAS prices latency as a penalty."""
         self.task = task
         if table is not None:
             self.table = table
         self.run_artifact_dir = artifact_dir or self.run_artifact_dir
+        self.device = device or self.device
 
     def _supernet(self) -> Supernet:
         if self._net is None:
@@ -267,6 +288,8 @@ class DNASSampler(RecordsTrials, BaseSampler):
             "stem_channels": net.stem_channels,
             "head_bits": self.head_bits,
             "seed": self.seed,
+            # α is trained against the device's costs: another device is another supernet.
+            "device": self._device_identity(),
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -307,6 +330,9 @@ class DNASSampler(RecordsTrials, BaseSampler):
                 f"{ATTR_PREFIX}:lambda": self.anchors[k],
                 f"{ATTR_PREFIX}:anchor": k,
                 f"{ATTR_PREFIX}:pass": rnd,
+                ATTR_TRAIN_HERE: float(
+                    self.supernet_record.get("train_s_here", self.supernet_record.get("train_s", 0))
+                ),
             }
         return {name: params[name] for name in search_space if name in params}
 
@@ -322,10 +348,16 @@ class DNASSampler(RecordsTrials, BaseSampler):
         self.fallback.after_trial(study, trial, state, values)
 
     # ---- per-trial records -----------------------------------------------------------------------
-    def prepare_evaluation(self, trial: optuna.Trial, candidate: Any, pipeline: Any) -> tuple[None, None, Any]:
-        """Hook of the jointnas objective: records the trial (`record`); training is unchanged."""
+    def prepare_evaluation(self, trial: optuna.Trial, candidate: Any, pipeline: Any) -> tuple[None, Any, Any]:
+        """Hook of the jointnas objective: records the trial (`record`); with ``scoring="inherited"``
+        the model starts from the supernet's weights and trains ``finetune_epochs`` (`inherited_start`)."""
         self.record(trial)
-        return None, None, pipeline
+        if self.scoring != "inherited" or self._logits is None:
+            return None, None, pipeline
+        with self._lock:
+            model, pipeline = inherited_start(self._supernet(), candidate, pipeline, self.finetune_epochs)
+        trial.set_user_attr(f"{ATTR_PREFIX}:scoring", "inherited")
+        return None, model, pipeline
 
     # ---- training, sharing ----------------------------------------------------------------------
     def _ensure_trained(self, study: Study) -> list[dict[str, torch.Tensor]]:
@@ -337,7 +369,7 @@ class DNASSampler(RecordsTrials, BaseSampler):
     def _train_or_load(self, study: Study) -> list[dict[str, torch.Tensor]]:
         """Train the supernet here, or load the one another worker of ``study`` trained (`train_once`)."""
         store = default_artifact_store(study, self.artifact_store, self.run_artifact_dir)
-        state, _ = train_once(
+        state, record = train_once(
             study,
             ATTR_SUPERNET,
             self.fingerprint(),
@@ -345,12 +377,42 @@ class DNASSampler(RecordsTrials, BaseSampler):
             store,
             lock_timeout_s=self.lock_timeout_s,
         )
+        self.supernet_record = record
+        if record["trained_here"] or record.get("reused"):
+            study.set_user_attr(ATTR_TRAIN_HERE, float(record.get("train_s_here", record.get("train_s", 0.0))))
         net = self._supernet()
         net.load_state_dict(state["supernet"])
         net.eval()
         return [{k: v.clone() for k, v in lg.items()} for lg in state["logits"]]
 
+    def _device_identity(self) -> Any:
+        """What identifies the device the costs come from: a latency table's device profile and threads
+        (workers measuring the same device on demand agree), else the priced costs themselves."""
+        if self.table is None:
+            self.table = LatencyTable(None)
+        profile = getattr(self.table, "profile", None)
+        if profile is not None:
+            return {
+                "model": type(self.table).__name__,
+                "device": profile.name,
+                "threads": getattr(self.table, "threads", None),
+            }
+        return self._costs_digest()
+
+    def _costs_digest(self) -> str:
+        _, penalties, scales = self._penalties(self._supernet())
+        digest = hashlib.sha256(json.dumps(scales, sort_keys=True).encode())
+        for pen in penalties:
+            digest.update(pen.costs.to(torch.float64).numpy().round(9).tobytes())
+        return digest.hexdigest()[:12]
+
     def _penalties(self, net: Supernet) -> tuple[CostModel, list[Penalty], dict[str, float]]:
+        """The cost model and the penalties priced with the study's table (priced once, then cached)."""
+        if self._priced is None:
+            self._priced = self._price(net)
+        return self._priced
+
+    def _price(self, net: Supernet) -> tuple[CostModel, list[Penalty], dict[str, float]]:
         layers = net.choice_layers(head_bits=self.head_bits)
         layer_model = CostModel(layers, net.decisions)
         blocks = net.choice_blocks(head_bits=self.head_bits)
@@ -392,6 +454,7 @@ class DNASSampler(RecordsTrials, BaseSampler):
                 self.anchors,
                 self.train_config,
                 seed=self.seed,
+                device=resolve_device(self.device),
             )
         study.set_user_attr(f"{ATTR_PREFIX}:train_s", round(result.train_s, 3))
         study.set_user_attr(f"{ATTR_PREFIX}:alpha_entropy", [round(v, 5) for v in result.alpha_entropy])

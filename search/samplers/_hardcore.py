@@ -29,6 +29,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import Field, InstanceOf, field_validator
 
+from jointnas.compression import resolve_device
 from jointnas.devices import LatencyTable
 from jointnas.objectives import TaskData
 from jointnas.spaces import Candidate, SpaceConfig, UserInputError
@@ -37,10 +38,13 @@ from jointnas.spaces.params import stage_param
 from ._artifact_once import default_artifact_store, train_once
 from ._hardcore_fw import ScoreModel, SearchResult, search_macros
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices, covers
+from ._inherit import inherited_start
 from ._options import DeviceLatency, RecordsTrials, SamplerOptions
 
 ATTR_SUPERNET = "hardcore:supernet"
 ATTR_BUDGET = "hardcore:budget_ms"
+#: Study and trial user attr: supernet training seconds this study paid (0: reused from the store).
+ATTR_TRAIN_HERE = "hardcore:supernet_train_s"
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
@@ -62,6 +66,7 @@ class HardCoReOptions(SamplerOptions):
     sandwich: bool = True
     score_samples: int = Field(48, ge=1)
     fw_iterations: int = Field(30, ge=0)
+    macro_top_k: int = Field(3, ge=1)
     artifact_store: Any = None
     inner_sampler: Literal["random", "tpe"] | InstanceOf[BaseSampler] = "random"
 
@@ -106,7 +111,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         True
 
     Args:
-        space: the ``[space]`` (a family `covers` accepts: a supernet over images).
+        space: the ``[space]`` (a family `covers` accepts: one with a supernet, ``cnn`` or ``cnn1d``).
         task: the data (train split trains the supernet, validation split fits the proxy); in a jointnas
             study the runner gives it through `set_context`.
         table: the device `LatencyTable` that prices sub-networks (share the objective's so priced and
@@ -119,10 +124,11 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         schedule: ``"golden"`` spreads trial ``k``'s budget over the range by the golden-ratio sequence
             (any prefix covers it evenly); ``"sweep"`` walks it low → high in ``n_budgets`` steps.
         n_budgets: steps of the ``"sweep"`` schedule.
-        width_mult: the macro's stage width multiplier (default: the space's largest). As in the paper,
-            the macro-architecture is fixed: every stage present, one width and stem; the search is over
-            per-stage block choice (kernel × expansion) and depth.
-        stem_channels: the macro's stem width (default: the space's largest).
+        width_mult: fix every stage's width multiplier (one of the space's); default ``None``: the
+            supernet is elastic in width (per stage) and stem, and every macro (stem × stage count ×
+            per-stage widths) is searched: each macro has its own exact latency model, a greedy screen
+            ranks the feasible macros by the proxy and Frank-Wolfe runs on the best ``macro_top_k``.
+        stem_channels: fix the stem width (one of the space's); default ``None``: searched.
         scoring: ``"inherited"``: the jointnas objective starts each trial from the supernet's weights
             and trains ``finetune_epochs`` instead of ``[pipeline] train_epochs`` (then compresses and
             fine-tunes as usual); ``"full"``: the normal compress-and-finetune objective.
@@ -133,6 +139,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         sandwich: add the largest and smallest path to each step's uniform path (sandwich rule).
         score_samples: sub-networks evaluated with inherited weights to fit the proxy.
         fw_iterations: Frank-Wolfe iterations per macro and budget.
+        macro_top_k: macros (best by the greedy screen) that get the Frank-Wolfe search per budget.
         artifact_store: directory or Optuna ArtifactStore for the supernet weights; default the
             study's artifact directory (see `default_artifact_store`).
         inner_sampler: sampler of the parameters outside the architecture (compression knobs):
@@ -162,11 +169,14 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         self.supernet_epochs, self.supernet_batch_size = opts.supernet_epochs, opts.supernet_batch_size
         self.supernet_lr, self.sandwich = opts.supernet_lr, opts.sandwich
         self.score_samples, self.fw_iterations = opts.score_samples, opts.fw_iterations
+        self.macro_top_k = opts.macro_top_k
         self.artifact_store = opts.artifact_store
         #: The trial artifacts' directory of the jointnas runner (`set_context`): the supernet's store
         #: when no ``artifact_store`` option is given.
         self.run_artifact_dir: Path | None = None
         self.latency_cap_ms: float | None = None
+        #: Where the supernet trains (a ``[pipeline] device`` value; `set_context` gives the study's).
+        self.device = "auto"
         if isinstance(opts.inner_sampler, BaseSampler):
             self._inner = opts.inner_sampler
         elif opts.inner_sampler == "tpe":
@@ -176,7 +186,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         self._lock = threading.RLock()
         self._ready = False
         self.choices: SpaceChoices | None = None
-        self.macro = Macro(0, ())
+        self.macros: list[Macro] = []
         self.models: list[LatencyModel] = []
         self.scores: ScoreModel | None = None
         self.supernet: Any = None
@@ -195,9 +205,12 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         table: DeviceLatency | None = None,
         latency_cap_ms: float | None = None,
         artifact_dir: Path | None = None,
+        device: str | None = None,
     ) -> None:
-        """Give the sampler the study's data, device table and ``[constraints] latency_ms`` (jointnas runs)."""
+        """Give the sampler the study's data, device table, ``[constraints] latency_ms`` and ``[pipeline]
+        device`` (where the supernet trains) (jointnas runs)."""
         with self._lock:
+            self.device = device or self.device
             self.task = task or self.task
             self.table = table or self.table
             self.latency_cap_ms = latency_cap_ms if latency_cap_ms is not None else self.latency_cap_ms
@@ -214,20 +227,22 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             if self.table is None:
                 self.table = LatencyTable(None)  # an in-memory table of this machine, measured on demand
             self.choices = SpaceChoices.from_space(self.space)
-            self.macro = self._macro()
+            self.macros = self._macros()
             self._prepare_supernet(study)
             self._ready = True
 
-    def _macro(self) -> Macro:
-        assert self.space is not None
-        width = max(self.space.width_mult) if self.width_mult is None else float(self.width_mult)
-        stem = max(self.space.stem_channels) if self.stem_channels is None else int(self.stem_channels)
-        if width not in self.space.width_mult or stem not in self.space.stem_channels:
+    def _macros(self) -> list[Macro]:
+        """Every macro searched: all stems × stage counts × per-stage widths, or those the options fix."""
+        assert self.space is not None and self.choices is not None
+        width, stem = self.width_mult, self.stem_channels
+        if (width is not None and width not in self.space.width_mult) or (
+            stem is not None and stem not in self.space.stem_channels
+        ):
             raise UserInputError(
                 f"sampler 'hardcore': width_mult={width} / stem_channels={stem} must be among the space's "
                 f"width_mult {self.space.width_mult} / stem_channels {self.space.stem_channels}"
             )
-        return Macro(stem, (width,) * len(self.space.stages))
+        return self.choices.macros(width, stem)
 
     def _supernet_key(self) -> str:
         assert self.space is not None and self.task is not None
@@ -241,7 +256,8 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             "lr": self.supernet_lr,
             "sandwich": self.sandwich,
             "seed": self.seed,
-            "macro": [self.macro.stem_channels, self.macro.width_mults[0]],
+            "width_mult": self.width_mult,
+            "stem_channels": self.stem_channels,
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -249,10 +265,11 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         from . import _hardcore_supernet as sn
 
         assert self.choices is not None and self.task is not None and self.table is not None
-        task, choices, macro = self.task, self.choices, self.macro
+        task, choices = self.task, self.choices
+        fixed = {"width_mult": self.width_mult, "stem_channels": self.stem_channels}
 
         def train() -> tuple[dict[str, Any], dict[str, Any]]:
-            net = sn.build_supernet(choices, macro, task.input_shape, task.num_classes, self.seed)
+            net = sn.build_supernet(choices, task.input_shape, task.num_classes, self.seed, **fixed)
             info = sn.train_supernet(
                 net,
                 task.x_train,
@@ -262,21 +279,29 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
                 lr=self.supernet_lr,
                 sandwich=self.sandwich,
                 seed=self.seed,
+                device=resolve_device(self.device),
             )
             return net.state_dict(), info
 
         store = default_artifact_store(study, self.artifact_store, self.run_artifact_dir)
         state, record = train_once(study, ATTR_SUPERNET, self._supernet_key(), train, store)
-        net = sn.build_supernet(choices, macro, task.input_shape, task.num_classes)
+        net = sn.build_supernet(choices, task.input_shape, task.num_classes, **fixed)
         net.load_state_dict(state)
         net.eval()
         self.supernet, self.supernet_record = net, record
-        self.models = [sn.latency_model(net, choices, macro, self.table)]
+        if record["trained_here"] or record.get("reused"):
+            study.set_user_attr(ATTR_TRAIN_HERE, self._train_here())
+        self.models = sn.latency_models(net, choices, self.macros, self.table)
         # The proxy: validation loss of sampled sub-networks with inherited weights, fitted additively.
         rng = np.random.default_rng([self.seed, 2])
-        archs = [sn.random_arch(choices, macro, rng) for _ in range(self.score_samples)]
+        archs = [sn.random_arch(choices, self.macros, rng) for _ in range(self.score_samples)]
         losses = sn.path_losses(net, choices, archs, task.x_val, task.y_val)
         self.scores = ScoreModel.fit(choices, archs, losses)
+
+    def _train_here(self) -> float:
+        """Supernet training seconds of this study (0 when an earlier study's supernet was reused)."""
+        rec = self.supernet_record
+        return float(rec.get("train_s_here", rec.get("train_s", 0.0)))
 
     # ------------------------------------------------------------------------------- budgets
     def latency_range_ms(self) -> tuple[float, float]:
@@ -309,9 +334,15 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         budget = self.budget_for(trial.number)
         t0 = time.perf_counter()
         result = search_macros(
-            self.models, self.scores, budget, iterations=self.fw_iterations, seed=self.seed + trial.number
+            self.models,
+            self.scores,
+            budget,
+            iterations=self.fw_iterations,
+            seed=self.seed + trial.number,
+            top_k=self.macro_top_k,
         )
         record: dict[str, Any] = {ATTR_BUDGET: budget, "hardcore:search_s": time.perf_counter() - t0}
+        record[ATTR_TRAIN_HERE] = self._train_here()
         if result.arch is None:
             # Still propose a valid point (the fastest sub-network) so plain Optuna code runs; the jointnas
             # objective fails the trial with this reason (see `prepare_evaluation`).
@@ -363,13 +394,10 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             return result.infeasible_reason, None, pipeline
         if self.scoring == "full" or self.supernet is None:
             return None, None, pipeline
-        from . import _hardcore_supernet as sn
-
-        assert self.choices is not None
         with self._lock:
-            model = sn.inherit(self.supernet, self.choices, candidate)
+            model, pipeline = inherited_start(self.supernet, candidate, pipeline, self.finetune_epochs)
         trial.set_user_attr("hardcore:scoring", "inherited")
-        return None, model, pipeline.model_copy(update={"train_epochs": self.finetune_epochs})
+        return None, model, pipeline
 
 
 def arch_distributions(space: SpaceConfig) -> dict[str, BaseDistribution]:

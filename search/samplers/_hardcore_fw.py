@@ -266,6 +266,16 @@ def search_budget(
     return SearchResult(budget_ms, arch, latency.arch_ms(choices, depths), scores.arch_loss(arch), expected, moves)
 
 
+def greedy_budget(latency: LatencyModel, scores: ScoreModel, budget_ms: float) -> SearchResult:
+    """The cheap screen of a macro: each stage's best proxy cell, then `repair` into the budget."""
+    theta = [scores.stage_terms[s] for s in range(latency.n_stages)]
+    picks = [np.unravel_index(int(np.argmin(th)), th.shape) for th in theta]
+    choices, depths = [int(c) for c, _ in picks], [int(j) for _, j in picks]
+    moves = repair(latency, theta, choices, depths, budget_ms)
+    arch = Arch(latency.macro, tuple(choices), tuple(depths))
+    return SearchResult(budget_ms, arch, latency.arch_ms(choices, depths), scores.arch_loss(arch), None, moves)
+
+
 def search_macros(
     models: Sequence[LatencyModel],
     scores: ScoreModel,
@@ -274,19 +284,27 @@ def search_macros(
     iterations: int = 40,
     seed: int = 0,
     grad_noise: float = 0.0,
+    top_k: int | None = None,
 ) -> SearchResult:
     """`search_budget` on every macro's `LatencyModel`; the feasible result with the lowest proxy loss.
 
+    ``top_k``: run Frank-Wolfe only on the ``top_k`` feasible macros whose `greedy_budget` screen has
+    the lowest proxy loss (an elastic supernet has one macro per stem × stage count × stage widths).
     With no macro fitting the budget, the result is infeasible and names the smallest latency.
     """
+    feasible = [(i, m) for i, m in enumerate(models) if budget_ms >= m.min_ms]
+    if not feasible:
+        return SearchResult.infeasible(budget_ms, min(m.min_ms for m in models))
     best: SearchResult | None = None
-    for i, latency in enumerate(models):
-        if budget_ms < latency.min_ms:
-            continue
+    if top_k is not None and len(feasible) > top_k:
+        screened = [(greedy_budget(m, scores, budget_ms), i, m) for i, m in feasible]
+        screened.sort(key=lambda item: item[0].proxy_loss)
+        best = screened[0][0]
+        feasible = [(i, m) for _, i, m in screened[:top_k]]
+    for i, latency in feasible:
         rng = np.random.default_rng([seed, i])
         result = search_budget(latency, scores, budget_ms, iterations=iterations, rng=rng, grad_noise=grad_noise)
         if best is None or result.proxy_loss < best.proxy_loss:
             best = result
-    if best is not None:
-        return best
-    return SearchResult.infeasible(budget_ms, min(m.min_ms for m in models))
+    assert best is not None
+    return best

@@ -22,6 +22,7 @@ option (the float architecture); precision stays a compression knob.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,9 +36,9 @@ from jointnas.spaces.params import FixedParams, stage_param
 
 
 def covers(family: str) -> bool:
-    """Whether HardCoReNAS covers ``family``: a supernet family over images ``(C, H, W)``."""
-    f = get_family(family)
-    return f.supernet and f.input_dims == 3
+    """Whether HardCoReNAS covers ``family``: one the shared supernet covers (``Family.supernet``:
+    the built-in ``cnn`` for images and ``cnn1d`` for series)."""
+    return get_family(family).supernet
 
 
 @dataclass(frozen=True)
@@ -77,21 +78,25 @@ class SpaceChoices:
         if not covers(space.family):
             covered = ", ".join(repr(n) for n in family_names() if covers(n))
             raise UserInputError(
-                f"sampler 'hardcore' searches the block choices and depths of an image supernet; [space] family "
+                f"sampler 'hardcore' searches the block choices and depths of a supernet family; [space] family "
                 f"is {space.family!r}, use family = one of {covered} or another sampler"
             )
         choices = tuple((int(k), int(e)) for k in space.kernel for e in space.expansion)
         depths = tuple(range(space.depth[0], space.depth[1] + 1))
         return cls(space, choices, depths)
 
-    def macros(self) -> list[Macro]:
-        """Every macro a supernet builds (stem width × stage count × one width multiplier for all stages)."""
-        out = []
-        for stem in self.space.stem_channels:
-            for n in range(self.space.min_stages, len(self.space.stages) + 1):
-                for mult in self.space.width_mult:
-                    out.append(Macro(int(stem), (float(mult),) * n))
-        return out
+    def macros(self, width_mult: float | None = None, stem_channels: int | None = None) -> list[Macro]:
+        """Every macro the supernet builds: stem width × stage count × a width multiplier per stage
+        (``width_mult`` / ``stem_channels`` fix those, as the sampler's options do), narrowest first."""
+        sp = self.space
+        stems = [int(stem_channels)] if stem_channels is not None else sorted({int(c) for c in sp.stem_channels})
+        mults = [float(width_mult)] if width_mult is not None else sorted({float(m) for m in sp.width_mult})
+        return [
+            Macro(stem, widths)
+            for stem in stems
+            for n in range(sp.min_stages, len(sp.stages) + 1)
+            for widths in itertools.product(mults, repeat=n)
+        ]
 
     def max_macro(self) -> Macro:
         """The widest, deepest macro: the supernet's full macro-architecture."""

@@ -26,35 +26,48 @@ from ._supernet_costs import latency_costs
 
 
 def build_supernet(
-    choices: SpaceChoices, macro: Macro, input_shape: tuple[int, ...], num_classes: int, seed: int = 0
+    choices: SpaceChoices,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    seed: int = 0,
+    *,
+    width_mult: float | None = None,
+    stem_channels: int | None = None,
 ) -> Supernet:
-    """The shared supernet at ``macro``'s width and stem (every stage present), initialised from ``seed``."""
+    """The shared supernet, initialised from ``seed``: elastic stem and stage widths (every macro of
+    `SpaceChoices.macros`) unless ``width_mult`` / ``stem_channels`` fix them."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return Supernet(
-            choices.space,
-            input_shape,
-            num_classes,
-            width_mult=macro.width_mults[0],
-            stem_channels=macro.stem_channels,
-        )
+        return Supernet(choices.space, input_shape, num_classes, width_mult=width_mult, stem_channels=stem_channels)
+
+
+def macro_choice(net: Supernet, macro: Macro) -> dict[str, Any]:
+    """The supernet decisions a macro fixes: stage count, stem and per-stage widths."""
+    out: dict[str, Any] = {"n_stages": macro.n_stages, "stem_channels": macro.stem_channels}
+    out.update({stage_param(i, "width"): m for i, m in enumerate(macro.width_mults)})
+    return out
 
 
 def path_choice(choices: SpaceChoices, arch: Arch) -> dict[str, Any]:
     """The supernet path of ``arch`` (bit-widths: the supernet's largest, i.e. float when allowed)."""
-    out: dict[str, Any] = (
-        {"n_stages": arch.macro.n_stages} if len(choices.space.stages) > choices.space.min_stages else {}
-    )
+    out: dict[str, Any] = {"n_stages": arch.macro.n_stages, "stem_channels": arch.macro.stem_channels}
     for i, (c, j) in enumerate(zip(arch.choices, arch.depths, strict=True)):
         k, e = choices.block_choices[c]
         out.update(
-            {stage_param(i, "kernel"): k, stage_param(i, "expansion"): e, stage_param(i, "depth"): choices.depths[j]}
+            {
+                stage_param(i, "kernel"): k,
+                stage_param(i, "expansion"): e,
+                stage_param(i, "depth"): choices.depths[j],
+                stage_param(i, "width"): arch.macro.width_mults[i],
+            }
         )
     return out
 
 
-def random_arch(choices: SpaceChoices, macro: Macro, rng: np.random.Generator) -> Arch:
-    """A uniformly random sub-network of ``macro``."""
+def random_arch(choices: SpaceChoices, macro: Macro | list[Macro], rng: np.random.Generator) -> Arch:
+    """A uniformly random sub-network of ``macro`` (of a uniformly drawn one of a list of macros)."""
+    if isinstance(macro, list):
+        macro = macro[int(rng.integers(0, len(macro)))]
     n = macro.n_stages
     return Arch(
         macro,
@@ -64,35 +77,43 @@ def random_arch(choices: SpaceChoices, macro: Macro, rng: np.random.Generator) -
 
 
 def latency_model(net: Supernet, choices: SpaceChoices, macro: Macro, table: Any) -> LatencyModel:
-    """`LatencyModel` of ``macro`` priced from ``net.choice_blocks()`` with the device's table.
+    """`LatencyModel` of ``macro`` priced from ``net.choice_blocks()`` with the device's table."""
+    return latency_models(net, choices, [macro], table)[0]
+
+
+def latency_models(net: Supernet, choices: SpaceChoices, macros: list[Macro], table: Any) -> list[LatencyModel]:
+    """`LatencyModel` of every macro, priced once from ``net.choice_blocks()`` with the device's table.
 
     Each block option is one table entry (`latency_costs`: exact for a `LatencyTable`, calibration
-    included); bit-widths at their largest option (the float architecture); blocks of another stage
-    count than the macro's (early-exit heads) are left out.
+    included); bit-widths at their largest option (the float architecture); a macro keeps the block
+    options of its stage count, stem and widths.
     """
     decisions = {d.name: d for d in net.decisions}
-    fixed_index = {n: decisions[n].options.index(v) for n, v in {"n_stages": macro.n_stages}.items() if n in decisions}
-    for d in net.decisions:
-        if d.kind in ("wbits", "abits"):
-            fixed_index[d.name] = len(d.options) - 1
+    float_index = {d.name: len(d.options) - 1 for d in net.decisions if d.kind in ("wbits", "abits")}
     blocks = [
-        cb for cb in net.choice_blocks() if all(fixed_index[n] in idx for n, idx in cb.requires if n in fixed_index)
+        cb for cb in net.choice_blocks() if all(float_index[n] in idx for n, idx in cb.requires if n in float_index)
     ]
     terms, constant = latency_costs(table, blocks)
     first_block = np.cumsum([0] + [max(choices.depths)] * len(net.stages))
-    block_ms = [np.zeros((max(choices.depths), len(choices.block_choices))) for _ in range(macro.n_stages)]
-    fixed_ms = float(constant)
-    for cb, term in zip(blocks, terms.tolist(), strict=True):
-        req = dict(cb.requires)
-        stage = next((int(n[1 : n.index("_")]) for n in req if n.endswith("_expansion")), None)
-        if stage is None:  # stem, head
-            fixed_ms += term
-            continue
-        k = decisions[stage_param(stage, "kernel")].options[req[stage_param(stage, "kernel")][0]]
-        e = decisions[stage_param(stage, "expansion")].options[req[stage_param(stage, "expansion")][0]]
-        b = int(cb.slot.split(".")[1]) - int(first_block[stage])
-        block_ms[stage][b, choices.block_choices.index((k, e))] = term
-    return LatencyModel(macro, fixed_ms, block_ms, choices.depths)
+    out = []
+    for macro in macros:
+        fixed = {n: decisions[n].options.index(v) for n, v in macro_choice(net, macro).items() if n in decisions}
+        block_ms = [np.zeros((max(choices.depths), len(choices.block_choices))) for _ in range(macro.n_stages)]
+        fixed_ms = float(constant)
+        for cb, term in zip(blocks, terms.tolist(), strict=True):
+            req = dict(cb.requires)
+            if not all(fixed[n] in idx for n, idx in req.items() if n in fixed):
+                continue
+            stage = next((int(n[1 : n.index("_")]) for n in req if n.endswith("_expansion")), None)
+            if stage is None:  # stem, head
+                fixed_ms += term
+                continue
+            k = decisions[stage_param(stage, "kernel")].options[req[stage_param(stage, "kernel")][0]]
+            e = decisions[stage_param(stage, "expansion")].options[req[stage_param(stage, "expansion")][0]]
+            b = int(cb.slot.split(".")[1]) - int(first_block[stage])
+            block_ms[stage][b, choices.block_choices.index((k, e))] = term
+        out.append(LatencyModel(macro, fixed_ms, block_ms, choices.depths))
+    return out
 
 
 class _PathSampler(nn.Module):
@@ -128,14 +149,19 @@ def train_supernet(
     lr: float,
     sandwich: bool,
     seed: int,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """One-shot training of ``net`` in place on the train split; returns ``{"train_s", "final_loss", ...}``."""
+    """One-shot training of ``net`` in place on the train split; returns ``{"train_s", "final_loss", ...}``.
+
+    ``device``: where it trains (net and split move there once); ``net`` is back on the CPU on return."""
     torch.manual_seed(seed)
+    net.to(device)
+    x, y = x.to(device), y.to(device)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     wrapper = _PathSampler(net, gen, sandwich)
     loss = train(wrapper, x, y, TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size), generator=gen)
-    net.eval()
+    net.eval().cpu()
     return {
         "train_s": time.perf_counter() - t0,
         "final_loss": loss,
@@ -173,15 +199,4 @@ def path_losses(net: Supernet, choices: SpaceChoices, archs: list[Arch], x: Tens
 
 def inherit(net: Supernet, choices: SpaceChoices, candidate: Candidate) -> nn.Module:
     """``candidate``'s float model initialised from the supernet (its architecture must be a path of it)."""
-    choice: dict[str, Any] = (
-        {"n_stages": len(candidate.stages)} if "n_stages" in {d.name for d in net.decisions} else {}
-    )
-    for i, stage in enumerate(candidate.stages):
-        choice.update(
-            {
-                stage_param(i, "kernel"): stage.kernel,
-                stage_param(i, "expansion"): stage.expansion,
-                stage_param(i, "depth"): stage.depth,
-            }
-        )
-    return net.extract(choice)
+    return net.extract(net.choice_of(candidate))

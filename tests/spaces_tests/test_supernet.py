@@ -6,7 +6,7 @@ import torch
 from jointnas.compression import quantize_model
 from jointnas.devices import LatencyTable, estimate_flash_bytes
 from jointnas.search.samplers._supernet_costs import flash_costs, latency_costs
-from jointnas.spaces import SpaceConfig, UserInputError, build_model, count_params, trace_layers
+from jointnas.spaces import Candidate, SpaceConfig, UserInputError, build_model, count_params, trace_layers
 from jointnas.spaces.supernet import CostModel, Supernet, gumbel_softmax
 
 from ._layer_key import layer_key
@@ -67,11 +67,11 @@ def test_candidate_is_valid_in_the_space(net):
     assert [s.depth for s in cand.stages] == [1, 2]
     assert [s.kernel for s in cand.stages] == [3, 5]
     assert [s.weight_bits for s in cand.stages] == [2, 8]
-    assert [s.channels for s in cand.stages] == [8, 16]
+    assert [s.channels for s in cand.stages] == [4, 8]  # the smallest width multiplier, 0.5
     assert cand.stages[0].prune_ratio == 0.25 and cand.stages[1].rank_ratio == 0.5
     assert cand.stages[1].prune_ratio == 0.0 and cand.stages[0].rank_ratio == 1.0
     params = net.params_of(choice)
-    assert params["n_stages"] == 2 and params["s1_width"] == 1.0 and "stem_channels" not in params
+    assert params["n_stages"] == 2 and params["s1_width"] == 0.5 and "stem_channels" not in params
     one = net.to_candidate({**choice, "n_stages": 1})
     assert len(one.stages) == 1 and "s1_kernel" not in net.params_of({**choice, "n_stages": 1})
     with pytest.raises(UserInputError, match="s0_kernel=7 is not one of"):
@@ -142,3 +142,46 @@ def test_mixed_forward_is_differentiable_in_the_weights(net):
     loss.backward()
     assert all(v.grad is not None and torch.isfinite(v.grad).all() for v in logits.values())
     assert any(float(v.grad.abs().sum()) > 0 for v in logits.values())
+
+
+@pytest.mark.parametrize("family", ["cnn", "cnn1d"])
+def test_elastic_width_and_stem_reach_every_macro_exactly(family):
+    """Every stem × per-stage width combination: path = extracted model = one-hot mixed forward, the
+    candidate's own widths and parameter count, and the table latency / Flash of its traced model."""
+    torch.manual_seed(0)
+    space = SPACE.model_copy(update={"family": family, "stem_channels": [4, 8], "width_mult": [0.5, 1.0]})
+    net = Supernet(space, SHAPES[family], 10).eval()
+    assert net.decision("stem_channels").options == (4, 8)
+    assert net.decision("s1_width").options == (0.5, 1.0) and net.channel_options(1) == (8, 16)
+    x = torch.randn(2, *net.input_shape)
+    table = LatencyTable(None, warmup=1, repeats=2)
+    blocks, layers = net.choice_blocks(head_bits=8), net.choice_layers(head_bits=8)
+    block_model, layer_model = CostModel(blocks, net.decisions), CostModel(layers, net.decisions)
+    lat, constant = latency_costs(table, blocks)
+    flash = flash_costs(net, 8)
+    seen = set()
+    for stem in (4, 8):
+        for w0 in (0.5, 1.0):
+            for w1 in (0.5, 1.0):
+                choice = {**net.largest_choice(), "stem_channels": stem, "s0_width": w0, "s1_width": w1,
+                          "s0_wbits": 32, "s1_wbits": 32, "s0_abits": 32, "s1_abits": 32}  # fmt: skip
+                cand = net.to_candidate(choice)
+                assert cand.stem_channels == stem
+                assert [s.channels for s in cand.stages] == [int(8 * w0), int(16 * w1)]
+                assert net.choice_of(cand) == net._full(choice)
+                model = net.extract(choice).eval()
+                torch.testing.assert_close(model(x), net(x, choice))
+                torch.testing.assert_close(net(x, weights=block_model.one_hot(choice)), net(x, choice))
+                assert count_params(model) == count_params(build_model(cand))
+                cand8 = net.to_candidate(choice, {"head_bits": 8})
+                traced = trace_layers(quantize_model(build_model(cand8), cand8), net.input_shape)
+                assert block_model.of_choice(lat, choice) + constant == pytest.approx(
+                    table.predict_ms(traced), rel=1e-6
+                )
+                assert layer_model.of_choice(flash, choice) == estimate_flash_bytes(traced)
+                seen.add(estimate_flash_bytes(traced))
+    assert len(seen) == 8  # every macro is a different model
+    data = net.to_candidate().to_dict()
+    data["stages"][0]["channels"] = 12
+    with pytest.raises(UserInputError, match="stage 0 width 12 is not one of"):
+        net.choice_of(Candidate.from_dict(data))

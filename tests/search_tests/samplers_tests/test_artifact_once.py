@@ -79,3 +79,36 @@ def test_racing_workers_train_once_and_all_get_the_same_weights(tmp_path):
     state, record = train_once(study, "x:supernet", "k2", train, store, settle_s=0.0, lock_timeout_s=5)
     assert record["trained_here"] and record["key"] == "k2" and len(calls) == 2
     assert study.user_attrs["x:supernet"]["key"] == "k2"
+
+
+def test_a_later_study_on_the_same_store_reuses_the_weights_of_its_key(tmp_path):
+    """Train once, search many: another study (another name, its own storage) with the same key and
+    store loads the stored weights and trains nothing; another key trains."""
+    store_dir = tmp_path / "store"
+    calls = []
+
+    def train():
+        calls.append(1)
+        return {"w": torch.arange(3.0)}, {"train_s": 2.5}
+
+    first = optuna.create_study(storage=f"sqlite:///{tmp_path / 'a.db'}", study_name="a")
+    _, record = train_once(first, "x:supernet", "k1", train, default_artifact_store(first, store_dir), settle_s=0)
+    assert record["trained_here"] and not record["reused"] and record["train_s_here"] == 2.5
+    second = optuna.create_study(storage=f"sqlite:///{tmp_path / 'b.db'}", study_name="b")
+    state, record = train_once(second, "x:supernet", "k1", train, default_artifact_store(second, store_dir))
+    assert len(calls) == 1 and torch.equal(state["w"], torch.arange(3.0))
+    assert record["reused"] and not record["trained_here"] and record["train_s_here"] == 0.0
+    assert record["train_s"] == 2.5  # the original training's seconds stay in the record
+    assert second.user_attrs["x:supernet"]["reused"] is True
+    # a worker of the second study finds the study's record (no store lookup needed)
+    _, again = train_once(optuna.load_study(study_name="b", storage=f"sqlite:///{tmp_path / 'b.db'}"),
+                          "x:supernet", "k1", train, default_artifact_store(second, store_dir))  # fmt: skip
+    assert again["reused"] and len(calls) == 1
+    _, other = train_once(second, "x:supernet", "k2", train, default_artifact_store(second, store_dir), settle_s=0)
+    assert other["trained_here"] and len(calls) == 2
+    # elsewhere (another store) nothing is found: it trains
+    third = optuna.create_study(storage=f"sqlite:///{tmp_path / 'c.db'}", study_name="c")
+    _, record = train_once(
+        third, "x:supernet", "k1", train, default_artifact_store(third, tmp_path / "other"), settle_s=0
+    )
+    assert record["trained_here"] and len(calls) == 3

@@ -9,7 +9,7 @@ from jointnas.compression import fold_batchnorm
 from jointnas.compression.dnas import DNASConfig, init_logits, temperature
 from jointnas.search.cli import main
 from jointnas.search.samplers import DNASSampler, make_sampler
-from jointnas.spaces import SpaceConfig, UserInputError, build_model, trace_layers
+from jointnas.spaces import SpaceConfig, UserInputError, build_model, sample_candidate, trace_layers
 from jointnas.spaces.supernet import Supernet
 
 from ...conftest import TINY_CONFIG, write_config
@@ -153,3 +153,63 @@ def test_dnas_searches_a_cnn1d_space_on_mnist1d(ctx):
     assert isinstance(model.stem.conv, torch.nn.Conv1d)
     keys = [spec.key for spec in ctx.table.blocks(trace_layers(fold_batchnorm(model.eval()), (1, 40)))]
     assert keys[0].split("|")[1] == "in=1x40", keys  # priced as 1-D blocks: (C, L) input shapes
+
+
+def test_inherited_scoring_starts_proposals_from_the_supernet_weights(ctx):
+    """``scoring = "inherited"``: the objective gets the proposal's model with the supernet's weights
+    (same outputs as the supernet's path) and a pipeline that trains ``finetune_epochs``."""
+    from jointnas.compression import PipelineConfig
+
+    sampler = DNASSampler(
+        ctx.space, task=ctx.task, table=ctx.table, lambdas=[0.0, 3.0], epochs=2, warmup_epochs=1, seed=0,
+        scoring="inherited", finetune_epochs=1,
+    )  # fmt: skip
+    study = optuna.create_study(directions=["maximize"] * 3, sampler=sampler)
+    study.optimize(cheap_objective(ctx.space, ctx.task), n_trials=2)
+    net = sampler._supernet()
+    pipeline = PipelineConfig(train_epochs=9)
+    trial = study.ask()
+    candidate = sample_candidate(trial, ctx.space, ctx.task.input_shape, ctx.task.num_classes)
+    reason, model, tuned = sampler.prepare_evaluation(trial, candidate, pipeline)
+    assert reason is None and tuned.train_epochs == 1 and tuned.finetune_epochs == pipeline.finetune_epochs
+    assert trial.user_attrs["dnas:scoring"] == "inherited"
+    x = ctx.task.x_val[:16]
+    float_choice = {**net.choice_of(candidate), **{d.name: 32 for d in net.decisions if d.kind in ("wbits", "abits")}}
+    torch.testing.assert_close(model.eval()(x), net.eval()(x, float_choice))
+    full = DNASSampler(ctx.space, task=ctx.task, table=ctx.table, seed=0)
+    assert full.prepare_evaluation(trial, candidate, pipeline) == (None, None, pipeline)  # default: from scratch
+
+
+class _ScaledMacs:
+    """A stand-in device model whose latency is MACs × ``factor`` (what `latency_costs` prices by)."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+    def predict_ms(self, layers) -> float:
+        return self.factor * sum(layer.macs for layer in layers) * 1e-6
+
+
+def test_a_later_study_on_the_same_store_and_device_reuses_the_supernet(ctx, monkeypatch, tmp_path):
+    """Train once, search many: another study (another name and storage) with the same space, task,
+    options, seed and device costs loads the stored supernet and records 0 s of training; another
+    device table (other costs, so another α) is another fingerprint."""
+    store = str(tmp_path / "shared")
+    kwargs = dict(task=ctx.task, lambdas=[0.0, 3.0], epochs=2, warmup_epochs=1, seed=1, artifact_store=store)
+    first = DNASSampler(ctx.space, table=_ScaledMacs(1.0), **kwargs)
+    a = optuna.create_study(directions=["maximize"] * 3, sampler=first, storage=f"sqlite:///{tmp_path / 'a.db'}")
+    a.optimize(cheap_objective(ctx.space, ctx.task), n_trials=2)
+    assert a.user_attrs["dnas:supernet_train_s"] > 0
+    assert all(t.user_attrs["dnas:supernet_train_s"] > 0 for t in a.trials)
+    assert DNASSampler(ctx.space, table=_ScaledMacs(2.0), **kwargs).fingerprint() != first.fingerprint()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the second study must not train")
+
+    monkeypatch.setattr(dnas_module, "train_dnas", no_training)
+    second = DNASSampler(ctx.space, table=_ScaledMacs(1.0), **kwargs)
+    b = optuna.create_study(directions=["maximize"] * 3, sampler=second, storage=f"sqlite:///{tmp_path / 'b.db'}")
+    b.optimize(cheap_objective(ctx.space, ctx.task), n_trials=2)
+    assert b.user_attrs["dnas:supernet_train_s"] == 0.0 and b.user_attrs["dnas:supernet"]["reused"] is True
+    assert all(t.user_attrs["dnas:supernet_train_s"] == 0.0 for t in b.trials)
+    assert [t.params for t in b.trials] == [t.params for t in a.trials]  # same α, same proposals

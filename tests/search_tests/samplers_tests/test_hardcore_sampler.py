@@ -7,6 +7,7 @@ import sys
 
 import optuna
 import pytest
+import torch
 
 from jointnas.compression import fold_batchnorm
 from jointnas.devices import LatencyTable
@@ -107,7 +108,7 @@ def test_options_are_validated():
         HardCoReNASSampler(SPACE, inner_sampler="grid")
     with pytest.raises(UserInputError, match="sampler 'hardcore' has no option 'population_size'"):
         make_sampler("hardcore", {"population_size": 3}, seed=0, space=SPACE)
-    with pytest.raises(UserInputError, match="family is 'mlp', use family = one of 'cnn' or another sampler"):
+    with pytest.raises(UserInputError, match="family is 'mlp', use family = one of 'cnn', 'cnn1d' or another sampler"):
         make_sampler("hardcore", {}, seed=0, space=SpaceConfig(family="mlp"))
     with pytest.raises(UserInputError, match=r"options.supernet_epochs: input should be a valid integer \(got 1.5\)"):
         make_sampler("hardcore", {"supernet_epochs": 1.5}, seed=0, space=SPACE)
@@ -196,3 +197,63 @@ def test_budget_schedules_cover_the_range_and_respect_the_latency_constraint():
     sweep = HardCoReNASSampler(SPACE, schedule="sweep", n_budgets=4, budget_ms=[1.0, 4.0])
     sweep.models = [model]
     assert [sweep.budget_for(k) for k in range(5)] == [1.0, 2.0, 3.0, 4.0, 1.0]
+
+
+def test_hardcore_searches_a_cnn1d_space_on_mnist1d_within_every_budget(table):
+    """MNIST-1D through a ``cnn1d`` space: the elastic supernet's macros (widths searched) are 1-D
+    models, and every proposal's LUT latency is within its budget, by the built model's trace."""
+    import dataclasses
+
+    full = load_task(TaskConfig(dataset="mnist1d", val_fraction=0.2))
+    task = dataclasses.replace(
+        full, x_train=full.x_train[:256], y_train=full.y_train[:256], x_val=full.x_val[:128], y_val=full.y_val[:128]
+    )
+    space = SPACE.model_copy(update={"family": "cnn1d"})
+    sampler = HardCoReNASSampler(space, task=task, table=table, seed=0, **FAST)
+    study = optuna.create_study(sampler=sampler)
+
+    def objective(trial):
+        c = sample_candidate(trial, space, task.input_shape, task.num_classes)
+        sampler.record(trial)
+        model = fold_batchnorm(build_model(c).eval())
+        assert isinstance(model.stem.conv, torch.nn.Conv1d)
+        lat = table.predict_ms(trace_layers(model, task.input_shape))
+        assert lat == pytest.approx(trial.user_attrs["hardcore:lut_latency_ms"], rel=1e-9)
+        assert lat <= trial.user_attrs[ATTR_BUDGET] + 1e-12
+        return lat
+
+    study.optimize(objective, n_trials=6)
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    assert len(sampler.macros) == 2 + 4  # 1 or 2 stages, widths 0.5 / 1.0 each, one stem
+    assert all("s0_width" in t.params for t in study.trials)  # widths come from the sampler's macros
+
+
+def test_a_second_study_on_the_same_store_starts_without_supernet_training(task, tmp_path, monkeypatch):
+    """Train once, search many: another study (name, latency budget and device table) on the same
+    artifact directory finds the supernet by its fingerprint; it records 0 s of supernet training."""
+    from jointnas.search.samplers import _hardcore_supernet as sn
+
+    store = str(tmp_path / "shared-artifacts")
+    first = HardCoReNASSampler(SPACE, task=task, table=LatencyTable(None, warmup=1, repeats=3), seed=0,
+                               artifact_store=store, **FAST)  # fmt: skip
+    a = optuna.create_study(sampler=first, storage=f"sqlite:///{tmp_path / 'a.db'}", study_name="a")
+    a.optimize(_objective(task, first.table), n_trials=2)
+    assert a.user_attrs["hardcore:supernet_train_s"] > 0
+    assert all(t.user_attrs["hardcore:supernet_train_s"] > 0 for t in a.trials)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the second study must not train a supernet")
+
+    monkeypatch.setattr(sn, "train_supernet", no_training)
+    other_table = LatencyTable(None, warmup=1, repeats=2)
+    high = first.latency_range_ms()[1]
+    second = HardCoReNASSampler(
+        SPACE, task=task, table=other_table, seed=0, artifact_store=store, budget_ms=[0.5 * high, high], **FAST
+    )
+    b = optuna.create_study(sampler=second, storage=f"sqlite:///{tmp_path / 'b.db'}", study_name="b")
+    b.optimize(_objective(task, other_table), n_trials=2)
+    assert [t.state.name for t in b.trials] == ["COMPLETE", "COMPLETE"]
+    assert b.user_attrs["hardcore:supernet_train_s"] == 0.0 and b.user_attrs[ATTR_SUPERNET]["reused"] is True
+    assert all(t.user_attrs["hardcore:supernet_train_s"] == 0.0 for t in b.trials)
+    state_a, state_b = first.supernet.state_dict(), second.supernet.state_dict()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)

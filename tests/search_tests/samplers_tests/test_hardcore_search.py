@@ -8,7 +8,13 @@ import torch
 
 from jointnas.compression import fold_batchnorm
 from jointnas.devices import LatencyTable
-from jointnas.search.samplers._hardcore_fw import ScoreModel, frank_wolfe, search_budget, search_macros
+from jointnas.search.samplers._hardcore_fw import (
+    ScoreModel,
+    frank_wolfe,
+    greedy_budget,
+    search_budget,
+    search_macros,
+)
 from jointnas.search.samplers._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
 from jointnas.search.samplers._hardcore_supernet import build_supernet, latency_model
 from jointnas.spaces import SpaceConfig, UserInputError, build_model, trace_layers
@@ -26,7 +32,7 @@ SHAPE = (1, 8, 8)
 
 
 class LatencyPricer:
-    """`LatencyModel` per macro (one supernet per width/stem, built only to list its block options)."""
+    """`LatencyModel` per macro of one elastic supernet (built only to list its block options)."""
 
     def __init__(
         self, choices: SpaceChoices, input_shape: tuple[int, ...], num_classes: int, table: LatencyTable
@@ -34,10 +40,11 @@ class LatencyPricer:
         self.choices, self.input_shape, self.num_classes, self.table = choices, input_shape, num_classes, table
         self._models: dict[Macro, LatencyModel] = {}
 
+        self.net = build_supernet(choices, input_shape, num_classes)
+
     def model(self, macro: Macro) -> LatencyModel:
         if macro not in self._models:
-            net = build_supernet(self.choices, macro, self.input_shape, self.num_classes)
-            self._models[macro] = latency_model(net, self.choices, macro, self.table)
+            self._models[macro] = latency_model(self.net, self.choices, macro, self.table)
         return self._models[macro]
 
     def arch_ms(self, arch: Arch) -> float:
@@ -150,7 +157,7 @@ def test_repair_reaches_the_budget_from_the_slowest_subnetwork(pricer):
 
 
 def test_mlp_space_is_refused():
-    with pytest.raises(UserInputError, match="use family = one of 'cnn' or another sampler"):
+    with pytest.raises(UserInputError, match="use family = one of 'cnn', 'cnn1d' or another sampler"):
         SpaceChoices.from_space(SpaceConfig(family="mlp"))
 
 
@@ -158,10 +165,30 @@ def test_inherited_model_of_a_path_is_the_candidate_architecture(pricer):
     from jointnas.search.samplers import _hardcore_supernet as sn
 
     choices, macro = pricer.choices, pricer.choices.max_macro()
-    net = sn.build_supernet(choices, macro, SHAPE, 10)
+    net = sn.build_supernet(choices, SHAPE, 10)
     arch = Arch(macro, (3, 1), (2, 0))
     candidate = choices.candidate(arch, SHAPE, 10)
     model = sn.inherit(net, choices, candidate)
     assert [layer.in_shape for layer in trace_layers(model, SHAPE)] == [
         layer.in_shape for layer in trace_layers(build_model(candidate), SHAPE)
     ]
+
+
+def test_every_macro_is_searched_and_small_budgets_pick_narrow_macros(pricer):
+    """Elastic width: all stem × stage-count × per-stage-width macros of one supernet; with the greedy
+    screen (top_k) every budget still fits by the LUT, and the tightest budget takes another macro
+    than the widest one (whose fastest sub-network is slower than the space's)."""
+    scores = _scores(pricer)
+    macros = pricer.choices.macros()
+    assert len(macros) == 2 + 4  # one stem; 1 stage × 2 widths + 2 stages × 2² widths
+    models = [pricer.model(m) for m in macros]
+    lo, hi = min(m.min_ms for m in models), max(m.max_ms for m in models)
+    widest = pricer.model(pricer.choices.max_macro())
+    assert lo < widest.min_ms  # narrow macros reach below the widest macro's fastest sub-network
+    results = [search_macros(models, scores, float(t), iterations=6, seed=0, top_k=2) for t in np.linspace(lo, hi, 12)]
+    assert all(r.arch is not None and r.latency_ms <= r.budget_ms for r in results)
+    assert results[0].arch.macro != pricer.choices.max_macro()
+    for r in results:  # never worse than the best macro's greedy screen (the search starts from it)
+        screens = [greedy_budget(m, scores, r.budget_ms) for m in models if m.min_ms <= r.budget_ms]
+        assert all(g.latency_ms <= r.budget_ms for g in screens)
+        assert r.proxy_loss <= min(g.proxy_loss for g in screens) + 1e-12
