@@ -79,6 +79,16 @@ class PipelineConfig(BaseModel):
     # may share a study.
     device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
 
+    def sparsity_config(self) -> SparsityConfig:
+        """The ``sparsify`` step's schedule (`gradual_prune`) from the ``sparsity*`` keys."""
+        return SparsityConfig(
+            self.sparsity,
+            self.sparsity_schedule,
+            self.sparsity_scope,
+            criterion=self.sparsity_criterion,
+            layers=self.sparsity_layers,
+        )
+
     @field_validator("steps")
     @classmethod
     def _order(cls, steps: list[str]) -> list[str]:
@@ -255,13 +265,7 @@ def run_pipeline(
         elif step == "lowrank":
             factorize_low_rank(model.cpu(), candidate, config.rank_mode)
         elif step == "sparsify":
-            sparsity = SparsityConfig(
-                config.sparsity,
-                config.sparsity_schedule,
-                config.sparsity_scope,
-                criterion=config.sparsity_criterion,
-                layers=config.sparsity_layers,
-            )
+            sparsity = config.sparsity_config()
             pruner = gradual_prune(model, x_train, y_train, finetune, sparsity, teacher=teacher, generator=gen)
         elif step == "quantize":
             calibration = x_train[:512].cpu()
