@@ -157,10 +157,10 @@ class PipelineResult:
     mean training ``loss`` and ``val_accuracy``."""
 
 
-def deployed_costs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
+def deployed_costs(model: nn.Module, input_shape: tuple[int, ...], *, input_signed: bool = True) -> dict[str, Any]:
     """The size of ``model``'s deployment form (`deployable_model`): params (weights + biases), nonzero
     params, MACs per sample, Flash bytes (`layer_flash_bytes`) and the traced ``layers``."""
-    layers = trace_layers(deployable_model(model), input_shape)
+    layers = trace_layers(deployable_model(model), input_shape, input_signed=input_signed)
     return {
         "params": sum(layer.weight_numel + layer.bias_numel for layer in layers),
         "nonzero_params": sum(layer.weight_nonzero + layer.bias_numel for layer in layers),

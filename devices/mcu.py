@@ -92,8 +92,9 @@ def _layer_terms(layer: LayerInfo, cls: str, out_bits: int) -> dict[str, float]:
 
 
 def kernel_classes(layers: Sequence[LayerInfo]) -> list[str]:
-    """`kernel_class` of each layer (its input's signedness: unsigned after a quantized ReLU)."""
-    classes, signed = [], True
+    """`kernel_class` of each layer (its input's signedness: the model input's as traced, then unsigned
+    after a quantized ReLU)."""
+    classes, signed = [], not layers or layers[0].in_signed
     for layer, (in_bits, _) in zip(layers, stored_bits(layers), strict=True):
         classes.append(kernel_class(layer, in_bits, signed))
         signed = not (layer.relu and layer.out_quantized)

@@ -109,12 +109,14 @@ class Evaluation:
     """The trained, uncompressed model the pipeline compressed (the export's FP32 baseline)."""
 
 
-def model_costs(model: nn.Module, input_shape: tuple[int, ...], table: LatencyTable) -> dict[str, Any]:
+def model_costs(
+    model: nn.Module, input_shape: tuple[int, ...], table: LatencyTable, *, input_signed: bool = True
+) -> dict[str, Any]:
     """`compression.deployed_costs` of a deployable model with the device model's figures: latency, and the
     Flash and SRAM the device needs (`memory_bytes`: the parameters and peak activations for ONNX
     Runtime; the whole C library, code and stack included, for a microcontroller). ``weight_bytes`` keeps
-    the parameters' Flash alone."""
-    costs = deployed_costs(model, input_shape)
+    the parameters' Flash alone. ``input_signed``: the task's (`TaskData.input_signed`)."""
+    costs = deployed_costs(model, input_shape, input_signed=input_signed)
     costs["weight_bytes"] = costs["flash_bytes"]
     costs["flash_bytes"], costs["sram_bytes"] = table.memory_bytes(costs["layers"])
     costs["latency_ms"] = table.predict_ms(costs["layers"])
@@ -181,9 +183,9 @@ def measure_candidate(
     eval_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    costs = model_costs(model, task.input_shape, table)
+    costs = model_costs(model, task.input_shape, table, input_signed=task.input_signed)
     baseline = fold_batchnorm(build_model(candidate.uncompressed()).eval())
-    base_costs = model_costs(baseline, task.input_shape, table)
+    base_costs = model_costs(baseline, task.input_shape, table, input_signed=task.input_signed)
     table.save()
     cost_s = time.perf_counter() - t0
 

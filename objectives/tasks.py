@@ -89,6 +89,12 @@ class TaskData:
     """How raw text becomes the input features (tinychat), as plain data for deployments; ``None`` otherwise."""
 
     @property
+    def input_signed(self) -> bool:
+        """Whether the normalized training inputs take negative values (else the C library stores the
+        input as unsigned codes, and the cost models price those kernels: `trace_layers(input_signed=)`)."""
+        return bool((self.x_train < 0).any())
+
+    @property
     def class_labels(self) -> list[str]:
         """One label per class: the encoder's symbols (spaces as ``_``, then ``<end>``), else the indices."""
         if self.encoder is not None:

@@ -6,6 +6,7 @@ Also the one Flash byte rule (`weight_storage_bytes`, `layer_flash_bytes`): what
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -26,7 +27,8 @@ class LayerInfo:
     counts activations that must stay alive while this layer runs (the input of an enclosing residual
     block). ``out_quantized``: an activation quantizer (the block's ``out_quant``) follows the layer, so its
     output is stored as ``act_bits`` codes; without one, the C library stores an integer layer's output at
-    `C_GRID_BITS` (see `jointnas.devices.mcu.stored_bits`).
+    `C_GRID_BITS` (see `jointnas.devices.mcu.stored_bits`). ``in_signed`` (first layer only): the model
+    input may be negative (the C library stores unsigned input codes for a task whose inputs never are).
     """
 
     name: str
@@ -47,6 +49,7 @@ class LayerInfo:
     residual_numel: int
     relu: bool
     out_quantized: bool = False
+    in_signed: bool = True
     weight_fp16: bool = False
     act_fp16: bool = False
 
@@ -198,8 +201,11 @@ def _layer_info(
     )
 
 
-def trace_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo]:
-    """Run one sample through ``model`` and describe every Conv/Linear layer in execution order."""
+def trace_layers(model: nn.Module, input_shape: tuple[int, ...], *, input_signed: bool = True) -> list[LayerInfo]:
+    """Run one sample through ``model`` and describe every Conv/Linear layer in execution order.
+
+    ``input_signed``: whether the model's (normalized) input takes negative values (the task's
+    `input_signed`), recorded on the first layer."""
     layers: list[LayerInfo] = []
     live_residual: list[int] = []
     relu_after, quant_after = _last_layers_of(model, _has_relu), _last_layers_of(model, _has_out_quant)
@@ -233,6 +239,8 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerIn
         for h in hooks:
             h.remove()
         model.train(was_training)
+    if layers and not input_signed:
+        layers[0] = dataclasses.replace(layers[0], in_signed=False)
     return layers
 
 

@@ -73,8 +73,7 @@ def _library(candidate: Candidate, config: StudyConfig, task: TaskData, work: Pa
     from jointnas.compression import generate_c_library, run_pipeline
 
     torch.manual_seed(0)
-    x = torch.randn(64, *candidate.input_shape)
-    y = torch.randint(0, candidate.num_classes, (64,))
+    x, y = task.x_train[:256], task.y_train[:256]  # the task's inputs: their range sets the input codes
     untrained = config.pipeline.model_copy(update={"train_epochs": 0, "finetune_epochs": 0})
     model = run_pipeline(candidate, x, y, x[:16], y[:16], untrained, seed=0).model
     lib = generate_c_library(
@@ -100,7 +99,7 @@ def measure_cycles(
     character for a text task), library Flash, arena + stack, the program around it; with ``per_layer``
     also the cycles of each kernel call. Each figure beside the terms that predict it."""
     model, lib = _library(candidate, config, task, work)
-    layers = trace_layers(model, candidate.input_shape)
+    layers = trace_layers(model, candidate.input_shape, input_signed=task.input_signed)
     samples = None if lib.has_reply else np.zeros((1, *candidate.input_shape), dtype=np.float32)
     queries = list(CHAT_QUERIES[:1]) if lib.has_reply else None
     kw = {"samples": samples, "queries": queries, "num_classes": candidate.num_classes}

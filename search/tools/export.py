@@ -350,8 +350,8 @@ def _latencies(
     table = open_latency_model(
         device_profile_ref(src.config, None), lut, threads=device.threads, warmup=device.warmup, repeats=device.repeats
     )
-    costs = model_costs(model, task.input_shape, table)
-    base_costs = model_costs(baseline, task.input_shape, table)
+    costs = model_costs(model, task.input_shape, table, input_signed=task.input_signed)
+    base_costs = model_costs(baseline, task.input_shape, table, input_signed=task.input_signed)
     table.save()  # entries measured now join ``lut`` (as in the search)
     raw = table.predict_raw_ms(costs["layers"]) if hasattr(table, "predict_raw_ms") else costs["latency_ms"]
     # Interleaved passes over all files, each file's fastest kept, as the latency table is timed.

@@ -12,6 +12,7 @@ import torch
 from jointnas.compression import PipelineConfig, generate_c_library, run_pipeline
 from jointnas.devices import load_profile
 from jointnas.devices.mcu import cycle_coefficient, cycle_terms, kernel_classes, mcu_cycles, stored_bits
+from jointnas.objectives import load_task
 from jointnas.search.cli import main
 from jointnas.search.config import apply_overrides, load_config
 from jointnas.search.tools.cycles import fit_coefficients
@@ -40,11 +41,13 @@ def test_the_cost_model_sees_the_kernels_the_c_generator_writes(seed, tmp_path):
     """stored_bits / kernel_classes (traced layers only) name the kernels and types cgen generates."""
     config = load_config(ROOT / "studies/tinychat_arduino.toml")
     config = apply_overrides(config, **{"task.path": str(ROOT / "studies/data/tinychat_sample.txt")})
+    task = load_task(config.task)  # trigram counts: never negative, so the library's input codes are unsigned
+    assert not task.input_signed
     for i, candidate in enumerate(random_candidates(config, 4, seed)):
         model = _compressed(candidate, list(config.pipeline.steps))
-        x = torch.randn(64, *candidate.input_shape)
-        lib = generate_c_library(model, candidate.input_shape, tmp_path / f"c{i}", calibration=x)
-        layers = trace_layers(model, candidate.input_shape)
+        lib = generate_c_library(model, candidate.input_shape, tmp_path / f"c{i}", calibration=task.x_train[:256])
+        layers = trace_layers(model, candidate.input_shape, input_signed=False)
+        assert kernel_classes(layers)[0].split(".")[1] == "u16"
         for layer, cls, (_, out_bits), c in zip(
             layers, kernel_classes(layers), stored_bits(layers), lib.layers, strict=True
         ):
