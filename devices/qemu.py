@@ -13,6 +13,8 @@ wait states); the profile's ``cycles_per_instruction`` (default 1.0) converts th
 Example:
     >>> instructions_of_ticks(19274)
     6023
+    >>> instructions_of_ticks(19274, coarse=2**24 + 75)  # the 32-bit count wrapped once
+    1342183303
 """
 
 from __future__ import annotations
@@ -31,15 +33,33 @@ from .toolchain import Simulation, toolchain_of
 QEMU = "qemu-system-arm"
 ICOUNT_SHIFT = 7
 """-icount shift: 2^7 ns of virtual time per instruction, 3.2 timer ticks (the slowest clock that
-still resolves single instructions; a 32-bit span between two timer reads holds 1.3e9 of them)."""
+still resolves single instructions; the 32-bit count wraps every 1.3e9 of them, see COARSE_PRESCALE)."""
 TIMER_HZ = 25_000_000
 """The mps2 machines' APB timer clock (QEMU's SYSCLK_FRQ)."""
 REGIONS_FILE, OUTPUT_FILE = "jointnas-regions.bin", "jointnas-output.bin"
 _REGION, _EXIT, _FAULT = 1, 2, 3
 
+LAYER_MARKERS = {
+    "JN_TRACE(layer,data,type,count)": "((*(void (*const *)(void))(*(volatile unsigned *)0xE000ED08U + 0x1CU))())"
+}
+"""``-D`` macros for `jointnas.devices.build` on Cortex-M, the counterpart of the AVR
+`jointnas.devices.toolchain.SIM_LAYER_MARKERS`: the generated library's per-call hook ``JN_TRACE``
+ends the measured region and starts the next (``JOINTNAS_SIM_SPLIT()`` of ``jointnas_sim_arm.h``: a
+call through vector slot 7, found from VTOR, so the library's files need no declaration)."""
 
-def instructions_of_ticks(ticks: int) -> int:
-    """Instructions executed in ``ticks`` of the machine's timer under ``-icount shift=ICOUNT_SHIFT``."""
+
+COARSE_PRESCALE = 256
+"""The dual timer's prescaler: its count says how often the 32-bit fine count wrapped."""
+
+
+def instructions_of_ticks(ticks: int, coarse: int | None = None) -> int:
+    """Instructions executed in ``ticks`` of the machine's timer under ``-icount shift=ICOUNT_SHIFT``.
+
+    ``ticks`` is read modulo 2^32; ``coarse`` (ticks / `COARSE_PRESCALE`, from the second timer)
+    restores the wraps (``None``: none).
+    """
+    if coarse is not None:
+        ticks += round((coarse * COARSE_PRESCALE - ticks) / 2**32) * 2**32
     return round(ticks * 1e9 / TIMER_HZ / 2**ICOUNT_SHIFT)
 
 
@@ -83,7 +103,7 @@ def simulate_qemu(elf: Path, profile: DeviceProfile, *, max_seconds: float = 300
     """Run ``elf`` (built with ``jointnas_sim.h``) in QEMU to its exit; instruction-derived counts.
 
     ``region_cycles`` are the instructions of each marked region times the profile's
-    ``cycles_per_instruction``; ``total_cycles`` those from ``main`` to the exit (sum of the regions
+    ``cycles_per_instruction``; ``total_cycles`` those from just before ``main`` to the exit (sum of the regions
     when the run did not exit); ``stack_peak_bytes`` how much of the painted stack was written.
     ``end`` is ``"done"``, ``"crashed"`` (a fault, or QEMU stopped without the exit record) or
     ``"max_seconds"`` (wall-clock limit reached; the regions so far are kept).
@@ -99,11 +119,11 @@ def simulate_qemu(elf: Path, profile: DeviceProfile, *, max_seconds: float = 300
     with tempfile.TemporaryDirectory(prefix="jointnas-qemu-") as tmp:
         timed_out, raw, output = _run_qemu(Path(elf), spec.qemu_machine, Path(tmp), max_seconds)
     records = _records(raw)
-    regions = [instructions_of_ticks(a) for kind, a, _, _ in records if kind == _REGION]
-    exits = [(a | b << 32, c) for kind, a, b, c in records if kind == _EXIT]
+    regions = [instructions_of_ticks(a, b) for kind, a, b, _ in records if kind == _REGION]
+    exits = [(instructions_of_ticks(a, b), c) for kind, a, b, c in records if kind == _EXIT]
     faulted = any(kind == _FAULT for kind, *_ in records)
     end = "max_seconds" if timed_out else "crashed" if faulted or not exits else "done"
-    total, stack = (instructions_of_ticks(exits[0][0]), exits[0][1]) if exits else (sum(regions), 0)
+    total, stack = exits[0] if exits else (sum(regions), 0)
     cpi = spec.cycles_per_instruction
     return Simulation(
         end=end,
@@ -115,4 +135,13 @@ def simulate_qemu(elf: Path, profile: DeviceProfile, *, max_seconds: float = 300
     )
 
 
-__all__ = ["ICOUNT_SHIFT", "QEMU", "TIMER_HZ", "instructions_of_ticks", "qemu_command", "simulate_qemu"]
+__all__ = [
+    "COARSE_PRESCALE",
+    "ICOUNT_SHIFT",
+    "LAYER_MARKERS",
+    "QEMU",
+    "TIMER_HZ",
+    "instructions_of_ticks",
+    "qemu_command",
+    "simulate_qemu",
+]

@@ -9,12 +9,15 @@
  * What is counted: QEMU with -icount shift=S advances its virtual clock 2^S ns per executed
  * instruction; the CMSDK APB timer 0 (0x40000000, a 32-bit down counter at 25 MHz) reads that clock,
  * so the ticks between two reads are instructions * 2^S / 40 (devices/qemu.py converts them back).
+ * That counter wraps every 2^32 ticks; the dual timer 1 (0x40002000, the same clock / 256) is read with
+ * it and tells how many times it wrapped.
  * These are instructions executed, not Cortex-M7 cycles (no pipeline, dual issue or wait states).
  *
  * Records go to the host file "jointnas-regions.bin" (semihosting SYS_OPEN/SYS_WRITE, relative to
  * QEMU's working directory), output bytes to "jointnas-output.bin": each record is 4 little-endian
- * uint32 words {kind, a, b, c}: kind 1 = region (a = ticks), kind 2 = exit (a = ticks since main,
- * low word; b = high word; c = stack peak bytes), kind 3 = fault (a = the exception number).
+ * uint32 words {kind, a, b, c}: kind 1 = region (a = ticks mod 2^32, b = coarse ticks), kind 2 =
+ * exit (a, b: the same since the timers started; c = stack peak bytes), kind 3 = fault (a = the
+ * exception number).
  *
  * JOINTNAS_SIM_BEGIN() / JOINTNAS_SIM_END() mark a region, JOINTNAS_SIM_PUT(byte) emits one output
  * byte, JOINTNAS_SIM_EXIT() ends the run. JOINTNAS_SIM_SPLIT() ends the current region and starts the
@@ -32,6 +35,9 @@
 #define JN_SIM_TIMER_VALUE (*(volatile uint32_t *)0x40000004U)
 #define JN_SIM_TIMER_RELOAD (*(volatile uint32_t *)0x40000008U)
 #define JN_SIM_TIMER_CTRL (*(volatile uint32_t *)0x40000000U)
+#define JN_SIM_COARSE_LOAD (*(volatile uint32_t *)0x40002000U) /* dual timer 1: 25 MHz / 256 */
+#define JN_SIM_COARSE_VALUE (*(volatile uint32_t *)0x40002004U)
+#define JN_SIM_COARSE_CTRL (*(volatile uint32_t *)0x40002008U)
 #define JN_SIM_CPACR (*(volatile uint32_t *)0xE000ED88U)
 #define JN_SIM_STACK_TOP 0x20400000U    /* end of the 4 MB SSRAM2&3 at 0x20000000 */
 #define JN_SIM_STACK_BOTTOM 0x20000000U /* the stack may use all of it; painted at reset */
@@ -42,8 +48,7 @@
 #ifndef JOINTNAS_SIM_DECLARE_ONLY
 
 static int jn_sim_regions_fd = -1, jn_sim_output_fd = -1;
-static uint32_t jn_sim_begin_at, jn_sim_last;
-static uint64_t jn_sim_total;
+static uint32_t jn_sim_begin_fine, jn_sim_begin_coarse;
 
 static inline int jn_sim_semihost(int op, void *arg)
 {
@@ -65,14 +70,6 @@ static inline void jn_sim_write(int fd, const void *data, uint32_t len)
     jn_sim_semihost(0x05, args);
 }
 
-/* The timer read, with the ticks since the previous read added to the 64-bit total. */
-static inline uint32_t jn_sim_now(void)
-{
-    uint32_t now = JN_SIM_TIMER_VALUE;
-    jn_sim_total += (uint32_t)(jn_sim_last - now);
-    jn_sim_last = now;
-    return now;
-}
 
 static inline void jn_sim_record(uint32_t kind, uint32_t a, uint32_t b, uint32_t c)
 {
@@ -89,23 +86,27 @@ __attribute__((noreturn)) static inline void jn_sim_stop(uint32_t reason)
     }
 }
 
-static inline void jointnas_sim_begin(void) { jn_sim_begin_at = jn_sim_now(); }
+static inline void jointnas_sim_begin(void)
+{
+    jn_sim_begin_coarse = JN_SIM_COARSE_VALUE;
+    jn_sim_begin_fine = JN_SIM_TIMER_VALUE;
+}
 
 static inline void jointnas_sim_end(void)
 {
-    uint32_t now = jn_sim_now();
-    jn_sim_record(1, jn_sim_begin_at - now, 0, 0);
-    jn_sim_begin_at = jn_sim_now(); /* the record's own instructions stay out of the next split */
+    uint32_t fine = JN_SIM_TIMER_VALUE, coarse = JN_SIM_COARSE_VALUE;
+    jn_sim_record(1, jn_sim_begin_fine - fine, jn_sim_begin_coarse - coarse, 0);
+    jointnas_sim_begin(); /* the record's own instructions stay out of the next split */
 }
 
 static inline void jointnas_sim_put(uint8_t byte) { jn_sim_write(jn_sim_output_fd, &byte, 1); }
 
 static inline void jointnas_sim_exit(void)
 {
-    jn_sim_now();
+    uint32_t fine = JN_SIM_TIMER_VALUE, coarse = JN_SIM_COARSE_VALUE;
     const uint32_t *p = (const uint32_t *)JN_SIM_STACK_BOTTOM;
     while ((uint32_t)p < JN_SIM_STACK_TOP && *p == JN_SIM_PAINT) p++;
-    jn_sim_record(2, (uint32_t)jn_sim_total, (uint32_t)(jn_sim_total >> 32), JN_SIM_STACK_TOP - (uint32_t)p);
+    jn_sim_record(2, 0xFFFFFFFFU - fine, 0xFFFFFFFFU - coarse, JN_SIM_STACK_TOP - (uint32_t)p);
     jn_sim_stop(0x20026); /* ADP_Stopped_ApplicationExit: QEMU exits 0 */
 }
 
@@ -136,9 +137,9 @@ __attribute__((noreturn, used)) void jn_sim_start(void)
     jn_sim_output_fd = jn_sim_open("jointnas-output.bin", 19);
     JN_SIM_TIMER_RELOAD = 0xFFFFFFFFU;
     JN_SIM_TIMER_VALUE = 0xFFFFFFFFU;
+    JN_SIM_COARSE_LOAD = 0xFFFFFFFFU;
     JN_SIM_TIMER_CTRL = 1U;
-    jn_sim_last = JN_SIM_TIMER_VALUE;
-    jn_sim_total = 0;
+    JN_SIM_COARSE_CTRL = 0x8AU; /* enabled, free-running, prescale 256, 32-bit */
     main();
     jointnas_sim_exit();
     for (;;) {

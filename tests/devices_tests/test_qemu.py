@@ -5,13 +5,17 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from jointnas.devices import build, load_profile, sim_include_dir
-from jointnas.devices.qemu import simulate_qemu
+from jointnas.devices import board, build, load_profile, sim_include_dir
+from jointnas.devices.qemu import LAYER_MARKERS, simulate_qemu
 from jointnas.spaces import UserInputError
 
-M7 = load_profile("stm32f746")
+from ..search_tests.test_mcu_run import _digits_library
+
+M7, HOST = load_profile("stm32f746"), load_profile("ort-cpu")
 QEMU_M7 = M7.model_copy(update={"toolchain": M7.toolchain.model_copy(update={"simulator": "qemu"})})
 needs_qemu = pytest.mark.skipif(
     not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
@@ -99,3 +103,37 @@ def test_missing_qemu_names_the_package(tmp_path, monkeypatch):
         pytest.skip("arm-none-eabi-gcc not installed (apt-get install -y gcc-arm-none-eabi)")
     with pytest.raises(UserInputError, match="apt-get install -y qemu-system-arm"):
         simulate_qemu(tmp_path / "x.elf", QEMU_M7)
+
+
+runs_qemu = pytest.mark.skipif(
+    not hasattr(board, "simulate_qemu"), reason='devices.board.run_library has no "qemu" runner yet (integration)'
+)
+
+
+@needs_qemu
+@runs_qemu
+def test_an_exported_mlp_on_qemu_equals_the_host_build(tmp_path):
+    model, task = _digits_library(tmp_path / "c")
+    raw = task.normalization.invert(task.x_test[:4].numpy(), task.input_shape)
+    m7 = board.run_library(tmp_path / "c", QEMU_M7, tmp_path / "m7", samples=raw, num_classes=10)
+    host = board.run_library(tmp_path / "c", HOST, tmp_path / "host", samples=raw, num_classes=10)
+    assert m7.simulation.end == "done" and len(m7.simulation.region_cycles) == 4
+    assert m7.classes == host.classes
+    np.testing.assert_array_equal(m7.scores, host.scores)
+    with torch.no_grad():
+        assert list(m7.classes) == model(task.x_test[:4]).argmax(1).tolist()
+    cycles = m7.simulation.region_cycles
+    assert max(cycles) - min(cycles) < 0.01 * min(cycles)  # only the clamps and the argmax depend on the data
+    assert min(m7.simulation.region_cycles) > 5_000 and 0 < m7.simulation.stack_peak_bytes < 4_096
+    traced = board.run_library(
+        tmp_path / "c", QEMU_M7, tmp_path / "traced", samples=raw[:1], num_classes=10, defines=LAYER_MARKERS
+    )
+    layers = traced.simulation.region_cycles
+    assert len(layers) > 2 and traced.classes == m7.classes[:1]
+    assert sum(layers) == pytest.approx(m7.simulation.region_cycles[0], rel=0.02)  # splits cost a few calls
+
+
+def test_the_layer_markers_are_the_headers_split():
+    header = (sim_include_dir().parent / "qemu" / "jointnas_sim_arm.h").read_text()
+    (expansion,) = LAYER_MARKERS.values()
+    assert f"#define JOINTNAS_SIM_SPLIT() {expansion}\n" in header
