@@ -35,18 +35,19 @@ int main(void) {
     JOINTNAS_SIM_BEGIN(); work(N); JOINTNAS_SIM_SPLIT(); work(3 * N); JOINTNAS_SIM_END();
     fsink = fsink * 2.0f; /* the hard-float ABI: the FPU must be on */
     JOINTNAS_SIM_PUT('o'); JOINTNAS_SIM_PUT(0); JOINTNAS_SIM_PUT(255); JOINTNAS_SIM_PUT((int)fsink);
-    if (CRASH) (*(void (*)(void))0x30000001U)(); /* no memory there: a fault */
+    if (CRASH == 1) (*(void (*)(void))0x30000001U)(); /* no memory there: a fault */
+    while (CRASH == 2) sink++; /* never exits */
     JOINTNAS_SIM_EXIT();
     return 0;
 }
 """
 
 
-def _firmware(tmp_path: Path, n: int, crash: bool = False) -> Path:
+def _firmware(tmp_path: Path, n: int, crash: int = 0) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     src = tmp_path / "main.c"
     src.write_text(_FIRMWARE)
-    defines = {"N": str(n), "CRASH": str(int(crash))}
+    defines = {"N": str(n), "CRASH": str(crash)}
     b = build([src], M7, tmp_path / "out", include_dirs=[sim_include_dir()], defines=defines)
     assert not b.warnings
     return b.elf
@@ -87,8 +88,14 @@ def test_cycles_per_instruction_scales_the_counts(tmp_path):
 
 @needs_qemu
 def test_a_fault_ends_the_run_as_crashed(tmp_path):
-    sim = simulate_qemu(_firmware(tmp_path, 100, crash=True), QEMU_M7)
+    sim = simulate_qemu(_firmware(tmp_path, 100, crash=1), QEMU_M7)
     assert sim.end == "crashed" and len(sim.region_cycles) == 4 and sim.output == b"o\x00\xff\x03"
+
+
+@needs_qemu
+def test_a_run_that_never_exits_stops_at_max_seconds(tmp_path):
+    sim = simulate_qemu(_firmware(tmp_path, 100, crash=2), QEMU_M7, max_seconds=1.0)
+    assert sim.end == "max_seconds" and len(sim.region_cycles) == 4 and sim.total_cycles == sum(sim.region_cycles)
 
 
 def test_a_profile_without_qemu_is_refused(tmp_path):
