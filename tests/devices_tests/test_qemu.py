@@ -16,7 +16,9 @@ from jointnas.spaces import UserInputError
 from ..search_tests.test_mcu_run import _digits_library
 
 M7, HOST = load_profile("stm32f746"), load_profile("ort-cpu")
-QEMU_M7 = M7.model_copy(update={"toolchain": M7.toolchain.model_copy(update={"simulator": "qemu"})})
+QEMU_M7, SIZED_M7 = (
+    M7.model_copy(update={"toolchain": M7.toolchain.model_copy(update={"simulator": s})}) for s in ("qemu", None)
+)
 needs_qemu = pytest.mark.skipif(
     not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
     reason="qemu-system-arm or arm-none-eabi-gcc not installed "
@@ -48,7 +50,7 @@ def _firmware(tmp_path: Path, n: int, crash: int = 0) -> Path:
     src = tmp_path / "main.c"
     src.write_text(_FIRMWARE)
     defines = {"N": str(n), "CRASH": str(crash)}
-    b = build([src], M7, tmp_path / "out", include_dirs=[sim_include_dir()], defines=defines)
+    b = build([src], QEMU_M7, tmp_path / "out", include_dirs=[sim_include_dir()], defines=defines)
     assert not b.warnings
     return b.elf
 
@@ -100,7 +102,7 @@ def test_a_run_that_never_exits_stops_at_max_seconds(tmp_path):
 
 def test_a_profile_without_qemu_is_refused(tmp_path):
     with pytest.raises(UserInputError, match="has no QEMU simulator"):
-        simulate_qemu(tmp_path / "x.elf", M7)
+        simulate_qemu(tmp_path / "x.elf", SIZED_M7)
 
 
 def test_missing_qemu_names_the_package(tmp_path, monkeypatch):
