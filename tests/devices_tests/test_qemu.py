@@ -127,6 +127,7 @@ def test_an_exported_mlp_on_qemu_equals_the_host_build(tmp_path):
     m7 = board.run_library(tmp_path / "c", QEMU_M7, tmp_path / "m7", samples=raw, num_classes=10)
     host = board.run_library(tmp_path / "c", HOST, tmp_path / "host", samples=raw, num_classes=10)
     assert m7.simulation.end == "done" and len(m7.simulation.region_cycles) == 4
+    assert simulate_qemu(m7.build.elf, QEMU_M7) == m7.simulation  # the same counts again
     assert m7.classes == host.classes
     np.testing.assert_array_equal(m7.scores, host.scores)
     with torch.no_grad():
