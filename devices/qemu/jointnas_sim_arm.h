@@ -45,6 +45,8 @@
 
 #define JOINTNAS_SIM_SPLIT() ((*(void (*const *)(void))(*(volatile unsigned *)0xE000ED08U + 0x1CU))())
 
+/* Another translation unit that wants the macros above without the definitions below (the vector
+ * table, the reset handler) defines JOINTNAS_SIM_DECLARE_ONLY before including the header. */
 #ifndef JOINTNAS_SIM_DECLARE_ONLY
 
 static int jn_sim_regions_fd = -1, jn_sim_output_fd = -1;
@@ -69,7 +71,6 @@ static inline void jn_sim_write(int fd, const void *data, uint32_t len)
     uint32_t args[3] = {(uint32_t)fd, (uint32_t)data, len};
     jn_sim_semihost(0x05, args);
 }
-
 
 static inline void jn_sim_record(uint32_t kind, uint32_t a, uint32_t b, uint32_t c)
 {
@@ -146,8 +147,8 @@ __attribute__((noreturn, used)) void jn_sim_start(void)
     }
 }
 
-/* Paints the stack (below the current stack pointer, which is near the top) for the peak read at exit,
- * then runs the C start: naked so that nothing of this function sits on the painted stack. */
+/* Paints the whole stack area (the stack pointer starts at its top, nothing is pushed yet) for the peak
+ * read at exit, then runs the C start: naked, so it uses no stack itself. */
 __attribute__((naked, used)) void jn_sim_reset(void)
 {
     __asm__ volatile(
