@@ -26,7 +26,18 @@ import numpy as np
 
 from .arduino import build_sketch
 from .profile import DeviceProfile, load_profile
-from .toolchain import Build, Simulation, Sizes, build, sim_include_dir, simulate_avr
+from .qemu import LAYER_MARKERS, simulate_qemu
+from .toolchain import SIM_LAYER_MARKERS, Build, Simulation, Sizes, build, sim_include_dir, simulate_avr
+
+SIMULATED = ("simavr", "qemu")
+"""The simulators `run_library` runs a board's build in (``native``: this machine, not a board)."""
+
+
+def layer_markers(profile: DeviceProfile) -> dict[str, str]:
+    """The ``-D`` macros that make ``profile``'s simulator count every kernel call as its own region."""
+    simulator = None if profile.toolchain is None else profile.toolchain.simulator
+    return {"simavr": SIM_LAYER_MARKERS, "qemu": LAYER_MARKERS}.get(simulator, {})
+
 
 CHAT_QUERIES = ("hello", "how are you?")
 """Queries a text model's simulated board answers (an export's check, a calibration, a verified trial)."""
@@ -35,8 +46,13 @@ _FIRMWARE = r"""/* Measuring main of jointnas (devices/board.py): runs the libra
 #include <stdint.h>
 #include <string.h>
 #include "jointnas_model.h"
+#if defined(__AVR__) || (defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M')
 #ifdef __AVR__
 #include <avr/pgmspace.h>
+#else
+#define PROGMEM
+#define memcpy_P memcpy
+#endif
 #include "jointnas_sim.h"
 #define OUT(b) JOINTNAS_SIM_PUT(b)
 #else
@@ -174,6 +190,9 @@ def run_library(
     sim, output = None, b""
     if runner == "simavr":
         sim = simulate_avr(b.elf, profile)
+        output = sim.output
+    elif runner == "qemu":
+        sim = simulate_qemu(b.elf, profile)
         output = sim.output
     elif runner == "native":
         output = subprocess.run([str(b.elf)], capture_output=True, check=True).stdout
@@ -328,6 +347,8 @@ def _cycles_per_inference(run: LibraryRun, queries: list[str] | None) -> float |
 
 __all__ = [
     "CHAT_QUERIES",
+    "SIMULATED",
+    "layer_markers",
     "LibraryCheck",
     "LibraryRun",
     "check_library",

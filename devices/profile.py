@@ -30,11 +30,16 @@ class ToolchainSpec(BaseModel):
         cflags: flags of every compile (target, ``-Os``, warnings).
         ldflags: extra link flags (C library specs, section garbage collection).
         packages: the Debian packages that provide the tools (named in the missing-toolchain message).
-        simulator: ``"simavr"`` (cycle-accurate AVR, cycles counted by the harness), ``"native"`` (the
-            build runs on this machine: the host toolchain) or ``None`` (built and sized, not run).
+        simulator: ``"simavr"`` (cycle-accurate AVR, cycles counted by the harness), ``"qemu"``
+            (Cortex-M in QEMU with ``-icount``: instructions executed, `jointnas.devices.qemu`),
+            ``"native"`` (the build runs on this machine: the host toolchain) or ``None`` (built and
+            sized, not run).
         sim_mcu: the simulator's name of the chip (``atmega328p``).
         arduino_core: folder of an Arduino core (Debian's ``arduino-core-avr``) to build sketches with.
         arduino_variant: the board's pin variant in that core (``standard`` for the Uno).
+        qemu_machine: QEMU's machine for ``simulator = "qemu"`` (``mps2-an500``: a Cortex-M7).
+        cycles_per_instruction: the factor from QEMU's instruction counts to reported cycles (a
+            model, 1.0 by default: QEMU counts instructions, it does not time them).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,10 +49,12 @@ class ToolchainSpec(BaseModel):
     cflags: tuple[str, ...] = ()
     ldflags: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
-    simulator: Literal["simavr", "native"] | None = None
+    simulator: Literal["simavr", "qemu", "native"] | None = None
     sim_mcu: str | None = None
     arduino_core: str | None = None
     arduino_variant: str | None = None
+    qemu_machine: str | None = None
+    cycles_per_instruction: float = Field(1.0, gt=0)
 
 
 class DeviceProfile(BaseModel):

@@ -20,7 +20,7 @@ from torch import nn
 
 from jointnas.compression import generate_c_library
 from jointnas.devices import DeviceProfile
-from jointnas.devices.board import CHAT_QUERIES, check_library
+from jointnas.devices.board import CHAT_QUERIES, SIMULATED, check_library
 from jointnas.devices.toolchain import BuildError
 from jointnas.spaces import UserInputError
 
@@ -35,7 +35,7 @@ def check_verifiable(profile: DeviceProfile) -> None:
     from jointnas.devices import toolchain_of
 
     spec = toolchain_of(profile)  # names the packages of a missing compiler
-    if not profile.is_mcu or spec.simulator is None or spec.simulator == "native":
+    if not profile.is_mcu or spec.simulator not in SIMULATED:
         raise UserInputError(
             f"[device] verify needs a microcontroller with a simulator; {profile.name!r} has none: "
             "set verify = false or use a device such as arduino-uno"

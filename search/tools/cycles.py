@@ -7,7 +7,8 @@ Their coefficients are hand-set guesses until `calibrate_cycles` fits them: it d
 of a study's space, builds each one's model as the pipeline compresses it (pruned, factorized,
 quantized; untrained weights suffice), generates its C library as export does (the task's
 normalization; a text task's chat encoder), builds it with the board's compiler and runs it in the
-simulator twice: once with a region per kernel call (`jointnas.devices.toolchain.SIM_LAYER_MARKERS`:
+simulator (simavr for AVR; QEMU instruction counts for Cortex-M, `jointnas.devices.qemu`) twice: once
+with a region per kernel call (`jointnas.devices.board.layer_markers`:
 the cycles of every layer and of what surrounds them: input normalization, a text model's encoder,
 scores) and once as deployed (`jointnas.devices.board.check_library`: library and sketch sizes, stack peak,
 cycles of one inference, one generated character for text models). Cycles per term are the
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jointnas.devices import DeviceProfile, load_profile, prediction_metrics
-from jointnas.devices.board import CHAT_QUERIES, check_library, run_library
+from jointnas.devices.board import CHAT_QUERIES, SIMULATED, check_library, layer_markers, run_library
 from jointnas.devices.mcu import (
     code_terms,
     cycle_terms,
@@ -42,7 +43,7 @@ from jointnas.devices.mcu import (
     mcu_cycles,
     model_cycle_terms,
 )
-from jointnas.devices.toolchain import SIM_LAYER_MARKERS, BuildError
+from jointnas.devices.toolchain import BuildError
 from jointnas.spaces import Candidate, UserInputError, trace_layers
 
 from .lut import random_candidates
@@ -58,10 +59,10 @@ CALIBRATION_SEED = 0
 
 def _simulated_profile(device: str | Path) -> DeviceProfile:
     profile = load_profile(device)
-    if not profile.is_mcu or profile.toolchain is None or profile.toolchain.simulator != "simavr":
+    if not profile.is_mcu or profile.toolchain is None or profile.toolchain.simulator not in SIMULATED:
         raise UserInputError(
-            f'device {profile.name!r} has no cycle model with a simulator ([toolchain] simulator = "simavr"); '
-            "calibrate a cycles device such as arduino-uno"
+            f"device {profile.name!r} has no cycle model with a simulator ([toolchain] simulator = "
+            '"simavr" or "qemu"); calibrate a cycles device such as arduino-uno or stm32f746'
         )
     return profile
 
@@ -115,7 +116,7 @@ def measure_cycles(
         "runtime_sram_bytes": (check.sketch_sram_bytes or check.program_sram_bytes) - check.library_sram_bytes,
     }
     if per_layer:
-        traced = run_library(work / "c", profile, work / "traced", defines=SIM_LAYER_MARKERS, **kw)
+        traced = run_library(work / "c", profile, work / "traced", defines=layer_markers(profile), **kw)
         row["split"] = _split(traced.simulation.region_cycles, len(layers))
     return row
 

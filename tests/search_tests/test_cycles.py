@@ -124,7 +124,7 @@ def test_lut_build_fits_the_uno_in_simavr_and_validate_checks_it(tmp_path, capsy
 
 def test_lut_build_on_a_cycles_device_without_simulator_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
-    argv = ["lut", "build", "--device", "stm32f746", "--config", "studies/mnist1d_mcu.toml"]
+    argv = ["lut", "build", "--device", "esp32", "--config", "studies/mnist1d_mcu.toml"]
     assert main([*argv, "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert "no cycle model with a simulator" in err and "Traceback" not in err

@@ -85,12 +85,30 @@ def test_check_library_measures_the_uno_build_and_its_sketch(tmp_path):
     assert check.sketch_flash_bytes <= UNO_FLASH
 
 
+def test_check_library_on_the_stm32_counts_instructions_in_qemu(tmp_path):
+    if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
+        pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed (apt-get install gcc-arm-none-eabi "
+                    "libnewlib-arm-none-eabi qemu-system-arm)")  # fmt: skip
+    _, task = _digits_library(tmp_path / "c")
+    raw = task.normalization.invert(task.x_test[:2].numpy(), task.input_shape)
+    stm = load_profile("stm32f746")
+    check = check_library(tmp_path / "c", stm, tmp_path / "work", samples=raw, num_classes=10)
+    # QEMU's instruction count (cycles_per_instruction 1.0: not M7 cycles) at the board's 216 MHz
+    assert check.matches_host is True and check.cycles > 10_000
+    assert check.latency_ms == pytest.approx(check.cycles / 216_000)
+    assert 0 < check.stack_peak_bytes < 4096
+    assert check.library_flash_bytes > 0 and check.program_flash_bytes > check.library_flash_bytes
+    assert check.fits is True and check.sketch_flash_bytes is None
+
+
 def test_check_library_on_a_board_without_simulator_sizes_the_build_only(tmp_path):
     if not shutil.which("arm-none-eabi-gcc"):
         pytest.skip("arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)")
     _, task = _digits_library(tmp_path / "c")
     raw = task.normalization.invert(task.x_test[:2].numpy(), task.input_shape)
-    check = check_library(tmp_path / "c", load_profile("stm32f746"), tmp_path / "work", samples=raw, num_classes=10)
+    stm = load_profile("stm32f746")
+    sized_only = stm.model_copy(update={"toolchain": stm.toolchain.model_copy(update={"simulator": None})})
+    check = check_library(tmp_path / "c", sized_only, tmp_path / "work", samples=raw, num_classes=10)
     assert check.cycles is None and check.stack_peak_bytes is None and check.matches_host is None
     assert check.library_flash_bytes > 0 and check.program_flash_bytes > check.library_flash_bytes
     assert check.fits is True and check.sketch_flash_bytes is None
