@@ -204,22 +204,25 @@ def _mcu() -> str:
             f"`{name}` ({s['n_trials']} trials, front {s['front']}; C library vs torch on the test split ≥ {100 * agree:.1f}%): "
             + "; ".join(figures)
         )
-    c = R("cycles")
-    hand, fit = c["validate_hand_set"]["metrics"], c["validate_fitted"]["metrics"]
-    parts.append(
-        f"The Uno's models fitted in simavr and avr-gcc builds (`benchmarks/cycles.py` → `cycles.json`, {c['calibration']['n_linked']} random models of the "
-        f"tinychat space; checked on {c['validate_fitted']['n_linked']} others, as deployed): cycles within ±10% {100 * hand['within_10pct']:.0f}% (hand-set) → "
-        f"{100 * fit['within_10pct']:.0f}% (goal 95%{'' if c['goal_met'] else ', missed'}), mean |error| {100 * hand['mean_abs_rel_error']:.1f}% → "
-        f"{100 * fit['mean_abs_rel_error']:.1f}%, ρ {hand['spearman']:.3f} → {fit['spearman']:.4f}; library Flash within ±2% "
-        f"{100 * fit['flash']['within_2pct']:.0f}% (largest error {100 * fit['flash']['max_abs_rel_error']:.2f}%), arena + stack within ±5% "
-        f"{100 * fit['sram']['within_5pct']:.0f}% (largest {100 * fit['sram']['max_abs_rel_error']:.2f}%); the packaged Uno profile carries this fit"
-    )
+    for name, board, space, how in (
+        ("cycles", "Uno", "tinychat", "simavr and avr-gcc builds"),
+        ("cycles-stm32f746", "STM32F746", "mnist1d_mcu", "QEMU instruction counts and arm-none-eabi-gcc builds"),
+    ):
+        c = R(name)
+        hand, fit = c["validate_hand_set"]["metrics"], c["validate_fitted"]["metrics"]
+        parts.append(
+            f"The {board}'s models fitted on {how} (`benchmarks/cycles.py` → `{name}.json`, {c['calibration']['n_linked']} random models of the "
+            f"{space} space; checked on {c['validate_fitted']['n_linked']} others, as deployed): cycles within ±10% {100 * hand['within_10pct']:.0f}% (hand-set) → "
+            f"{100 * fit['within_10pct']:.0f}% (goal 95%{'' if c['goal_met'] else ', missed'}), mean |error| {100 * hand['mean_abs_rel_error']:.1f}% → "
+            f"{100 * fit['mean_abs_rel_error']:.1f}%, ρ {hand['spearman']:.3f} → {fit['spearman']:.4f}; library Flash within ±2% "
+            f"{100 * fit['flash']['within_2pct']:.0f}% (largest error {100 * fit['flash']['max_abs_rel_error']:.2f}%), arena + stack within ±5% "
+            f"{100 * fit['sram']['within_5pct']:.0f}% (largest {100 * fit['sram']['max_abs_rel_error']:.2f}%); the packaged profile carries this fit"
+        )
     return (
         "\n**Microcontrollers** (`benchmarks/mcu.py` → `mcu.json`, every front trial exported, its C library built by "
-        "avr-gcc / arm-none-eabi-gcc and, on the Uno, run in simavr): "
+        "avr-gcc / arm-none-eabi-gcc and run in simavr (Uno) or QEMU (STM32F746)): "
         + ". ".join(parts)
-        + ". The STM32F746 profile is not fitted: its estimate carries a guessed 64 KB runtime (HAL, startup) beside the "
-        "weights, the measured program only the library, a minimal main and newlib-nano. Per-trial figures and every "
+        + ". QEMU counts instructions, not Cortex-M7 cycles (cycles_per_instruction 1.0). Per-trial figures and every "
         "contradicted verdict: [docs/mcu.md](docs/mcu.md)."
     )
 
