@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from jointnas.compression import PipelineConfig
@@ -59,7 +57,8 @@ def test_uncompressed_candidate_flash_is_fp32_baseline(task):
         seed=0,
     )
     assert ev.attrs["flash_bytes"] == ev.attrs["fp32_flash_bytes"] == 4 * (64 * 16 + 16 + 16 * 10 + 10)
-    assert dataclasses.asdict(c) == {**ev.attrs["candidate"], "input_shape": (1, 8, 8)}
+    assert c.to_dict() == {**ev.attrs["candidate"], "input_shape": (1, 8, 8)}
+    assert Candidate.from_dict(ev.attrs["candidate"]) == c
 
 
 def test_device_fit_verdicts_and_fits_constraints(task):

@@ -141,7 +141,8 @@ def test_export_retrain_reproduces_the_trial_with_its_augment(tiny_study, monkey
     monkeypatch.setattr(evaluate, "run_pipeline", spy)
     url, folder = tiny_study
     report = export_trial(optuna.load_study(study_name="tiny", storage=url), 0, folder / "out2", retrain=True)
-    assert seen == [(None, (1, 2, 4, 8, 16, 32))]  # digits has no augment; ort-cpu runs every weight width
+    # digits has no augment; ort-cpu runs every weight width, IEEE half included
+    assert seen == [(None, (1, 2, 4, 8, 16, 32, "fp16"))]
     assert report["reproduced_trial"] is True
     assert report["accuracy"]["torch"] == pytest.approx(report["accuracy"]["trial_reported_test"], abs=1e-9)
 
