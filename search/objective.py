@@ -58,7 +58,10 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         cfg = self.config
-        suggester = RestrictedChoices(trial, self.allowed) if self.allowed else trial
+        # Samplers that propose their own parameters (the supernet ones, with `set_context`) keep the full
+        # choices: a narrower distribution than the one they propose from would be refused by Optuna.
+        own = callable(getattr(trial.study.sampler, "set_context", None))
+        suggester = RestrictedChoices(trial, self.allowed) if self.allowed and not own else trial
         candidate = sample_candidate(suggester, cfg.space, self.task.input_shape, self.task.num_classes)
         seed = cfg.study.seed + trial.number
         trial.set_user_attr("seed", seed)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from jointnas.spaces._errors import UserInputError
+from jointnas.spaces.precision import precision_order
 
 ROUND_DIGITS = 6
 """Digits a stepped float knob keeps (``0.1 + 0.2`` is ``0.3``): in candidates, grids and tables alike."""
@@ -110,6 +111,8 @@ class FixedParams:
         (1.0, 0.0)
         >>> p.asked["s0_rank"]
         ('float', 0.5, 1.0, 0.25)
+        >>> p.suggest_categorical("s1_wbits", [4, "fp16", 32]), p.suggest_categorical("s2_abits", [8, "fp16"])
+        (32, 'fp16')
     """
 
     def __init__(self, params: Mapping[str, Any]) -> None:
@@ -126,7 +129,9 @@ class FixedParams:
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
         self.asked[name] = ("categorical", list(choices))
-        value = self.params.get(name, max(choices))
+        # Bit-width choices may mix ints and "fp16": the widest is 32 (`precision_order`).
+        widest = max(choices, key=precision_order) if any(isinstance(c, str) for c in choices) else max(choices)
+        value = self.params.get(name, widest)
         if value not in choices:
             raise UserInputError(f"parameter {name}={value!r} is not one of {list(choices)}")
         return value

@@ -156,3 +156,21 @@ def test_c_library_stores_float16_weights_and_agrees_with_torch(candidate, tmp_p
     flash = estimate_flash_bytes(trace_layers(res.model, task.input_shape))
     assert lib.weight_bytes == flash == weight_symbol_bytes(lib, tmp_path)
     cross_compile(lib, tmp_path)
+
+
+def test_per_layer_onnx_stores_float16_only_for_the_fp16_layers(tmp_path):
+    torch.manual_seed(0)
+    from jointnas.compression import quantize_model
+    from jointnas.spaces import build_model
+
+    model = quantize_model(build_model(MIXED), MIXED, calibration=torch.randn(16, 1, 8, 8)).eval()
+    path = export_onnx(model, torch.zeros(1, 1, 8, 8), tmp_path / "m.onnx")
+    half = {i.name for i in onnx.load(str(path)).graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    assert half == {
+        "blocks.0.expand.conv.weight_fp16",
+        "blocks.0.project.conv.weight_fp16",
+        *(f"blocks.1.{p}.conv.weight_fp16" for p in ("expand", "dw", "project")),
+    }
+    x = torch.randn(8, 1, 8, 8)
+    with torch.no_grad():
+        np.testing.assert_allclose(onnx_logits(path, x), deployable_model(model)(x).numpy(), atol=1e-4, rtol=0)

@@ -88,3 +88,24 @@ def test_a_study_asks_only_the_kept_options_and_records_the_filter(tmp_path):
         assert first and all(v[1] == 8 for v in first)
         if "l1_b0_linear_abits" in trial.distributions:
             assert list(trial.distributions["l1_b0_linear_abits"].choices) == [8, 16]
+
+
+def test_samplers_that_propose_their_own_parameters_keep_the_full_choices(tmp_path):
+    import optuna
+
+    from jointnas.search.objective import Objective
+    from jointnas.search.study import device_model
+
+    path = _variant(tmp_path, 'act_bits = [8, 16]\ngranularity = "layer"\nmemory_threshold = 262\n')
+    config = apply_overrides(load_config(path), **{"pipeline.train_epochs": 1, "pipeline.finetune_epochs": 1})
+    objective = Objective(config, load_task(config.task), device_model(config, path))
+    assert objective.allowed == {"l0_b0_linear_abits": [8]}
+
+    class OwnParams(optuna.samplers.RandomSampler):
+        def set_context(self, **context):  # what the supernet samplers have
+            pass
+
+    for sampler, asked in ((optuna.samplers.RandomSampler(seed=0), False), (OwnParams(seed=0), True)):
+        study = optuna.create_study(directions=config.objectives.directions, sampler=sampler)
+        study.optimize(objective, n_trials=1)
+        assert ("l0_b0_linear_abits" in study.trials[0].distributions) is asked
