@@ -88,62 +88,62 @@ class HardCoReOptions(SamplerOptions):
 class HardCoReNASSampler(RecordsTrials, BaseSampler):
     """HardCoReNAS as an Optuna sampler: each trial is the best sub-network under a hard LUT budget.
 
-        Architecture parameters (``stem_channels``, ``n_stages``, ``s{i}_width``, ``s{i}_kernel``,
-        ``s{i}_expansion``, ``s{i}_depth``, as `jointnas.spaces.sample_candidate` suggests them) come from
-        `sample_relative`; every other parameter (compression knobs) from ``inner_sampler``.
+    Architecture parameters (``stem_channels``, ``n_stages``, ``s{i}_width``, ``s{i}_kernel``,
+    ``s{i}_expansion``, ``s{i}_depth``, as `jointnas.spaces.sample_candidate` suggests them) come from
+    `sample_relative`; every other parameter (compression knobs) from ``inner_sampler``.
 
-        Example:
-            >>> import optuna
-            >>> from jointnas.devices import LatencyTable
-            >>> from jointnas.objectives import TaskConfig, load_task
-            >>> from jointnas.spaces import SpaceConfig, sample_candidate
-            >>> space = SpaceConfig(stages=[8], strides=[1], kernel=[3], expansion=[2], stem_channels=[8])
-            >>> task = load_task(TaskConfig())
-            >>> sampler = HardCoReNASSampler(space, task=task, table=LatencyTable(None, repeats=3),
-            ...                              supernet_epochs=1, score_samples=4, seed=0)
-            >>> study = optuna.create_study(sampler=sampler)
-            >>> def objective(trial):
-            ...     c = sample_candidate(trial, space, task.input_shape, task.num_classes)
-            ...     sampler.record(trial)  # the sampler's per-trial record into the trial's user attrs
-            ...     return c.stages[0].depth
-            >>> study.optimize(objective, n_trials=2)
-            >>> all(ATTR_BUDGET in t.user_attrs for t in study.trials)
-            True
+    Example:
+        >>> import optuna
+        >>> from jointnas.devices import LatencyTable
+        >>> from jointnas.objectives import TaskConfig, load_task
+        >>> from jointnas.spaces import SpaceConfig, sample_candidate
+        >>> space = SpaceConfig(stages=[8], strides=[1], kernel=[3], expansion=[2], stem_channels=[8])
+        >>> task = load_task(TaskConfig())
+        >>> sampler = HardCoReNASSampler(space, task=task, table=LatencyTable(None, repeats=3),
+        ...                              supernet_epochs=1, score_samples=4, seed=0)
+        >>> study = optuna.create_study(sampler=sampler)
+        >>> def objective(trial):
+        ...     c = sample_candidate(trial, space, task.input_shape, task.num_classes)
+        ...     sampler.record(trial)  # the sampler's per-trial record into the trial's user attrs
+        ...     return c.stages[0].depth
+        >>> study.optimize(objective, n_trials=2)
+        >>> all(ATTR_BUDGET in t.user_attrs for t in study.trials)
+        True
 
-        Args:
-            space: the ``[space]`` (a family `covers` accepts: one with a supernet, ``cnn`` or ``cnn1d``).
-            task: the data (train split trains the supernet, validation split fits the proxy); in a jointnas
-                study the runner gives it through `set_context`.
-            table: the device `LatencyTable` that prices sub-networks (share the objective's so priced and
-                recorded latencies agree exactly). ``None``: given by `set_context`, else an in-memory table
-                of this machine (`LatencyTable` defaults).
-            seed: seeds the supernet, the proxy sample, the search and the inner sampler.
-            options (`HardCoReOptions`; the study file's ``[sampler] options``):
-            budget_ms: a fixed latency budget (ms) for every trial, or ``[low, high]`` for the schedule.
-                ``None``: the space's LUT latency range, capped by the study's ``[constraints] latency_ms``.
-            schedule: ``"golden"`` spreads trial ``k``'s budget over the range by the golden-ratio sequence
-                (any prefix covers it evenly); ``"sweep"`` walks it low → high in ``n_budgets`` steps.
-            n_budgets: steps of the ``"sweep"`` schedule.
-            width_mult: fix every stage's width multiplier (one of the space's); default ``None``: the
-                supernet is elastic in width (per stage) and stem, and every macro (stem × stage count ×
-                per-stage widths) is searched: each macro has its own exact latency model, a greedy screen
-                ranks the feasible macros by the proxy and Frank-Wolfe runs on the best ``macro_top_k``.
-            stem_channels: fix the stem width (one of the space's); default ``None``: searched.
-            scoring: ``"inherited"``: the jointnas objective starts each trial from the supernet's weights
-                and trains ``finetune_epochs`` instead of ``[pipeline] train_epochs`` (then compresses and
-                fine-tunes as usual); ``"full"``: the normal compress-and-finetune objective.
-            finetune_epochs: training epochs of an inherited-weight trial before compression.
-            supernet_epochs: epochs of one-shot supernet training (one path per step).
-            supernet_batch_size: samples per step.
-            supernet_lr: AdamW learning rate of supernet training.
-            sandwich: add the largest and smallest path to each step's uniform path (sandwich rule).
-            score_samples: sub-networks evaluated with inherited weights to fit the proxy.
-            fw_iterations: Frank-Wolfe iterations per macro and budget.
-            macro_top_k: macros (best by the greedy screen) that get the Frank-Wolfe search per budget.
-            artifact_store: directory or Optuna ArtifactStore for the supernet weights; default the
-                study's artifact directory (see `default_artifact_store`).
-            inner_sampler: sampler of the parameters outside the architecture (compression knobs):
-                ``"random"`` (default), ``"tpe"`` or any Optuna sampler.
+    Args:
+        space: the ``[space]`` (a family `covers` accepts: one with a supernet, ``cnn`` or ``cnn1d``).
+        task: the data (train split trains the supernet, validation split fits the proxy); in a jointnas
+            study the runner gives it through `set_context`.
+        table: the device `LatencyTable` that prices sub-networks (share the objective's so priced and
+            recorded latencies agree exactly). ``None``: given by `set_context`, else an in-memory table
+            of this machine (`LatencyTable` defaults).
+        seed: seeds the supernet, the proxy sample, the search and the inner sampler.
+        options (`HardCoReOptions`; the study file's ``[sampler] options``):
+        budget_ms: a fixed latency budget (ms) for every trial, or ``[low, high]`` for the schedule.
+            ``None``: the space's LUT latency range, capped by the study's ``[constraints] latency_ms``.
+        schedule: ``"golden"`` spreads trial ``k``'s budget over the range by the golden-ratio sequence
+            (any prefix covers it evenly); ``"sweep"`` walks it low → high in ``n_budgets`` steps.
+        n_budgets: steps of the ``"sweep"`` schedule.
+        width_mult: fix every stage's width multiplier (one of the space's); default ``None``: the
+            supernet is elastic in width (per stage) and stem, and every macro (stem × stage count ×
+            per-stage widths) is searched: each macro has its own exact latency model, a greedy screen
+            ranks the feasible macros by the proxy and Frank-Wolfe runs on the best ``macro_top_k``.
+        stem_channels: fix the stem width (one of the space's); default ``None``: searched.
+        scoring: ``"inherited"``: the jointnas objective starts each trial from the supernet's weights
+            and trains ``finetune_epochs`` instead of ``[pipeline] train_epochs`` (then compresses and
+            fine-tunes as usual); ``"full"``: the normal compress-and-finetune objective.
+        finetune_epochs: training epochs of an inherited-weight trial before compression.
+        supernet_epochs: epochs of one-shot supernet training (one path per step).
+        supernet_batch_size: samples per step.
+        supernet_lr: AdamW learning rate of supernet training.
+        sandwich: add the largest and smallest path to each step's uniform path (sandwich rule).
+        score_samples: sub-networks evaluated with inherited weights to fit the proxy.
+        fw_iterations: Frank-Wolfe iterations per macro and budget.
+        macro_top_k: macros (best by the greedy screen) that get the Frank-Wolfe search per budget.
+        artifact_store: directory or Optuna ArtifactStore for the supernet weights; default the
+            study's artifact directory (see `default_artifact_store`).
+        inner_sampler: sampler of the parameters outside the architecture (compression knobs):
+            ``"random"`` (default), ``"tpe"`` or any Optuna sampler.
     """
 
     Options = HardCoReOptions
