@@ -33,6 +33,11 @@ SIMULATED = ("simavr", "qemu")
 """The simulators `run_library` runs a board's build in (``native``: this machine, not a board)."""
 
 
+def is_simulated(profile: DeviceProfile) -> bool:
+    """Whether ``profile`` is a microcontroller whose builds run in one of the `SIMULATED` simulators."""
+    return profile.is_mcu and profile.toolchain is not None and profile.toolchain.simulator in SIMULATED
+
+
 def layer_markers(profile: DeviceProfile) -> dict[str, str]:
     """The ``-D`` macros that make ``profile``'s simulator count every kernel call as its own region."""
     simulator = None if profile.toolchain is None else profile.toolchain.simulator
@@ -277,10 +282,17 @@ def _sketch_sizes(c_dir: Path, profile: DeviceProfile, work_dir: Path) -> Sizes 
     return build_sketch(sketch, work_dir / "sketch-build", profile, extra_sources=sorted(folder.glob("*.c")))
 
 
-def _fits(profile: DeviceProfile, flash: int, sram: int, stack: int | None) -> bool | None:
+def fit_violation(profile: DeviceProfile, flash: int, sram: int, stack: int | None) -> float | None:
+    """A deployed program's fit as a constraint value (≤ 0 fits): the larger of its Flash over Flash less
+    the bootloader and its static SRAM + stack peak over SRAM, less 1; ``None`` without both limits."""
     if profile.flash_bytes is None or profile.sram_bytes is None:
         return None
-    return flash <= profile.flash_bytes - profile.bootloader_bytes and sram + (stack or 0) <= profile.sram_bytes
+    return max(flash / (profile.flash_bytes - profile.bootloader_bytes), (sram + (stack or 0)) / profile.sram_bytes) - 1
+
+
+def _fits(profile: DeviceProfile, flash: int, sram: int, stack: int | None) -> bool | None:
+    violation = fit_violation(profile, flash, sram, stack)
+    return None if violation is None else violation <= 0
 
 
 def check_library(
@@ -348,6 +360,8 @@ def _cycles_per_inference(run: LibraryRun, queries: list[str] | None) -> float |
 __all__ = [
     "CHAT_QUERIES",
     "SIMULATED",
+    "fit_violation",
+    "is_simulated",
     "layer_markers",
     "LibraryCheck",
     "LibraryRun",

@@ -50,13 +50,24 @@ def stored_bits(layers: Sequence[LayerInfo]) -> list[tuple[int, int]]:
     prev = C_INPUT_BITS if layers and layers[0].integer_weights else 32
     out = []
     for i, layer in enumerate(layers):
-        coded = layer.out_quantized and not layer.act_fp16  # IEEE half activations are stored as float
-        integer = layer.integer_weights and (coded or prev < 32)
+        coded = _coded_output(layer)
+        integer = _runs_integer(layer, prev)
         # behind a quantizer: its codes; an integer layer's other outputs: the grid (logits stay float)
         bits = layer.act_bits if coded else C_GRID_BITS if integer and i < len(layers) - 1 else 32
         out.append((prev, bits))
         prev = bits
     return out
+
+
+def _coded_output(layer: LayerInfo) -> bool:
+    """Whether the layer's output is stored as activation codes (IEEE half activations are stored as float)."""
+    return layer.out_quantized and not layer.act_fp16
+
+
+def _runs_integer(layer: LayerInfo, in_bits: int) -> bool:
+    """The generator's rule: an integer kernel when the weights are integer codes and either the output
+    is coded or the input (stored at ``in_bits``) already is."""
+    return layer.integer_weights and (_coded_output(layer) or in_bits < 32)
 
 
 def _storage(bits: int, signed: bool = True) -> str:
@@ -70,7 +81,7 @@ def kernel_class(layer: LayerInfo, in_bits: int, in_signed: bool = True) -> str:
     when stored sparse (`weight_storage_bytes`); shape ``pw`` (one dot product per output: linear layers,
     1x1 stride-1 convs), ``dw`` (depthwise) or ``k`` (other convolutions).
     """
-    integer = layer.integer_weights and ((layer.out_quantized and not layer.act_fp16) or in_bits < 32)
+    integer = _runs_integer(layer, in_bits)
     _, sparse = weight_storage_bytes(layer.weight_numel, layer.weight_nonzero, layer.weight_precision)
     pointwise = layer.kernel == 1 and layer.stride == 1 and layer.groups == 1
     shape = "pw" if pointwise else "dw" if layer.kind == "dwconv" else "k"

@@ -18,24 +18,41 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from jointnas.compression import generate_c_library
+from jointnas.compression import CLibrary, generate_c_library
 from jointnas.devices import DeviceProfile
-from jointnas.devices.board import CHAT_QUERIES, SIMULATED, check_library
+from jointnas.devices.board import CHAT_QUERIES, check_library, fit_violation, is_simulated
 from jointnas.devices.toolchain import BuildError
 from jointnas.spaces import UserInputError
 
 from .tasks import TaskData
 
 CALIBRATION_SAMPLES = 512
-"""Training samples whose ranges set the library's integer grids (as export uses)."""
+"""Training inputs that calibrate a deployment's activation ranges (the C library's integer grids,
+the INT8 ONNX file's ranges)."""
+
+
+def task_library(model: nn.Module, task: TaskData, out_dir: Path) -> CLibrary:
+    """``model``'s C library in ``out_dir`` as it is deployed for ``task`` (export, verified trials,
+    calibrations): the task's normalization, class labels and text encoder, integer grids from the first
+    `CALIBRATION_SAMPLES` training inputs."""
+    return generate_c_library(
+        model,
+        task.input_shape,
+        out_dir,
+        normalization=task.normalization,
+        class_labels=task.class_labels,
+        name="model",
+        calibration=task.x_train[:CALIBRATION_SAMPLES],
+        encoder=task.encoder,
+    )
 
 
 def check_verifiable(profile: DeviceProfile) -> None:
     """`UserInputError` (one line) unless ``profile`` is a board whose builds can be run here."""
     from jointnas.devices import toolchain_of
 
-    spec = toolchain_of(profile)  # names the packages of a missing compiler
-    if not profile.is_mcu or spec.simulator not in SIMULATED:
+    toolchain_of(profile)  # names the packages of a missing compiler
+    if not is_simulated(profile):
         raise UserInputError(
             f"[device] verify needs a microcontroller with a simulator; {profile.name!r} has none: "
             "set verify = false or use a device such as arduino-uno"
@@ -49,15 +66,7 @@ def verify_on_board(model: nn.Module, task: TaskData, profile: DeviceProfile) ->
     samples = None if text else np.zeros((1, *task.input_shape), dtype=np.float32)
     with tempfile.TemporaryDirectory(prefix="jointnas-verify-") as tmp:
         work = Path(tmp)
-        generate_c_library(
-            model,
-            task.input_shape,
-            work / "c",
-            normalization=task.normalization,
-            class_labels=task.class_labels,
-            calibration=task.x_train[:CALIBRATION_SAMPLES],
-            encoder=task.encoder,
-        )
+        task_library(model, task, work / "c")
         try:
             check = check_library(
                 work / "c",
@@ -84,16 +93,11 @@ def verify_on_board(model: nn.Module, task: TaskData, profile: DeviceProfile) ->
 
 
 def _violation(profile: DeviceProfile, check: Any) -> float:
-    """The build's fits verdict as a constraint value (≤ 0 fits): the larger of the deployed program's
-    Flash over Flash less the bootloader and its static SRAM + stack peak over SRAM, less 1."""
+    """The deployed program's `fit_violation` (the sketch, else the measuring program)."""
     flash = check.sketch_flash_bytes or check.program_flash_bytes
-    sram = (check.sketch_sram_bytes or check.program_sram_bytes) + (check.stack_peak_bytes or 0)
-    ratios = [0.0]
-    if profile.flash_bytes:
-        ratios.append(flash / (profile.flash_bytes - profile.bootloader_bytes))
-    if profile.sram_bytes:
-        ratios.append(sram / profile.sram_bytes)
-    return max(ratios) - 1.0
+    sram = check.sketch_sram_bytes or check.program_sram_bytes
+    violation = fit_violation(profile, flash, sram, check.stack_peak_bytes)
+    return 0.0 if violation is None else violation
 
 
-__all__ = ["check_verifiable", "verify_on_board"]
+__all__ = ["CALIBRATION_SAMPLES", "check_verifiable", "task_library", "verify_on_board"]

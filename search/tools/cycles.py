@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jointnas.devices import DeviceProfile, load_profile, prediction_metrics
-from jointnas.devices.board import CHAT_QUERIES, SIMULATED, check_library, layer_markers, run_library
+from jointnas.devices.board import CHAT_QUERIES, check_library, is_simulated, layer_markers, run_library
 from jointnas.devices.mcu import (
     code_terms,
     cycle_terms,
@@ -59,7 +59,7 @@ CALIBRATION_SEED = 0
 
 def _simulated_profile(device: str | Path) -> DeviceProfile:
     profile = load_profile(device)
-    if not profile.is_mcu or profile.toolchain is None or profile.toolchain.simulator not in SIMULATED:
+    if not is_simulated(profile):
         raise UserInputError(
             f"device {profile.name!r} has no cycle model with a simulator ([toolchain] simulator = "
             '"simavr" or "qemu"); calibrate a cycles device such as arduino-uno or stm32f746'
@@ -71,16 +71,14 @@ def _library(candidate: Candidate, config: StudyConfig, task: TaskData, work: Pa
     """``candidate``'s model compressed as the pipeline does (untrained) and its C library as export writes it."""
     import torch
 
-    from jointnas.compression import generate_c_library, run_pipeline
+    from jointnas.compression import run_pipeline
+    from jointnas.objectives.board import task_library
 
     torch.manual_seed(0)
     x, y = task.x_train[:256], task.y_train[:256]  # the task's inputs: their range sets the input codes
     untrained = config.pipeline.model_copy(update={"train_epochs": 0, "finetune_epochs": 0})
     model = run_pipeline(candidate, x, y, x[:16], y[:16], untrained, seed=0).model
-    lib = generate_c_library(
-        model, candidate.input_shape, work / "c", calibration=x, normalization=task.normalization, encoder=task.encoder
-    )
-    return model, lib
+    return model, task_library(model, task, work / "c")
 
 
 def _split(regions: tuple[int, ...], n_layers: int) -> tuple[list[int], float] | None:

@@ -33,13 +33,13 @@ from jointnas.compression import (
     PipelineConfig,
     export_onnx,
     fold_batchnorm,
-    generate_c_library,
     model_from_record,
     onnx_logits,
     quantize_onnx_int8,
 )
 from jointnas.devices import ROUNDS, DeviceProfile, load_profile, measure_onnx_ms, open_latency_model
 from jointnas.objectives import load_task, train_candidate
+from jointnas.objectives.board import CALIBRATION_SAMPLES, task_library
 from jointnas.objectives.evaluate import model_costs
 from jointnas.spaces import Candidate, UserInputError
 
@@ -62,8 +62,6 @@ if TYPE_CHECKING:
 
 DISTILL_ALPHA = 0.5
 """Weight of the distillation term when ``--distill`` is given and the study's config sets none."""
-CALIBRATION_SAMPLES = 512
-"""Training inputs used to calibrate INT8 activation ranges (ONNX, C library)."""
 ONNX_FILES = {"onnx_fp32": "model.onnx", "onnx_int8": "model.int8.onnx", "baseline_onnx_fp32": "baseline.onnx"}
 """The ONNX files of an export by their key in the report."""
 
@@ -128,16 +126,7 @@ def float_deployable(model: nn.Module) -> nn.Module:
 
 def _c_library(model: nn.Module, task: TaskData, out: Path) -> dict[str, Any]:
     """The C inference library in ``out / "c"`` (`generate_c_library`); its weight bytes are the Flash estimate."""
-    lib = generate_c_library(
-        model,
-        task.input_shape,
-        out / "c",
-        normalization=task.normalization,
-        class_labels=task.class_labels,
-        name="model",
-        calibration=task.x_train[:CALIBRATION_SAMPLES],
-        encoder=task.encoder,
-    )
+    lib = task_library(model, task, out / "c")
     return {
         "written": True,
         "files": [str(p.relative_to(out)) for p in lib.files],
