@@ -4,6 +4,12 @@ Computed on main before the `[structure]` refactors (issue 14) with ``studies/qu
 seed 0, shortened to 2 training epochs and 1 fine-tuning epoch for CI time. NSGA-II samples its first
 population (10) independently, so the parameters do not depend on the measured latencies; latency is
 timing and is not pinned, every other value is.
+
+The float values depend on the CPU kernels torch dispatches to (``ATEN_CPU_CAPABILITY``): the same commit
+gives other accuracies under AVX2 than under AVX-512, and the first pin (computed on another machine)
+matched neither here. The values below were recomputed on CI's machine (AVX-512, one torch thread as
+``tests/conftest.py`` sets) at the pin commit 4e28300 and are identical at the end of the refactors; on
+another capability the parameters are still checked and the values are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -11,10 +17,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+import torch
+
 from jointnas.search.config import apply_overrides, load_config
 from jointnas.search.study import create_or_resume, run_study
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "studies" / "quickstart.toml"
+
+PINNED_CAPABILITY = "AVX512"  # torch.backends.cpu.get_cpu_capability() where the values were computed
 
 # (params, validation accuracy, flash_bytes, test accuracy) of trials 0..4.
 EXPECTED = [
@@ -39,9 +50,9 @@ EXPECTED = [
             "s1_wbits": 2,
             "s1_abits": 8,
         },
-        0.5543175487465181,
-        14292.0,
-        0.5348189415041783,
+        0.6016713091922006,
+        14295.0,
+        0.6044568245125348,
     ),
     (
         {
@@ -72,9 +83,9 @@ EXPECTED = [
             "s2_wbits": 32,
             "s2_abits": 8,
         },
-        0.9415041782729805,
+        0.9498607242339833,
         14458.0,
-        0.9303621169916435,
+        0.924791086350975,
     ),
     (
         {
@@ -105,9 +116,9 @@ EXPECTED = [
             "s2_wbits": 4,
             "s2_abits": 8,
         },
-        0.8579387186629527,
-        4820.0,
-        0.8022284122562674,
+        0.8161559888579387,
+        4818.0,
+        0.8105849582172702,
     ),
     (
         {
@@ -139,8 +150,8 @@ EXPECTED = [
             "s2_abits": 8,
         },
         0.8495821727019499,
-        18073.0,
-        0.7994428969359332,
+        18076.0,
+        0.8272980501392758,
     ),
     (
         {
@@ -171,9 +182,9 @@ EXPECTED = [
             "s2_wbits": 8,
             "s2_abits": 8,
         },
-        0.958217270194986,
+        0.9526462395543176,
         20638.0,
-        0.9220055710306406,
+        0.9275766016713092,
     ),
 ]
 
@@ -196,10 +207,13 @@ def test_quickstart_first_five_trials_are_pinned(tmp_path: Path) -> None:
     trials = study.trials[:5]
     assert [t.state.name for t in trials] == ["COMPLETE"] * 5
     assert study.metric_names == ["accuracy", "latency_ms", "flash_bytes"]
-    for trial, (params, accuracy, flash, test_accuracy) in zip(trials, EXPECTED, strict=True):
-        assert trial.params == params, trial.number
+    assert [t.params for t in trials] == [params for params, *_ in EXPECTED]
+    assert all(t.values[1] > 0 for t in trials)
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability != PINNED_CAPABILITY:
+        pytest.skip(f"values pinned under {PINNED_CAPABILITY} kernels, this machine runs {capability}")
+    for trial, (_, accuracy, flash, test_accuracy) in zip(trials, EXPECTED, strict=True):
         assert trial.values[0] == accuracy, trial.number
-        assert trial.values[1] > 0
         assert trial.values[2] == flash, trial.number
         assert trial.user_attrs["flash_bytes"] == flash
         assert trial.user_attrs["test_accuracy"] == test_accuracy, trial.number
