@@ -1,4 +1,4 @@
-"""The generated C library on the host: it agrees with the torch deployable model on the test split and
+"""The generated C library on the host: it agrees with the torch deployable model on the held-out samples and
 stores exactly the bytes the Flash rule counts."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ CASES = {
     "cnn-int8": ("cnn", 8, 8, {}, ["quantize", "finetune"], {}),
     "cnn-int4-lowrank": ("cnn", 4, 8, {"rank_ratio": 0.5}, ["lowrank", "finetune", "quantize", "finetune"], {}),
     "cnn-int2-sparse": ("cnn", 2, 8, {}, ["sparsify", "quantize", "finetune"], {"sparsity": 0.6}),
-    "cnn-binary": ("cnn", 1, 8, {}, ["quantize", "finetune"], {}),
+    "cnn-binary": ("cnn", 1, 8, {}, ["quantize", "finetune"], {"finetune_epochs": 6}),  # 1-bit needs longer QAT
     "cnn-fp32-pruned": ("cnn", 32, 32, {"prune_ratio": 0.5}, ["prune", "finetune"], {}),
     "cnn-int8-float-head": ("cnn", 8, 32, {}, ["quantize", "finetune"], {}),
     "cnn1d-int8-pruned": ("cnn1d", 8, 8, {"prune_ratio": 0.25}, ["prune", "quantize", "finetune"], {}),
@@ -97,17 +97,19 @@ def test_c_library_agrees_with_the_torch_model(case, tmp_path):
     task = _task("mnist1d" if family == "cnn1d" else "digits")
     n = 1500 if family == "cnn1d" else None  # MNIST-1D convolutions are slow to train on one core
     candidate = _candidate(family, task.input_shape, bits, head, **knobs)
-    config = PipelineConfig(train_epochs=10, finetune_epochs=3, steps=steps, lr=1e-2, **options)
+    config = PipelineConfig(steps=steps, **{"train_epochs": 10, "finetune_epochs": 3, "lr": 1e-2, **options})
     torch.manual_seed(0)
     result = run_pipeline(candidate, task.x_train[:n], task.y_train[:n], task.x_val, task.y_val, config, seed=0)
     lib = generate_c_library(
         result.model, task.input_shape, tmp_path / "c", normalization=task.normalization, calibration=task.x_train[:512]
     )
-    raw = task.normalization.invert(task.x_test.numpy(), task.input_shape)  # what the task's data holds
+    # every sample the pipeline did not train on (validation and test: 718 digits, so 0.5 pt is 3.6
+    # samples, not the single near-tie that a 359-image test split turns into 0.56 pt)
+    x, y = torch.cat([task.x_val, task.x_test]), torch.cat([task.y_val, task.y_test]).numpy()
+    raw = task.normalization.invert(x.numpy(), task.input_shape)  # what the task's data holds
     got = c_scores(lib, raw, tmp_path).argmax(1)
     with torch.no_grad():
-        want = result.model(task.x_test).argmax(1).numpy()
-    y = task.y_test.numpy()
+        want = result.model(x).argmax(1).numpy()
     assert (got == want).mean() >= 0.99
     assert abs((got == y).mean() - (want == y).mean()) <= 0.005
     assert (want == y).mean() > 0.5  # a model worth comparing
