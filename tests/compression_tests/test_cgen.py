@@ -103,7 +103,7 @@ def test_c_library_agrees_with_the_torch_model(case, tmp_path):
     lib = generate_c_library(
         result.model, task.input_shape, tmp_path / "c", normalization=task.normalization, calibration=task.x_train[:512]
     )
-    # every sample the pipeline did not train on (validation and test: 718 digits, so 0.5 pt is 3.6
+    # every sample the pipeline did not train on (validation and test: for digits 718, so 0.5 pt is 3.6
     # samples, not the single near-tie that a 359-image test split turns into 0.56 pt)
     x, y = torch.cat([task.x_val, task.x_test]), torch.cat([task.y_val, task.y_test]).numpy()
     raw = task.normalization.invert(x.numpy(), task.input_shape)  # what the task's data holds
