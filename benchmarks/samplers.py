@@ -222,6 +222,158 @@ def summarize(runs: list[dict[str, Any]], tasks: list[str], samplers: list[str])
     return summary
 
 
+#: Issue 18's goal for the supernet samplers, judged by `acceptance` and quoted by the docs and README.
+GOAL_SAMPLERS = ("dnas", "hardcore")
+GOAL_SHARE = 1 / 3  # of NSGA-II's wall time
+GOAL_SEEDS = 2 / 3  # share of seeds that must reach NSGA-II's final HV within GOAL_SHARE
+
+
+def acceptance(summary: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Issue 18's acceptance from ``summary``: reach per task and sampler, HardCoReNAS vs random, budgets."""
+    reach: dict[str, dict[str, Any]] = {}
+    for task, per in summary.items():
+        reach[task] = {}
+        for sampler in [s for s in GOAL_SAMPLERS if s in per]:
+            rows = [r for r in per["reach_nsga2_final_hv"] if r["sampler"] == sampler]
+            shares = [r["fraction_of_nsga2_wall"] for r in rows]
+            fast = sum(f is not None and f <= GOAL_SHARE for f in shares)
+            met = bool(rows) and fast >= GOAL_SEEDS * len(rows) - 1e-9
+            reach[task][sampler] = {"seeds_met": fast, "seeds": len(rows), "met": met, "shares": shares}
+    vs_random = {}
+    for task, per in summary.items():  # a task HardCoReNAS did not run on misses this point
+        hv = per.get("hardcore", {}).get("final_hv_mean")
+        base = per.get("random", {}).get("final_hv_mean")
+        vs_random[task] = {"hardcore": hv, "random": base, "met": None not in (hv, base) and hv >= base}
+    violations = sum(r.get("budget_violations", 0) for r in runs if r["sampler"] == "hardcore")
+    met_on = {s: [t for t in reach if reach[t].get(s, {}).get("met")] for s in GOAL_SAMPLERS}
+    return {
+        "goal": "DNAS and HardCoReNAS each reach NSGA-II's final HV within 1/3 of NSGA-II's wall time in >= 2/3 "
+        "of the seeds on at least one task; HardCoReNAS's final HV >= random's on every task; "
+        "0 HardCoReNAS trials over their latency budget",
+        "reach": reach,
+        "reach_met_on": met_on,
+        "hardcore_vs_random": vs_random,
+        "hardcore_budget_violations": violations,
+        "met": all(met_on.values()) and all(v["met"] for v in vs_random.values()) and violations == 0,
+    }
+
+
+DOC = ROOT / "docs/samplers.md"
+DOC_BEGIN = "<!-- begin: written by benchmarks/samplers.py from samplers.json -->"
+DOC_END = "<!-- end: written by benchmarks/samplers.py -->"
+LABELS = {"random": "random", "tpe": "TPE", "nsga2": "NSGA-II", "dnas": "DNAS", "hardcore": "HardCoReNAS"}
+
+
+def _share(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "—"
+    t = row["time_to_nsga2_final_hv_s"]
+    return "not reached" if t is None else f"{t:.0f} s ({row['fraction_of_nsga2_wall']:.2f})"
+
+
+def _first_trials(runs: list[dict[str, Any]], goal: list[str]) -> str:
+    """When the supernet samplers' first trials finished, and HardCoReNAS's failed and over-budget trials."""
+    firsts = []
+    for s in goal:
+        t = [r["trials"][0]["t_s"] for r in runs if r["sampler"] == s and r["trials"]]
+        firsts.append(f"{LABELS[s]} {min(t):.1f}–{max(t):.1f} s")
+    line = "First finished trial (supernet training included): " + ", ".join(firsts) + "."
+    hard = [r for r in runs if r["sampler"] == "hardcore"]
+    if hard:
+        line += (
+            f" HardCoReNAS: {sum(r['trials_failed'] for r in hard)} failed trials and "
+            f"{sum(r['budget_violations'] for r in hard)} over their latency budget in {len(hard)} studies."
+        )
+    return line
+
+
+def doc_task(task: str, result: dict[str, Any]) -> list[str]:
+    """One setting's tables: final HV and wall time per sampler, then per seed the reach of NSGA-II's HV."""
+    per = result["summary"][task]
+    runs = [r for r in result["runs"] if r["task"] == task]
+    ref = result["setup"]["reference_point"][task]
+    loads = [v for r in runs for v in r.get("load_avg_1m", [])]
+    ov = result["setup"]["task_overrides"].get(task, {})
+    epochs = (runs[0]["train_epochs"], ov.get("pipeline.finetune_epochs", result["setup"]["finetune_epochs"]))
+    lines = [
+        f"**{task}** ({epochs[0]} training and {epochs[1]} fine-tune epoch(s) per trial; reference point 1, "
+        f"{ref[1]:.4g} ms, {ref[2]:,.0f} B; 1-minute load average {min(loads):.1f}–{max(loads):.1f}):",
+        "",
+        "| sampler | final HV (mean ± std) | wall time (s, mean) | supernet training (s, per study) |",
+        "|---|---|---|---|",
+    ]
+    for s in [s for s in SAMPLERS if s in per]:
+        train = [r["supernet_train_s_here"] for r in runs if r["sampler"] == s and r.get("supernet_train_s_here")]
+        span = f"{min(train):.1f}–{max(train):.1f}" if train else "—"
+        lines.append(
+            f"| {LABELS[s]} | {per[s]['final_hv_mean']:.3f} ± {per[s]['final_hv_std']:.3f} "
+            f"| {per[s]['wall_time_s_mean']:.0f} | {span} |"
+        )
+    goal = [s for s in GOAL_SAMPLERS if s in per]
+    lines += [
+        "",
+        _first_trials(runs, goal),
+        "",
+        "| seed | NSGA-II final HV | NSGA-II wall (s) | "
+        + " | ".join(f"{LABELS[s]} final HV | {LABELS[s]} reaches NSGA-II's HV at (share of its wall)" for s in goal)
+        + " |",
+    ]
+    lines.append("|---|---|---|" + "---|---|" * len(goal))
+    for nsga in sorted((r for r in runs if r["sampler"] == "nsga2"), key=lambda r: r["seed"]):
+        cells = [str(nsga["seed"]), f"{nsga['final_hv']:.3f}", f"{nsga['wall_time_s']:.0f}"]
+        for s in goal:
+            run = next((r for r in runs if r["sampler"] == s and r["seed"] == nsga["seed"]), None)
+            row = next(
+                (g for g in per["reach_nsga2_final_hv"] if g["sampler"] == s and g["seed"] == nsga["seed"]), None
+            )
+            cells += ["—" if run is None else f"{run['final_hv']:.3f}", _share(row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def doc_section(result: dict[str, Any]) -> str:
+    """The benchmark's measured part of docs/samplers.md: setup, issue 18's verdict and one block per setting."""
+    setup, acc = result["setup"], result["acceptance"]
+    verdict = []
+    for s in GOAL_SAMPLERS:
+        parts = [
+            f"{t} {acc['reach'][t][s]['seeds_met']}/{acc['reach'][t][s]['seeds']}"
+            for t in acc["reach"]
+            if s in acc["reach"][t]
+        ]
+        verdict.append(f"{LABELS[s]}: " + ", ".join(parts) + (" (met)" if acc["reach_met_on"][s] else " (**missed**)"))
+    random_parts = [
+        f"{t}: {'not run' if v['hardcore'] is None else format(v['hardcore'], '.3f')} vs {v['random']:.3f}"
+        + ("" if v["met"] else " (**missed**)")
+        for t, v in acc["hardcore_vs_random"].items()
+    ]
+    lines = [
+        DOC_BEGIN,
+        f"{setup['n_trials']} trials per study, seeds {', '.join(map(str, setup['seeds']))}, "
+        f"{setup['torch_threads']} torch thread(s); hypervolume (HV) of the feasible (1 − accuracy, latency, Flash) "
+        "points, each axis divided by the setting's reference point (HV ≤ 1). Sampler options are in the JSON "
+        "(`setup.samplers`, `setup.task_sampler_options`).",
+        "",
+        "**Goal** (issue 18): DNAS and HardCoReNAS each reach NSGA-II's final HV within ⅓ of NSGA-II's wall time "
+        "in ≥ 2 of 3 seeds on at least one setting; seeds that did, per setting — " + "; ".join(verdict) + ". "
+        "HardCoReNAS's final HV against random search's — " + "; ".join(random_parts) + ". "
+        f"HardCoReNAS trials over their latency budget: {acc['hardcore_budget_violations']}. "
+        + ("**Met.**" if acc["met"] else "**Not met.**"),
+        "",
+    ]
+    for task in result["summary"]:
+        lines += doc_task(task, result)
+    return "\n".join(lines + [DOC_END])
+
+
+def write_doc(result: dict[str, Any], path: Path = DOC) -> None:
+    """Replace the part of ``path`` between DOC_BEGIN and DOC_END with `doc_section`."""
+    text = path.read_text()
+    head, rest = text.split(DOC_BEGIN, 1)
+    tail = rest.split(DOC_END, 1)[1]
+    path.write_text(head + doc_section(result) + tail)
+
+
 def hardcore_rank_correlation(args: argparse.Namespace) -> dict[str, Any]:
     """Inherited-weight vs trained-from-scratch accuracy of sub-networks of one HardCoReNAS supernet.
 
@@ -377,6 +529,15 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="default: benchmarks/results/samplers.json (--quick: a temp file)")
     parser.add_argument("--rank-correlation", action="store_true", help="also run the HardCoReNAS rank study")
     parser.add_argument("--rank-only", action="store_true", help="only the HardCoReNAS rank study")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="run nothing: the runs of FILEs (other invocations' --out, e.g. run beside this one or for other "
+        "seeds) replace those settings' runs in --out; the document is rewritten from the result",
+    )
+    parser.add_argument("--doc", default=str(DOC), help="the document whose measured part is written from the JSON")
     parser.add_argument("--rank-subnets", type=int, default=12)
     parser.add_argument("--rank-scratch-epochs", type=int, default=10)
     parser.add_argument("--supernet-epochs", type=int, default=20)
@@ -399,6 +560,9 @@ def main() -> None:
         out_path.write_text(json.dumps(result, indent=1))
         print(json.dumps({k: v for k, v in result["hardcore_rank_correlation"].items() if k != "subnets"}, indent=1))
         print(f"written to {args.out}")
+        return
+    if args.merge:
+        merge(args, previous)
         return
     tasks = [t for t in args.tasks if TASKS[t].get("task.dataset", t) in dataset_names()]
     skipped = sorted(set(args.tasks) - set(tasks))
@@ -438,9 +602,34 @@ def main() -> None:
     if args.rank_correlation:
         previous["hardcore_rank_correlation"] = hardcore_rank_correlation(args)
     result = write(args, runs, skipped, previous)
+    if not args.quick:
+        write_doc(result, Path(args.doc))
     print(json.dumps(result["summary"], indent=1))
     print(f"written to {args.out}")
     shutil.rmtree(work, ignore_errors=True)
+
+
+def merge(args: argparse.Namespace, previous: dict[str, Any]) -> None:
+    """``--merge FILE ...``: the FILEs' runs replace their settings' runs in ``--out``; then the document."""
+    others = [(f, json.loads(Path(f).read_text())) for f in args.merge]
+    for f, other in others:
+        if any(other["setup"][k] != getattr(args, k) for k in ("n_trials", "train_epochs", "finetune_epochs")):
+            raise SystemExit(f"--merge {f}: its setup differs from this invocation's (--n-trials, epochs)")
+    threads = {d["setup"]["torch_threads"] for d in [previous, *(o for _, o in others)] if d}
+    if len(threads) > 1:
+        raise SystemExit(f"--merge: the files ran with different torch thread counts {sorted(threads)}")
+    torch.set_num_threads(threads.pop())  # the setup records the runs' threads, not this invocation's
+    theirs = [r for _, other in others for r in other["runs"]]
+    keys = [(r["task"], r["sampler"], r["seed"]) for r in theirs]
+    if len(set(keys)) < len(keys):
+        raise SystemExit(f"--merge: runs of one (setting, sampler, seed) in two files: {sorted(keys)}")
+    runs = [r for r in previous.get("runs", []) if r["task"] not in {r["task"] for r in theirs}]
+    runs += [dict(r, reused_from_earlier_invocation=True) for r in theirs]
+    args.reused = sorted({f"{r['task']}:{r['sampler']}" for r in runs if r.get("reused_from_earlier_invocation")})
+    result = write(args, runs, [], previous)
+    write_doc(result, Path(args.doc))
+    print(json.dumps(result["acceptance"], indent=1))
+    print(f"merged {', '.join(args.merge)} into {args.out}; {args.doc} rewritten")
 
 
 def write(
@@ -500,6 +689,7 @@ def write(
         "hardcore: supernet training (sandwich path sampling) inside "
         "the first trial, inherited scoring (1 epoch from supernet weights instead of train_epochs)"
     )
+    result["acceptance"] = acceptance(result["summary"], runs)
     result = {**{k: v for k, v in previous.items() if k not in result}, **result}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))

@@ -1,0 +1,32 @@
+"""The documents quote the benchmark results as the benchmark scripts write them: no figure is stale or typed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / f"benchmarks/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_measured_section_is_what_readme_measured_writes():
+    text = (ROOT / "README.md").read_text()
+    start, end = text.index("## Measured"), text.index("## Layout")
+    expected = script("readme_measured").measured_section() + "\n"
+    assert text[start:end] == expected, "stale: run python benchmarks/readme_measured.py --write"
+
+
+def test_the_sampler_tables_of_docs_samplers_are_what_the_benchmark_writes():
+    samplers = script("samplers")
+    text = samplers.DOC.read_text()
+    written = samplers.DOC_BEGIN + text.split(samplers.DOC_BEGIN, 1)[1].split(samplers.DOC_END, 1)[0] + samplers.DOC_END
+    result = json.loads((ROOT / "benchmarks/results/samplers.json").read_text())
+    assert written == samplers.doc_section(result), "stale: run python benchmarks/samplers.py --merge … or a run"
