@@ -55,6 +55,7 @@ class HardCoReOptions(SamplerOptions):
 
     budget_ms: float | list[float] | None = None
     schedule: Literal["golden", "sweep"] = "golden"
+    spacing: Literal["linear", "log"] = "linear"
     n_budgets: int = Field(10, ge=1)
     width_mult: float | None = None
     stem_channels: int | None = None
@@ -124,6 +125,8 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         schedule: ``"golden"`` spreads trial ``k``'s budget over the range by the golden-ratio sequence
             (any prefix covers it evenly); ``"sweep"`` walks it low → high in ``n_budgets`` steps.
         n_budgets: steps of the ``"sweep"`` schedule.
+        spacing: ``"linear"`` spreads the schedule evenly in ms; ``"log"`` evenly in log-latency (equal
+            ratios: as many budgets between 0.02 and 0.04 ms as between 0.2 and 0.4 ms).
         width_mult: fix every stage's width multiplier (one of the space's); default ``None``: the
             supernet is elastic in width (per stage) and stem, and every macro (stem × stage count ×
             per-stage widths) is searched: each macro has its own exact latency model, a greedy screen
@@ -164,6 +167,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         self.options = opts
         self.budget_bounds: tuple[float, float] | None = opts.budget_bounds()
         self.schedule, self.n_budgets, self.scoring = opts.schedule, opts.n_budgets, opts.scoring
+        self.spacing = opts.spacing
         self.width_mult, self.stem_channels = opts.width_mult, opts.stem_channels
         self.finetune_epochs = opts.finetune_epochs
         self.supernet_epochs, self.supernet_batch_size = opts.supernet_epochs, opts.supernet_batch_size
@@ -318,6 +322,8 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             frac = (number % self.n_budgets) / max(1, self.n_budgets - 1)
         else:
             frac = (0.5 + number * _GOLDEN) % 1.0
+        if self.spacing == "log":
+            return low * (high / low) ** frac
         return low + (high - low) * frac
 
     # ---------------------------------------------------------------------------- sampler API

@@ -197,6 +197,13 @@ def test_budget_schedules_cover_the_range_and_respect_the_latency_constraint():
     sweep = HardCoReNASSampler(SPACE, schedule="sweep", n_budgets=4, budget_ms=[1.0, 4.0])
     sweep.models = [model]
     assert [sweep.budget_for(k) for k in range(5)] == [1.0, 2.0, 3.0, 4.0, 1.0]
+    log = HardCoReNASSampler(SPACE, schedule="sweep", n_budgets=3, budget_ms=[1.0, 4.0], spacing="log")
+    log.models = [model]
+    assert [log.budget_for(k) for k in range(3)] == pytest.approx([1.0, 2.0, 4.0])  # equal ratios
+    golden_log = HardCoReNASSampler(SPACE, budget_ms=[0.02, 0.5], spacing="log")
+    golden_log.models = [model]
+    budgets = np.array([golden_log.budget_for(k) for k in range(30)])
+    assert 13 <= np.sum(budgets < 0.1) <= 17  # half below the geometric mean 0.1 ms (linear: 1 in 6)
 
 
 def test_hardcore_searches_a_cnn1d_space_on_mnist1d_within_every_budget(table):
