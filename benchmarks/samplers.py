@@ -52,7 +52,7 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "nsga2": ("nsga2", {"population_size": 8}),
     "dnas": ("dnas", {"lambdas": [0.0, 0.1, 0.3, 1.0, 3.0], "epochs": 3, "warmup_epochs": 1}),
     # Inherited scoring: each trial starts from the supernet and trains 1 epoch instead of train_epochs.
-    "hardcore": ("hardcore", {"supernet_epochs": 15, "scoring": "inherited", "finetune_epochs": 1}),
+    "hardcore": ("hardcore", {"supernet_epochs": 15, "scoring": "inherited", "finetune_epochs": 1, "spacing": "log"}),
 }
 
 # Task (a benchmark setting) → overrides of studies/quickstart.toml: the same space, as 1-D convolutions
