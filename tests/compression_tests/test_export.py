@@ -68,7 +68,9 @@ def test_fake_quant_model_exports_with_quantized_weights(task, tmp_path):
 
 @pytest.mark.parametrize("candidate", [CNN, MLP], ids=["cnn-static-qdq", "mlp-dynamic"])
 def test_int8_onnx_parity_on_test_split(candidate, task, tmp_path):
-    model = _trained(candidate, task)  # a barely trained model has tiny margins; 6 epochs reach ~90%
+    # A barely trained model has tiny margins: at 6 epochs (~90%) the CNN's INT8 file agreed on 98.9% here
+    # (AVX2 EPYC) with full-range weights and 97.8% with 7-bit ones; at 12 epochs 99.2% and 99.4%.
+    model = _trained(candidate, task, epochs=12)
     fp32 = export_onnx(model, task.x_train[:1], tmp_path / "fp32.onnx")
     int8 = quantize_onnx_int8(fp32, tmp_path / "int8.onnx", calibration=task.x_train[:256])
     import onnx

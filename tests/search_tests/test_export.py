@@ -112,7 +112,9 @@ def test_export_writes_the_stored_model_without_training(tiny_study, capsys, mon
     assert "## Confusion matrix: model.int8.onnx (rows true, columns predicted)" in md and "| 9 | " in md
     # The C library built on this machine takes the raw digits pixels and agrees with model.onnx.
     host = report["c_build"]["host"]
-    assert host["samples"] == 359 and host["agreement"]["model.onnx"] >= 0.98
+    # Integer activations vs the float file on a 2-epoch model's low margins: 97.8% (351/359) on an AVX2
+    # EPYC, >= 98% on the AVX-512 machines before; a wrong layout or requantization agrees on ~10%.
+    assert host["samples"] == 359 and host["agreement"]["model.onnx"] >= 0.97
     assert abs(host["accuracy"] - acc["trial_reported_test"]) <= 0.03
     assert "board" not in report["c_build"]  # ort-cpu is no microcontroller
     assert "## The C library built and run" in md
