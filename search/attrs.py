@@ -33,13 +33,17 @@ STUDY_SAMPLER_SEED = "jointnas:sampler_seed:"
 ``jointnas:sampler_seed:<trials already in the study>:<host:pid>`` = the seed (`jointnas.search.study.seed_sampler`)."""
 
 TRIAL_SURPLUS = "jointnas:surplus"
-"""Set on a trial claimed after the budget was already reached (pruned before it ran)."""
+"""Set on a trial claimed after the budget was already reached (pruned before it ran), or crowded out
+when its objective returned by a re-queued trial whose claim stands before it (pruned before it was told)."""
 TRIAL_WORKER = "worker"
 """The worker (``host:pid``) that ran a trial; every trial records it, surplus ones too."""
 TRIAL_FAIL_REASON = "fail_reason"
 """Why a trial FAILed (diverged, out of memory, interrupted, its worker stopped sending heartbeats)."""
 TRIAL_LEASE = "jointnas:lease"
 """Trial system attr on journal storages: the ``time.time()`` its worker last renewed it (heartbeat)."""
+TRIAL_RETRY_OF = "failed_trial"
+"""Optuna's trial system attr on a re-queued trial (`optuna.storages.RetryFailedTrialCallback`): the
+number of the first trial whose parameters it retries; the budget orders a retry's claim by it."""
 
 __all__ = [
     "STUDY_ARTIFACT_DIR",
@@ -52,6 +56,7 @@ __all__ = [
     "STUDY_VERSIONS",
     "TRIAL_FAIL_REASON",
     "TRIAL_LEASE",
+    "TRIAL_RETRY_OF",
     "TRIAL_SURPLUS",
     "TRIAL_WORKER",
 ]

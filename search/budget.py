@@ -10,6 +10,11 @@ Semantics (the same for one process and for many processes on many hosts):
   *numbered below it* is surplus and is ended as PRUNED at once (user attr ``jointnas:surplus``),
   before any training. Hence COMPLETE never exceeds ``n_trials``; surplus trials are not duplicates
   (they have their own numbers and no values) and every report counts COMPLETE trials only.
+* A re-queued trial takes its original's place in that order (its claim is ordered by system attr
+  ``failed_trial``, not by its own number), and a trial checks its claim again when its objective
+  returns, before it is told: Optuna marks a stale trial FAIL *before* it re-queues its parameters,
+  so a trial started in between finds neither, passes, and would crowd the retry out of the budget;
+  the second check finds the retry ordered below it and ends that trial as surplus instead.
 * A trial that FAILs gives its slot back and some worker runs another trial.
 * A worker killed mid-trial (SIGKILL, power loss) stops beating; after the grace period the next
   worker marks its trial FAIL (``fail_reason``: ``worker HOST:PID stopped sending heartbeats``) and
@@ -28,6 +33,7 @@ a RUNNING trial from a dead one, so there only COMPLETE trials are counted: work
 from __future__ import annotations
 
 import bisect
+import json
 import os
 import socket
 import sys
@@ -40,7 +46,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from .attrs import TRIAL_FAIL_REASON, TRIAL_SURPLUS, TRIAL_WORKER
+from .attrs import TRIAL_FAIL_REASON, TRIAL_RETRY_OF, TRIAL_SURPLUS, TRIAL_WORKER
 from .heartbeat import STALE, storage_lost
 
 #: Seconds a worker sleeps while the remaining budget is held by running trials.
@@ -84,10 +90,10 @@ class TrialStates:
     Each `counts` call reads only the trials table rows that may have changed since the last call —
     rows with a higher ``trial_id`` (new trials) and the rows of trials not yet final (RUNNING,
     WAITING) — with no relationship loads, so its cost does not grow with the study: a worker checks
-    the budget twice per trial, and counting 10k rows each time cost milliseconds (syncing Optuna's
-    trial cache cost tens). Final states (COMPLETE, FAIL, PRUNED) never change, so their trial numbers
-    are kept sorted and counted with bisection. New trials appear in ``trial_id`` order because Optuna
-    creates a study's trials under a lock on the study row.
+    the budget three times per trial, and counting 10k rows each time cost milliseconds (syncing
+    Optuna's trial cache cost tens). Final states (COMPLETE, FAIL, PRUNED) never change, so their
+    claim orders (`claim_order`) are kept sorted and counted with bisection. New trials appear in
+    ``trial_id`` order because Optuna creates a study's trials under a lock on the study row.
     """
 
     FINAL = ("COMPLETE", "FAIL", "PRUNED")
@@ -96,19 +102,25 @@ class TrialStates:
         self.rdb = rdb
         self.study_id = study_id
         self.watermark = -1
-        self.pending: dict[int, tuple[int, str]] = {}  # trial_id -> (number, state), not final yet
-        self.final: dict[str, list[int]] = {name: [] for name in self.FINAL}  # sorted trial numbers
+        self.pending: dict[int, tuple[int, str]] = {}  # trial_id -> (claim order, state), not final yet
+        self.final: dict[str, list[int]] = {name: [] for name in self.FINAL}  # sorted claim orders
 
     def _sync(self) -> None:
         import sqlalchemy
         from optuna.storages._rdb import models
 
         trials = models.TrialModel.__table__
+        retry_of = models.TrialSystemAttributeModel.__table__
         changed = trials.c.trial_id > self.watermark
         if self.pending:
             changed = sqlalchemy.or_(changed, trials.c.trial_id.in_(list(self.pending)))
-        query = sqlalchemy.select(trials.c.trial_id, trials.c.number, trials.c.state).where(
-            trials.c.study_id == self.study_id, changed
+        joined = trials.outerjoin(
+            retry_of, sqlalchemy.and_(retry_of.c.trial_id == trials.c.trial_id, retry_of.c.key == TRIAL_RETRY_OF)
+        )
+        query = (
+            sqlalchemy.select(trials.c.trial_id, trials.c.number, trials.c.state, retry_of.c.value_json)
+            .select_from(joined)
+            .where(trials.c.study_id == self.study_id, changed)
         )
 
         def read() -> list[Any]:
@@ -117,23 +129,24 @@ class TrialStates:
 
         retry = getattr(self.rdb, "_retry", None)  # `ReasonRDBStorage` waits for a lost server
         rows = retry(read) if retry is not None else read()
-        for trial_id, number, state in rows:
+        for trial_id, number, state, retry_of_json in rows:
             name = _state_name(state)
+            order = int(json.loads(retry_of_json)) if retry_of_json is not None else number
             self.watermark = max(self.watermark, trial_id)
             if name in self.final:
                 self.pending.pop(trial_id, None)
-                bisect.insort(self.final[name], number)
+                bisect.insort(self.final[name], order)
             else:
-                self.pending[trial_id] = (number, name)
+                self.pending[trial_id] = (order, name)
 
     def counts(self, below: int | None = None) -> dict[str, int]:
-        """Trials per state name now; ``below``: only trials numbered below it."""
+        """Trials per state name now; ``below``: only trials whose `claim_order` is below it."""
         self._sync()
         out = {s.name: 0 for s in TrialState}
-        for name, numbers in self.final.items():
-            out[name] = len(numbers) if below is None else bisect.bisect_left(numbers, below)
-        for number, name in self.pending.values():
-            if below is None or number < below:
+        for name, orders in self.final.items():
+            out[name] = len(orders) if below is None else bisect.bisect_left(orders, below)
+        for order, name in self.pending.values():
+            if below is None or order < below:
                 out[name] += 1
         return out
 
@@ -141,6 +154,16 @@ class TrialStates:
 def _state_name(state: Any) -> str:
     """The stored state column as a `TrialState` name (SQLAlchemy returns the enum, or its name)."""
     return state.name if isinstance(state, TrialState) else str(state)
+
+
+def claim_order(number: int, system_attrs: dict[str, Any]) -> int:
+    """Where a trial's claim on the budget stands: its number, or its original's for a re-queued trial.
+
+    Example:
+        >>> claim_order(7, {"failed_trial": 2, "retry_history": [2]}), claim_order(7, {})
+        (2, 7)
+    """
+    return int(system_attrs.get(TRIAL_RETRY_OF, number))
 
 
 class _CacheStates:
@@ -152,7 +175,7 @@ class _CacheStates:
     def counts(self, below: int | None = None) -> dict[str, int]:
         out = {s.name: 0 for s in TrialState}
         for t in self.study.get_trials(deepcopy=False):
-            if below is None or t.number < below:
+            if below is None or claim_order(t.number, t.system_attrs) < below:
                 out[t.state.name] += 1
         return out
 
@@ -208,19 +231,24 @@ class _Guarded:
         self.current = trial
         # Every trial names its worker, surplus ones too: a PRUNED surplus trial says who created it.
         trial.set_user_attr(TRIAL_WORKER, WORKER_ID)
-        states = ("COMPLETE", "RUNNING", "WAITING") if self.exact else ("COMPLETE",)
-        if self.counter is None:
-            self.counter = state_counter(trial.study)
-        below = self.counter.counts(below=trial.number)
-        claims = sum(below[s] for s in states)
-        if claims >= self.n_trials:
-            trial.set_user_attr(TRIAL_SURPLUS, True)
-            self.surplus += 1
-            raise optuna.TrialPruned(f"budget of {self.n_trials} COMPLETE trials already claimed")
+        order = claim_order(trial.number, trial.study._storage.get_trial_system_attrs(trial._trial_id))
+        self._check_claim(trial, order, "already claimed")
         values = self.objective(trial)
+        self._check_claim(trial, order, "claimed by a re-queued trial meanwhile")
         if self.on_success is not None:
             self.on_success(trial, values)
         return values
+
+    def _check_claim(self, trial: optuna.Trial, order: int, why: str) -> None:
+        """End ``trial`` as surplus (PRUNED) if ``n_trials`` claims stand before its claim ``order``."""
+        states = ("COMPLETE", "RUNNING", "WAITING") if self.exact else ("COMPLETE",)
+        if self.counter is None:
+            self.counter = state_counter(trial.study)
+        below = self.counter.counts(below=order)
+        if sum(below[s] for s in states) >= self.n_trials:
+            trial.set_user_attr(TRIAL_SURPLUS, True)
+            self.surplus += 1
+            raise optuna.TrialPruned(f"budget of {self.n_trials} COMPLETE trials {why}")
 
 
 def _optimize(
@@ -328,6 +356,7 @@ __all__ = [
     "Terminated",
     "TrialStates",
     "budget_counts",
+    "claim_order",
     "heartbeat_enabled",
     "interrupt_reason",
     "raise_terminated",

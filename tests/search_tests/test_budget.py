@@ -95,6 +95,30 @@ def test_workers_wait_for_running_trials_then_stop_at_exactly_the_budget(tmp_pat
     assert states == {TrialState.COMPLETE: 2, TrialState.FAIL: 1}
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_retry_queued_after_a_trial_started_keeps_its_place_in_the_budget(tmp_path, kind):
+    """Optuna fails a stale trial, then re-queues it: a trial started in between is crowded out, not the retry."""
+    url = f"sqlite:///{tmp_path / 'r.db'}" if kind == "sqlite" else f"journal://{tmp_path / 'r.log'}"
+    study = optuna.create_study(storage=open_storage(url, heartbeat_s=1, grace_s=60), study_name=unique("retry"))
+    stale = study.ask()  # a dead worker's trial, failed by another worker that has not re-queued it yet
+    stale.suggest_float("x", 0, 1)
+    study.tell(stale, state=TrialState.FAIL)
+    ran = []
+
+    def objective(trial: optuna.Trial) -> float:
+        if not ran:  # the other worker's re-queue lands while this trial runs
+            optuna.storages.RetryFailedTrialCallback()(study, study._storage.get_trial(stale._trial_id))
+        ran.append(trial.number)
+        return _x(trial)
+
+    assert run_trials(study, objective, n_trials=1, poll_s=0.1) == 1
+    crowded, retry = study.trials[1], study.trials[2]
+    assert ran == [1, 2]  # the retry was queued as trial 2 and ran after trial 1
+    assert crowded.state == TrialState.PRUNED and crowded.user_attrs[TRIAL_SURPLUS] is True
+    assert retry.state == TrialState.COMPLETE and retry.params == stale.params
+    assert retry.system_attrs["failed_trial"] == stale.number
+
+
 def _wait_for_running_trial_of(storage, study_name: str, pid: int, timeout: float) -> int:
     deadline = time.time() + timeout
     while time.time() < deadline:
