@@ -90,8 +90,8 @@ class TrialStates:
     Each `counts` call reads only the trials table rows that may have changed since the last call —
     rows with a higher ``trial_id`` (new trials) and the rows of trials not yet final (RUNNING,
     WAITING) — with no relationship loads, so its cost does not grow with the study: a worker checks
-    the budget three times per trial, and counting 10k rows each time cost milliseconds (syncing
-    Optuna's trial cache cost tens). Final states (COMPLETE, FAIL, PRUNED) never change, so their
+    the budget three times per trial (twice without heartbeats), and counting 10k rows each time cost
+    milliseconds (syncing Optuna's trial cache cost tens). Final states (COMPLETE, FAIL, PRUNED) never change, so their
     claim orders (`claim_order`) are kept sorted and counted with bisection. New trials appear in
     ``trial_id`` order because Optuna creates a study's trials under a lock on the study row.
     """
@@ -234,7 +234,8 @@ class _Guarded:
         order = claim_order(trial.number, trial.study._storage.get_trial_system_attrs(trial._trial_id))
         self._check_claim(trial, order, "already claimed")
         values = self.objective(trial)
-        self._check_claim(trial, order, "claimed by a re-queued trial meanwhile")
+        if self.exact:  # only heartbeats re-queue trials; without them finishing peers are no reason to prune
+            self._check_claim(trial, order, "claimed by a re-queued trial meanwhile")
         if self.on_success is not None:
             self.on_success(trial, values)
         return values
