@@ -275,6 +275,11 @@ def _share(row: dict[str, Any] | None) -> str:
     return "not reached" if t is None else f"{t:.0f} s ({row['fraction_of_nsga2_wall']:.2f})"
 
 
+def _hv(value: float | None) -> str:
+    """A final HV for the verdict; ``None`` is a sampler the invocation did not run (`--samplers hardcore`)."""
+    return "not run" if value is None else format(value, ".3f")
+
+
 def _first_trials(runs: list[dict[str, Any]], goal: list[str]) -> str:
     """When the supernet samplers' first trials finished, and HardCoReNAS's failed and over-budget trials."""
     firsts = []
@@ -347,11 +352,8 @@ def doc_section(result: dict[str, Any]) -> str:
         ]
         verdict.append(f"{LABELS[s]}: " + ", ".join(parts) + (" (met)" if acc["reach_met_on"][s] else " (**missed**)"))
 
-    def hv(value: float | None) -> str:  # a sampler an invocation did not run (e.g. `--samplers hardcore`)
-        return "not run" if value is None else format(value, ".3f")
-
     random_parts = [
-        f"{t}: {hv(v['hardcore'])} vs {hv(v['random'])}" + ("" if v["met"] else " (**missed**)")
+        f"{t}: {_hv(v['hardcore'])} vs {_hv(v['random'])}" + ("" if v["met"] else " (**missed**)")
         for t, v in acc["hardcore_vs_random"].items()
     ]
     lines = [
