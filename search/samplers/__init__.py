@@ -1,4 +1,5 @@
-"""Samplers by name: Optuna's built-ins with options from the study file."""
+"""Samplers by name: Optuna's built-ins (NSGA-II made safe for many workers, `_nsga2.py`) and the supernet
+samplers, with options from the study file."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from jointnas.spaces import SpaceConfig, UserInputError, grid_search_space
 
 from ._dnas import DNASSampler
 from ._hardcore import HardCoReNASSampler
+from ._nsga2 import NSGAIISampler
 from ._options import SamplerOptions, signature_options
 
 
@@ -46,7 +48,7 @@ def make_sampler(
     if name == "tpe":
         return _construct(optuna.samplers.TPESampler, name, options, seed=seed, constraints_func=None)
     if name == "nsga2":
-        return _construct(optuna.samplers.NSGAIISampler, name, options, seed=seed, constraints_func=None)
+        return _construct(NSGAIISampler, name, options, seed=seed, constraints_func=None)
     if name == "gp":
         return _construct(optuna.samplers.GPSampler, name, options, seed=seed, constraints_func=None)
     if name == "random":
@@ -63,4 +65,4 @@ def make_sampler(
     raise UserInputError(f"unknown sampler {name!r}; choose one of tpe, nsga2, random, grid, gp, dnas, hardcore")
 
 
-__all__ = ["DNASSampler", "HardCoReNASSampler", "make_sampler"]
+__all__ = ["DNASSampler", "HardCoReNASSampler", "NSGAIISampler", "make_sampler"]

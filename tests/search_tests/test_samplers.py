@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from jointnas.search.cli import main
-from jointnas.search.samplers import make_sampler
+from jointnas.search.samplers import NSGAIISampler, make_sampler
 from jointnas.spaces import SpaceConfig, UserInputError
 
 from ..conftest import TINY_CONFIG, write_config
@@ -56,3 +56,36 @@ def test_a_wrong_option_type_of_an_optuna_sampler_is_one_line_and_writes_nothing
     err = capsys.readouterr().err
     assert err.strip() == f"error: {message}" and "Traceback" not in err
     assert not (tmp_path / "tiny.db").exists()
+
+
+def _conditional(trial: optuna.Trial) -> tuple[float, float]:
+    """``b`` exists in every trial but number 1 (as ``s1_*`` exists only with two stages)."""
+    a = trial.suggest_categorical("a", [0, 1, 2])
+    b = trial.suggest_categorical("b", [0, 1]) if trial.number != 1 else 0
+    return float(a + b), float(a * b)
+
+
+@pytest.mark.parametrize("cls", [optuna.samplers.NSGAIISampler, NSGAIISampler])
+def test_nsga2_children_take_only_what_every_parent_holds(cls):
+    """The race of two workers, in one process: the relative space ``{a, b}`` was taken before trial 1
+    (without ``b``) completed and joined the parents. Optuna's crossover fails on it; ours leaves ``b``
+    to independent sampling."""
+    study = optuna.create_study(directions=["minimize"] * 2, sampler=cls(seed=0, population_size=2, crossover_prob=1.0))
+    study.optimize(_conditional, n_trials=2)
+    trial = study._storage.get_trial(study.ask()._trial_id)
+    stale = {name: optuna.distributions.CategoricalDistribution(c) for name, c in (("a", [0, 1, 2]), ("b", [0, 1]))}
+    if cls is optuna.samplers.NSGAIISampler:
+        with pytest.raises(KeyError, match="'b'"):
+            study.sampler.sample_relative(study, trial, stale)
+        return
+    child = study.sampler.sample_relative(study, trial, stale)
+    assert set(child) <= {"a"} and child.get("a", 0) in (0, 1, 2)
+
+
+def test_nsga2_proposes_what_optunas_does_in_one_process():
+    def run(cls):
+        study = optuna.create_study(directions=["minimize"] * 2, sampler=cls(seed=3, population_size=4))
+        study.optimize(_conditional, n_trials=16)
+        return [t.params for t in study.trials]
+
+    assert run(NSGAIISampler) == run(optuna.samplers.NSGAIISampler)

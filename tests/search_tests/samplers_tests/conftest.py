@@ -16,7 +16,7 @@ import pytest
 
 from jointnas.devices import LatencyTable
 from jointnas.objectives import TaskConfig, TaskData, load_task
-from jointnas.search.samplers import DNASSampler, HardCoReNASSampler
+from jointnas.search.samplers import DNASSampler, HardCoReNASSampler, NSGAIISampler
 from jointnas.spaces import SpaceConfig, sample_candidate
 
 SPACE = SpaceConfig(
@@ -81,7 +81,7 @@ def _hardcore(ctx: Context, seed: int) -> optuna.samplers.BaseSampler:
 SAMPLER_FACTORIES: dict[str, Callable[[Context, int], optuna.samplers.BaseSampler]] = {
     "random": lambda ctx, seed: optuna.samplers.RandomSampler(seed=seed),
     "tpe": lambda ctx, seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=3),
-    "nsga2": lambda ctx, seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=4),
+    "nsga2": lambda ctx, seed: NSGAIISampler(seed=seed, population_size=4),  # what `make_sampler` builds
     "dnas": _dnas,
     "hardcore": _hardcore,
 }
