@@ -78,8 +78,16 @@ DEFAULT_TASKS = ["digits", "mnist1d"]
 
 # (task, sampler) → options over SAMPLERS' for that setting: with costly trials both supernet samplers
 # start their proposals from the supernet's weights (3 epochs instead of 20) and train it longer.
+# DNAS's anchors span λ up to 10 there: with the quickstart grid (λ ≤ 3) its first pass stopped at
+# 1.7 KB of Flash and it reached NSGA-II's final HV in 0 of 3 seeds within 1/3 (docs/samplers.md).
 TASK_SAMPLER_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {
-    ("mnist1d_costly", "dnas"): {"epochs": 10, "warmup_epochs": 2, "scoring": "inherited", "finetune_epochs": 3},
+    ("mnist1d_costly", "dnas"): {
+        "epochs": 10,
+        "warmup_epochs": 2,
+        "scoring": "inherited",
+        "finetune_epochs": 3,
+        "lambdas": [0.0, 0.3, 1.0, 3.0, 10.0],
+    },
     ("mnist1d_costly", "hardcore"): {"supernet_epochs": 30, "finetune_epochs": 3},
 }
 
