@@ -69,7 +69,7 @@ class HardCoReOptions(SamplerOptions):
     fw_iterations: int = Field(30, ge=0)
     macro_top_k: int = Field(3, ge=1)
     artifact_store: Any = None
-    inner_sampler: Literal["random", "tpe"] | InstanceOf[BaseSampler] = "random"
+    inner_sampler: Literal["random", "tpe"] | InstanceOf[BaseSampler] = "tpe"
 
     @field_validator("budget_ms")
     @classmethod
@@ -146,7 +146,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         artifact_store: directory or Optuna ArtifactStore for the supernet weights; default the
             study's artifact directory (see `default_artifact_store`).
         inner_sampler: sampler of the parameters outside the architecture (compression knobs):
-            ``"random"`` (default), ``"tpe"`` or any Optuna sampler.
+            ``"tpe"`` (default; multivariate TPE, seeded with ``seed``), ``"random"`` or any Optuna sampler.
     """
 
     Options = HardCoReOptions

@@ -112,8 +112,12 @@ def test_options_are_validated():
         make_sampler("hardcore", {}, seed=0, space=SpaceConfig(family="mlp"))
     with pytest.raises(UserInputError, match=r"options.supernet_epochs: input should be a valid integer \(got 1.5\)"):
         make_sampler("hardcore", {"supernet_epochs": 1.5}, seed=0, space=SPACE)
-    sampler = make_sampler("hardcore", {"scoring": "full", "inner_sampler": "tpe"}, seed=0, space=SPACE)
+    sampler = make_sampler("hardcore", {"scoring": "full", "inner_sampler": "random"}, seed=0, space=SPACE)
     assert isinstance(sampler, HardCoReNASSampler) and sampler.scoring == "full"
+    assert isinstance(sampler._inner, optuna.samplers.RandomSampler)
+    # the default draws the compression knobs with multivariate TPE (the sampler benchmark's finding)
+    inner = make_sampler("hardcore", {}, seed=0, space=SPACE)._inner
+    assert isinstance(inner, optuna.samplers.TPESampler) and inner._multivariate
 
 
 HARDCORE = TINY_CONFIG.replace(
