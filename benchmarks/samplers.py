@@ -40,6 +40,7 @@ import torch
 from optuna._hypervolume import compute_hypervolume
 from optuna.trial import FrozenTrial, TrialState
 
+from jointnas.devices import device_fingerprint
 from jointnas.objectives.tasks import dataset_names
 from jointnas.search.config import apply_overrides, load_config
 from jointnas.search.study import create_or_resume, run_study, versions
@@ -159,6 +160,7 @@ def run_one(task: str, sampler: str, seed: int, args: argparse.Namespace, work: 
         "wall_time_s": round(time.perf_counter() - started, 2),
         # 1-minute load average before and after: above ~2 other jobs shared the 2 cores.
         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "machine": device_fingerprint(),  # HVs and wall times compare within one machine only
         "trials": events,
     }
     out["train_epochs"] = config.pipeline.train_epochs
@@ -310,11 +312,13 @@ def doc_task(task: str, result: dict[str, Any]) -> list[str]:
     runs = [r for r in result["runs"] if r["task"] == task]
     ref = result["setup"]["reference_point"][task]
     loads = [v for r in runs for v in r.get("load_avg_1m", [])]
+    cpus = sorted({r["machine"]["cpu"] for r in runs if "machine" in r})  # runs before it was recorded: none
+    where = f"; {' and '.join(cpus)}" + (" (**mixed machines**)" if len(cpus) > 1 else "") if cpus else ""
     ov = result["setup"]["task_overrides"].get(task, {})
     epochs = (runs[0]["train_epochs"], ov.get("pipeline.finetune_epochs", result["setup"]["finetune_epochs"]))
     lines = [
         f"**{task}** ({epochs[0]} training and {epochs[1]} fine-tune epoch(s) per trial; reference point 1, "
-        f"{ref[1]:.4g} ms, {ref[2]:,.0f} B; 1-minute load average {min(loads):.1f}–{max(loads):.1f}):",
+        f"{ref[1]:.4g} ms, {ref[2]:,.0f} B; 1-minute load average {min(loads):.1f}–{max(loads):.1f}{where}):",
         "",
         "| sampler | final HV (mean ± std) | wall time (s, mean) | supernet training (s, per study) |",
         "|---|---|---|---|",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -43,3 +44,17 @@ def test_an_invocation_that_ran_one_sampler_still_writes_its_verdict():
     assert f"digits: {hard['final_hv_mean']:.3f} vs not run (**missed**)" in section
     assert f"| HardCoReNAS | {hard['final_hv_mean']:.3f} ± {hard['final_hv_std']:.3f} |" in section
     assert "| random |" not in section
+
+
+def test_a_settings_table_names_the_machine_its_runs_recorded():
+    samplers = script("samplers")
+    result = json.loads((ROOT / "benchmarks/results/samplers.json").read_text())
+    runs = [r for r in result["runs"] if r["task"] == "digits"]
+    # runs from before the field: no machine after the load average
+    assert re.search(r"load average [0-9.]+–[0-9.]+\):$", samplers.doc_task("digits", result)[0])
+    for i, r in enumerate(runs):
+        r["machine"] = {"cpu": "Intel Xeon" if i % 2 else "AMD EPYC", "machine": "x86_64"}
+    assert samplers.doc_task("digits", result)[0].endswith("; AMD EPYC and Intel Xeon (**mixed machines**)):")
+    for r in runs:
+        r["machine"]["cpu"] = "AMD EPYC"
+    assert samplers.doc_task("digits", result)[0].endswith("; AMD EPYC):")
