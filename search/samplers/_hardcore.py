@@ -46,6 +46,9 @@ ATTR_BUDGET = "hardcore:budget_ms"
 #: Study and trial user attr: supernet training seconds this study paid (0: reused from the store).
 ATTR_TRAIN_HERE = "hardcore:supernet_train_s"
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+#: 1/ρ² for the plastic number ρ (the second coordinate of the R2 low-discrepancy sequence): spreads the
+#: Flash weights of successive trials over [0, 1) independently of the golden-ratio budgets.
+_PLASTIC2 = 0.5698402909980532
 
 
 class HardCoReOptions(SamplerOptions):
@@ -68,6 +71,7 @@ class HardCoReOptions(SamplerOptions):
     score_samples: int = Field(48, ge=1)
     fw_iterations: int = Field(30, ge=0)
     macro_top_k: int = Field(3, ge=1)
+    flash_weight: float = Field(0.0, ge=0)
     artifact_store: Any = None
     inner_sampler: Literal["random", "tpe"] | InstanceOf[BaseSampler] = "tpe"
 
@@ -143,6 +147,10 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         score_samples: sub-networks evaluated with inherited weights to fit the proxy.
         fw_iterations: Frank-Wolfe iterations per macro and budget.
         macro_top_k: macros (best by the greedy screen) that get the Frank-Wolfe search per budget.
+        flash_weight: ``w > 0`` makes the search Flash-aware: trial ``k`` minimizes proxy loss
+            ``+ w_k · Flash / Flash_max`` under its latency budget (Flash of the float sub-network,
+            `flash_models`), ``w_k = w · frac(k / ρ²)`` spread over ``[0, w)`` beside the budgets;
+            ``0`` (default): latency only, as in the paper.
         artifact_store: directory or Optuna ArtifactStore for the supernet weights; default the
             study's artifact directory (see `default_artifact_store`).
         inner_sampler: sampler of the parameters outside the architecture (compression knobs):
@@ -173,7 +181,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         self.supernet_epochs, self.supernet_batch_size = opts.supernet_epochs, opts.supernet_batch_size
         self.supernet_lr, self.sandwich = opts.supernet_lr, opts.sandwich
         self.score_samples, self.fw_iterations = opts.score_samples, opts.fw_iterations
-        self.macro_top_k = opts.macro_top_k
+        self.macro_top_k, self.flash_weight = opts.macro_top_k, opts.flash_weight
         self.artifact_store = opts.artifact_store
         #: The trial artifacts' directory of the jointnas runner (`set_context`): the supernet's store
         #: when no ``artifact_store`` option is given.
@@ -192,6 +200,8 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         self.choices: SpaceChoices | None = None
         self.macros: list[Macro] = []
         self.models: list[LatencyModel] = []
+        #: Flash bytes per macro in `LatencyModel`'s layout (`flash_models`), with ``flash_weight`` > 0.
+        self.flash: list[LatencyModel] = []
         self.scores: ScoreModel | None = None
         self.supernet: Any = None
         self.supernet_record: dict[str, Any] = {}
@@ -296,6 +306,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         if record["trained_here"] or record.get("reused"):
             study.set_user_attr(ATTR_TRAIN_HERE, self._train_here())
         self.models = sn.latency_models(net, choices, self.macros, self.table)
+        self.flash = sn.flash_models(net, choices, self.macros) if self.flash_weight > 0 else []
         # The proxy: validation loss of sampled sub-networks with inherited weights, fitted additively.
         rng = np.random.default_rng([self.seed, 2])
         archs = [sn.random_arch(choices, self.macros, rng) for _ in range(self.score_samples)]
@@ -326,6 +337,18 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             return low * (high / low) ** frac
         return low + (high - low) * frac
 
+    def flash_weight_for(self, number: int) -> float:
+        """The Flash weight ``w_k`` of trial ``number`` (0 without ``flash_weight``)."""
+        return self.flash_weight * ((number * _PLASTIC2) % 1.0)
+
+    def _flash_scores(self, weight: float) -> list[ScoreModel] | None:
+        """Per macro, the proxy plus ``weight`` × Flash / the largest sub-network's Flash (None at weight 0)."""
+        if weight <= 0 or not self.flash:
+            return None
+        assert self.scores is not None
+        scale = weight / max(f.max_ms for f in self.flash)
+        return [self.scores.penalized(f, scale) for f in self.flash]
+
     # ---------------------------------------------------------------------------- sampler API
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return arch_distributions(self.space)
@@ -337,7 +360,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             return {}
         self._ensure_ready(study)
         assert self.choices is not None and self.scores is not None
-        budget = self.budget_for(trial.number)
+        budget, weight = self.budget_for(trial.number), self.flash_weight_for(trial.number)
         t0 = time.perf_counter()
         result = search_macros(
             self.models,
@@ -346,8 +369,11 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             iterations=self.fw_iterations,
             seed=self.seed + trial.number,
             top_k=self.macro_top_k,
+            macro_scores=self._flash_scores(weight),
         )
         record: dict[str, Any] = {ATTR_BUDGET: budget, "hardcore:search_s": time.perf_counter() - t0}
+        if self.flash_weight > 0:
+            record["hardcore:flash_weight"] = weight
         record[ATTR_TRAIN_HERE] = self._train_here()
         if result.arch is None:
             # Still propose a valid point (the fastest sub-network) so plain Optuna code runs; the jointnas

@@ -55,6 +55,14 @@ class ScoreModel:
             sum(self.stage_terms[s][c, j] for s, (c, j) in enumerate(zip(arch.choices, arch.depths, strict=True)))
         )
 
+    def penalized(self, cost: LatencyModel, weight: float) -> ScoreModel:
+        """This proxy plus ``weight`` × ``cost`` for the sub-networks of ``cost.macro`` (a cost additive over
+        blocks in `LatencyModel`'s layout, e.g. Flash bytes from `flash_models`): still additive, so
+        Frank-Wolfe and repair minimize ``loss + weight · cost`` unchanged."""
+        n = cost.n_stages
+        terms = [t + weight * c for t, c in zip(self.stage_terms[:n], cost.stage_ms, strict=True)]
+        return ScoreModel(self.intercept + weight * cost.fixed_ms, self.macro_terms, terms + self.stage_terms[n:])
+
     @classmethod
     def fit(
         cls, choices: SpaceChoices, archs: Sequence[Arch], losses: Sequence[float], ridge: float = 1e-2
@@ -285,25 +293,29 @@ def search_macros(
     seed: int = 0,
     grad_noise: float = 0.0,
     top_k: int | None = None,
+    macro_scores: Sequence[ScoreModel] | None = None,
 ) -> SearchResult:
     """`search_budget` on every macro's `LatencyModel`; the feasible result with the lowest proxy loss.
 
     ``top_k``: run Frank-Wolfe only on the ``top_k`` feasible macros whose `greedy_budget` screen has
     the lowest proxy loss (an elastic supernet has one macro per stem × stage count × stage widths).
-    With no macro fitting the budget, the result is infeasible and names the smallest latency.
+    ``macro_scores``: the proxy of each model's macro (default ``scores`` for all), e.g.
+    `ScoreModel.penalized` by its Flash. With no macro fitting the budget, the result is infeasible
+    and names the smallest latency.
     """
+    proxy = list(macro_scores) if macro_scores is not None else [scores] * len(models)
     feasible = [(i, m) for i, m in enumerate(models) if budget_ms >= m.min_ms]
     if not feasible:
         return SearchResult.infeasible(budget_ms, min(m.min_ms for m in models))
     best: SearchResult | None = None
     if top_k is not None and len(feasible) > top_k:
-        screened = [(greedy_budget(m, scores, budget_ms), i, m) for i, m in feasible]
+        screened = [(greedy_budget(m, proxy[i], budget_ms), i, m) for i, m in feasible]
         screened.sort(key=lambda item: item[0].proxy_loss)
         best = screened[0][0]
         feasible = [(i, m) for _, i, m in screened[:top_k]]
     for i, latency in feasible:
         rng = np.random.default_rng([seed, i])
-        result = search_budget(latency, scores, budget_ms, iterations=iterations, rng=rng, grad_noise=grad_noise)
+        result = search_budget(latency, proxy[i], budget_ms, iterations=iterations, rng=rng, grad_noise=grad_noise)
         if best is None or result.proxy_loss < best.proxy_loss:
             best = result
     assert best is not None

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from jointnas.compression import TrainConfig, train
 from jointnas.spaces import Candidate
 from jointnas.spaces.params import stage_param
+from jointnas.spaces.profile import layer_flash_bytes
 from jointnas.spaces.supernet import Supernet
 
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
@@ -81,26 +82,27 @@ def latency_model(net: Supernet, choices: SpaceChoices, macro: Macro, table: Any
     return latency_models(net, choices, [macro], table)[0]
 
 
-def latency_models(net: Supernet, choices: SpaceChoices, macros: list[Macro], table: Any) -> list[LatencyModel]:
-    """`LatencyModel` of every macro, priced once from ``net.choice_blocks()`` with the device's table.
-
-    Each block option is one table entry (`latency_costs`: exact for a `LatencyTable`, calibration
-    included); bit-widths at their largest option (the float architecture); a macro keeps the block
-    options of its stage count, stem and widths.
-    """
-    decisions = {d.name: d for d in net.decisions}
+def _float_blocks(net: Supernet) -> list[Any]:
+    """``net.choice_blocks()`` at the largest bit-width options (the float architecture)."""
     float_index = {d.name: len(d.options) - 1 for d in net.decisions if d.kind in ("wbits", "abits")}
-    blocks = [
+    return [
         cb for cb in net.choice_blocks() if all(float_index[n] in idx for n, idx in cb.requires if n in float_index)
     ]
-    terms, constant = latency_costs(table, blocks)
+
+
+def _block_models(
+    net: Supernet, choices: SpaceChoices, macros: list[Macro], blocks: list[Any], terms: list[float], constant: float
+) -> list[LatencyModel]:
+    """Per macro, ``terms`` (one per block option of ``blocks``) laid out as `LatencyModel` cells:
+    stem and head terms into its fixed part, stage blocks by (block index, choice)."""
+    decisions = {d.name: d for d in net.decisions}
     first_block = np.cumsum([0] + [max(choices.depths)] * len(net.stages))
     out = []
     for macro in macros:
         fixed = {n: decisions[n].options.index(v) for n, v in macro_choice(net, macro).items() if n in decisions}
         block_ms = [np.zeros((max(choices.depths), len(choices.block_choices))) for _ in range(macro.n_stages)]
         fixed_ms = float(constant)
-        for cb, term in zip(blocks, terms.tolist(), strict=True):
+        for cb, term in zip(blocks, terms, strict=True):
             req = dict(cb.requires)
             if not all(fixed[n] in idx for n, idx in req.items() if n in fixed):
                 continue
@@ -114,6 +116,26 @@ def latency_models(net: Supernet, choices: SpaceChoices, macros: list[Macro], ta
             block_ms[stage][b, choices.block_choices.index((k, e))] = term
         out.append(LatencyModel(macro, fixed_ms, block_ms, choices.depths))
     return out
+
+
+def latency_models(net: Supernet, choices: SpaceChoices, macros: list[Macro], table: Any) -> list[LatencyModel]:
+    """`LatencyModel` of every macro, priced once from ``net.choice_blocks()`` with the device's table.
+
+    Each block option is one table entry (`latency_costs`: exact for a `LatencyTable`, calibration
+    included); bit-widths at their largest option (the float architecture); a macro keeps the block
+    options of its stage count, stem and widths.
+    """
+    blocks = _float_blocks(net)
+    terms, constant = latency_costs(table, blocks)
+    return _block_models(net, choices, macros, blocks, terms.tolist(), float(constant))
+
+
+def flash_models(net: Supernet, choices: SpaceChoices, macros: list[Macro]) -> list[LatencyModel]:
+    """The Flash bytes of every macro's sub-networks in `LatencyModel`'s layout (its ``*_ms`` read as bytes):
+    each block option's `layer_flash_bytes` at the float architecture, additive over blocks as latency is."""
+    blocks = _float_blocks(net)
+    terms = [float(sum(layer_flash_bytes(layer) for layer in cb.layers)) for cb in blocks]
+    return _block_models(net, choices, macros, blocks, terms, 0.0)
 
 
 class _PathSampler(nn.Module):

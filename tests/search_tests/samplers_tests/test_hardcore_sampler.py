@@ -68,6 +68,18 @@ def test_proposals_are_valid_fit_their_budget_and_record_it(task, table):
     assert {"s0_prune", "s0_wbits"} <= set(study.trials[0].params)
 
 
+def test_a_flash_weight_spreads_over_trials_and_keeps_the_hard_budget(task, table):
+    study, sampler = _study(task, table, flash_weight=2.0)
+    study.optimize(_objective(task, table), n_trials=5)
+    weights = [t.user_attrs["hardcore:flash_weight"] for t in study.trials]
+    assert weights[0] == 0.0 and all(0 <= w < 2.0 for w in weights) and len(set(weights)) == 5
+    assert all(t.user_attrs["fp32_ms"] <= t.user_attrs[ATTR_BUDGET] + 1e-12 for t in study.trials)
+    assert len(sampler.flash) == len(sampler.models)
+    plain, _ = _study(task, table)
+    plain.optimize(_objective(task, table), n_trials=1)
+    assert "hardcore:flash_weight" not in plain.trials[0].user_attrs  # default: latency only, as before
+
+
 def test_same_seed_reproduces_the_proposals(task, table):
     runs = []
     for _ in range(2):
@@ -104,6 +116,8 @@ def test_options_are_validated():
         UserInputError, match=r"options.budget_ms: budget_ms must be a positive number or \[low, high\]"
     ):
         HardCoReNASSampler(SPACE, budget_ms=[1, 2, 3])
+    with pytest.raises(UserInputError, match="options.flash_weight: input should be greater than or equal to 0"):
+        HardCoReNASSampler(SPACE, flash_weight=-1.0)
     with pytest.raises(UserInputError, match="options.inner_sampler: input should be 'random' or 'tpe'"):
         HardCoReNASSampler(SPACE, inner_sampler="grid")
     with pytest.raises(UserInputError, match="sampler 'hardcore' has no option 'population_size'"):

@@ -16,8 +16,9 @@ from jointnas.search.samplers._hardcore_fw import (
     search_macros,
 )
 from jointnas.search.samplers._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
-from jointnas.search.samplers._hardcore_supernet import build_supernet, latency_model
+from jointnas.search.samplers._hardcore_supernet import build_supernet, flash_models, latency_model
 from jointnas.spaces import SpaceConfig, UserInputError, build_model, trace_layers
+from jointnas.spaces.profile import layer_flash_bytes
 
 SPACE = SpaceConfig(
     stages=[8, 16],
@@ -192,3 +193,42 @@ def test_every_macro_is_searched_and_small_budgets_pick_narrow_macros(pricer):
         screens = [greedy_budget(m, scores, r.budget_ms) for m in models if m.min_ms <= r.budget_ms]
         assert all(g.latency_ms <= r.budget_ms for g in screens)
         assert r.proxy_loss <= min(g.proxy_loss for g in screens) + 1e-12
+
+
+def test_priced_flash_equals_the_flash_of_the_built_model(pricer):
+    macros = pricer.choices.macros()
+    flash = flash_models(pricer.net, pricer.choices, macros)
+    rng = np.random.default_rng(1)
+    for macro, model in zip(macros, flash, strict=True):
+        for _ in range(3):
+            arch = _random_arch(pricer.choices, macro, rng)
+            built = fold_batchnorm(build_model(pricer.choices.candidate(arch, SHAPE, 10)).eval())
+            expected = sum(layer_flash_bytes(layer) for layer in trace_layers(built, SHAPE))
+            assert model.arch_ms(arch.choices, arch.depths) == expected
+
+
+def test_a_flash_weight_trades_proxy_for_flash_within_the_same_budget(pricer):
+    scores = _scores(pricer)
+    macros = pricer.choices.macros()
+    models = [pricer.model(m) for m in macros]
+    flash = flash_models(pricer.net, pricer.choices, macros)
+    scale = 1.0 / max(f.max_ms for f in flash)
+
+    def arch_flash(arch: Arch) -> float:
+        return flash[macros.index(arch.macro)].arch_ms(arch.choices, arch.depths)
+
+    lo, hi = min(m.min_ms for m in models), max(m.max_ms for m in models)
+    lower = 0
+    for t in np.linspace(lo, hi, 8)[1:]:
+        plain = search_macros(models, scores, float(t), iterations=8, seed=0, top_k=2)
+        heavy = [scores.penalized(f, 10 * scale) for f in flash]
+        flashy = search_macros(models, scores, float(t), iterations=8, seed=0, top_k=2, macro_scores=heavy)
+        assert flashy.latency_ms <= t and pricer.arch_ms(flashy.arch) == flashy.latency_ms  # the budget still holds
+        assert arch_flash(flashy.arch) <= arch_flash(plain.arch)
+        assert scores.arch_loss(flashy.arch) >= scores.arch_loss(plain.arch) - 1e-9  # paid in proxy loss
+        lower += arch_flash(flashy.arch) < arch_flash(plain.arch)
+    assert lower >= 3
+    # weight 0 is the plain proxy
+    zero = [scores.penalized(f, 0.0) for f in flash]
+    same = search_macros(models, scores, float(hi), iterations=8, seed=0, top_k=2, macro_scores=zero)
+    assert same.arch == search_macros(models, scores, float(hi), iterations=8, seed=0, top_k=2).arch
