@@ -79,8 +79,8 @@ DEFAULT_TASKS = ["digits", "mnist1d"]
 
 # (task, sampler) → options over SAMPLERS' for that setting: with costly trials both supernet samplers
 # start their proposals from the supernet's weights (3 epochs instead of 20) and train it longer.
-# DNAS's anchors span λ up to 10 there: with the quickstart grid (λ ≤ 3) its first pass stopped at
-# 1.7 KB of Flash and it reached NSGA-II's final HV in 0 of 3 seeds within 1/3 (docs/samplers.md).
+# DNAS's anchors span λ up to 10 there: with the quickstart grid (λ ≤ 3) its first passes ended at
+# 0.9-1.7 KB of Flash and it reached NSGA-II's final HV in 0 of 3 seeds within 1/3 (docs/samplers.md).
 TASK_SAMPLER_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("mnist1d_costly", "dnas"): {
         "epochs": 10,
@@ -313,7 +313,9 @@ def doc_task(task: str, result: dict[str, Any]) -> list[str]:
     ref = result["setup"]["reference_point"][task]
     loads = [v for r in runs for v in r.get("load_avg_1m", [])]
     cpus = sorted({r["machine"]["cpu"] for r in runs if "machine" in r})  # runs before it was recorded: none
-    where = f"; {' and '.join(cpus)}" + (" (**mixed machines**)" if len(cpus) > 1 else "") if cpus else ""
+    where = f"; {' and '.join(cpus)}" if cpus else ""
+    if len(cpus) > 1:
+        where += " (**mixed machines**)"
     ov = result["setup"]["task_overrides"].get(task, {})
     epochs = (runs[0]["train_epochs"], ov.get("pipeline.finetune_epochs", result["setup"]["finetune_epochs"]))
     lines = [

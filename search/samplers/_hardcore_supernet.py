@@ -20,7 +20,7 @@ from jointnas.compression import TrainConfig, train
 from jointnas.spaces import Candidate
 from jointnas.spaces.params import stage_param
 from jointnas.spaces.profile import layer_flash_bytes
-from jointnas.spaces.supernet import Supernet
+from jointnas.spaces.supernet import ChoiceBlock, Supernet
 
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
 from ._supernet_costs import latency_costs
@@ -82,7 +82,7 @@ def latency_model(net: Supernet, choices: SpaceChoices, macro: Macro, table: Any
     return latency_models(net, choices, [macro], table)[0]
 
 
-def _float_blocks(net: Supernet) -> list[Any]:
+def _float_blocks(net: Supernet) -> list[ChoiceBlock]:
     """``net.choice_blocks()`` at the largest bit-width options (the float architecture)."""
     float_index = {d.name: len(d.options) - 1 for d in net.decisions if d.kind in ("wbits", "abits")}
     return [
@@ -91,7 +91,12 @@ def _float_blocks(net: Supernet) -> list[Any]:
 
 
 def _block_models(
-    net: Supernet, choices: SpaceChoices, macros: list[Macro], blocks: list[Any], terms: list[float], constant: float
+    net: Supernet,
+    choices: SpaceChoices,
+    macros: list[Macro],
+    blocks: list[ChoiceBlock],
+    terms: list[float],
+    constant: float,
 ) -> list[LatencyModel]:
     """Per macro, ``terms`` (one per block option of ``blocks``) laid out as `LatencyModel` cells:
     stem and head terms into its fixed part, stage blocks by (block index, choice)."""
