@@ -52,11 +52,19 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe": ("tpe", {}),
     "nsga2": ("nsga2", {"population_size": 8}),
     "dnas": ("dnas", {"lambdas": [0.0, 0.1, 0.3, 1.0, 3.0], "epochs": 3, "warmup_epochs": 1}),
-    # Inherited scoring: each trial starts from the supernet and trains 1 epoch instead of train_epochs;
+    # Inherited scoring: each trial starts from the supernet and trains the compute of 1 epoch of the
+    # slowest sub-network (a k times faster one k epochs, at most train_epochs) instead of train_epochs;
     # TPE (multivariate) draws the compression knobs: with random ones HardCoReNAS ended below random search.
     "hardcore": (
         "hardcore",
-        {"supernet_epochs": 15, "scoring": "inherited", "finetune_epochs": 1, "spacing": "log", "inner_sampler": "tpe"},
+        {
+            "supernet_epochs": 15,
+            "scoring": "inherited",
+            "finetune_epochs": 1,
+            "finetune_budget": "compute",
+            "spacing": "log",
+            "inner_sampler": "tpe",
+        },
     ),
 }
 

@@ -38,7 +38,7 @@ from jointnas.spaces.params import stage_param
 from ._artifact_once import default_artifact_store, train_once
 from ._hardcore_fw import ScoreModel, SearchResult, search_macros
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices, covers
-from ._inherit import inherited_start
+from ._inherit import compute_matched_epochs, inherited_start
 from ._options import DeviceLatency, RecordsTrials, SamplerOptions
 
 ATTR_SUPERNET = "hardcore:supernet"
@@ -64,6 +64,7 @@ class HardCoReOptions(SamplerOptions):
     stem_channels: int | None = None
     scoring: Literal["inherited", "full"] = "inherited"
     finetune_epochs: int = Field(2, ge=0)
+    finetune_budget: Literal["compute", "epochs"] = "compute"
     supernet_epochs: int = Field(20, ge=0)
     supernet_batch_size: int = Field(64, ge=1)
     supernet_lr: float = Field(5e-3, gt=0, le=10)
@@ -139,7 +140,13 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         scoring: ``"inherited"``: the jointnas objective starts each trial from the supernet's weights
             and trains ``finetune_epochs`` instead of ``[pipeline] train_epochs`` (then compresses and
             fine-tunes as usual); ``"full"``: the normal compress-and-finetune objective.
-        finetune_epochs: training epochs of an inherited-weight trial before compression.
+        finetune_epochs: training epochs of an inherited-weight trial before compression (of the
+            largest sub-network with ``finetune_budget = "compute"``).
+        finetune_budget: ``"compute"`` (default): an inherited-weight trial spends the compute of
+            ``finetune_epochs`` epochs of the space's slowest sub-network, so one ``k`` times faster (LUT
+            latency) trains ``k`` times as many epochs, at most ``[pipeline] train_epochs``
+            (`compute_matched_epochs`; weight sharing costs the smallest sub-networks the most accuracy,
+            and their epochs are the cheapest); ``"epochs"``: every trial trains ``finetune_epochs``.
         supernet_epochs: epochs of one-shot supernet training (one path per step).
         supernet_batch_size: samples per step.
         supernet_lr: AdamW learning rate of supernet training.
@@ -177,7 +184,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         self.schedule, self.n_budgets, self.scoring = opts.schedule, opts.n_budgets, opts.scoring
         self.spacing = opts.spacing
         self.width_mult, self.stem_channels = opts.width_mult, opts.stem_channels
-        self.finetune_epochs = opts.finetune_epochs
+        self.finetune_epochs, self.finetune_budget = opts.finetune_epochs, opts.finetune_budget
         self.supernet_epochs, self.supernet_batch_size = opts.supernet_epochs, opts.supernet_batch_size
         self.supernet_lr, self.sandwich = opts.supernet_lr, opts.sandwich
         self.score_samples, self.fw_iterations = opts.score_samples, opts.fw_iterations
@@ -416,8 +423,9 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         """Hook of the jointnas objective: ``(fail_reason, initial_model, pipeline)`` for ``candidate``.
 
         An infeasible budget gives its reason (the trial fails with it). With ``scoring="inherited"`` the
-        model starts from the supernet's weights and the pipeline trains ``finetune_epochs`` before
-        compressing; with ``"full"`` the pipeline is unchanged. Records the trial first (`record`).
+        model starts from the supernet's weights and the pipeline trains ``finetune_epochs`` (scaled by
+        ``finetune_budget``) before compressing; with ``"full"`` the pipeline is unchanged. Records the
+        trial first (`record`).
         """
         self.record(trial)
         with self._lock:
@@ -426,9 +434,14 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             return result.infeasible_reason, None, pipeline
         if self.scoring == "full" or self.supernet is None:
             return None, None, pipeline
+        epochs = self.finetune_epochs
+        if self.finetune_budget == "compute" and result is not None and result.arch is not None:
+            slowest = self.latency_range_ms()[1]
+            epochs = compute_matched_epochs(epochs, pipeline.train_epochs, result.latency_ms, slowest)
         with self._lock:
-            model, pipeline = inherited_start(self.supernet, candidate, pipeline, self.finetune_epochs)
+            model, pipeline = inherited_start(self.supernet, candidate, pipeline, epochs)
         trial.set_user_attr("hardcore:scoring", "inherited")
+        trial.set_user_attr("hardcore:finetune_epochs", epochs)
         return None, model, pipeline
 
 

@@ -9,7 +9,7 @@ import optuna
 import pytest
 import torch
 
-from jointnas.compression import fold_batchnorm
+from jointnas.compression import PipelineConfig, fold_batchnorm
 from jointnas.devices import LatencyTable
 from jointnas.objectives import TaskConfig, load_task
 from jointnas.search.cli import main
@@ -80,6 +80,30 @@ def test_a_flash_weight_spreads_over_trials_and_keeps_the_hard_budget(task, tabl
     assert "hardcore:flash_weight" not in plain.trials[0].user_attrs  # default: latency only, as before
 
 
+@pytest.mark.parametrize("budget", ["compute", "epochs"])
+def test_inherited_finetune_epochs_match_compute_or_stay_fixed(task, table, budget):
+    study, sampler = _study(task, table, finetune_epochs=2, finetune_budget=budget)
+    pipeline = PipelineConfig(train_epochs=12)
+    seen = []
+
+    def objective(trial: optuna.Trial) -> float:
+        candidate = sample_candidate(trial, SPACE, task.input_shape, task.num_classes)
+        reason, model, trained = sampler.prepare_evaluation(trial, candidate, pipeline)
+        assert reason is None and model is not None
+        seen.append((trial.user_attrs["hardcore:lut_latency_ms"], trained.train_epochs))
+        assert trial.user_attrs["hardcore:finetune_epochs"] == trained.train_epochs
+        return 0.0
+
+    study.optimize(objective, n_trials=6)
+    slowest = sampler.latency_range_ms()[1]
+    for ms, epochs in seen:
+        # "compute": 2 epochs of the slowest sub-network's compute, so k times faster trains 2k, capped at 12.
+        want = min(12, max(2, round(2 * slowest / ms))) if budget == "compute" else 2
+        assert epochs == want, (ms, slowest, epochs)
+    if budget == "compute":  # the schedule reaches fast sub-networks: some trials train longer
+        assert max(e for _, e in seen) > 2
+
+
 def test_same_seed_reproduces_the_proposals(task, table):
     runs = []
     for _ in range(2):
@@ -118,6 +142,8 @@ def test_options_are_validated():
         HardCoReNASSampler(SPACE, budget_ms=[1, 2, 3])
     with pytest.raises(UserInputError, match="options.flash_weight: input should be greater than or equal to 0"):
         HardCoReNASSampler(SPACE, flash_weight=-1.0)
+    with pytest.raises(UserInputError, match="options.finetune_budget: input should be 'compute' or 'epochs'"):
+        HardCoReNASSampler(SPACE, finetune_budget="time")
     with pytest.raises(UserInputError, match="options.inner_sampler: input should be 'random' or 'tpe'"):
         HardCoReNASSampler(SPACE, inner_sampler="grid")
     with pytest.raises(UserInputError, match="sampler 'hardcore' has no option 'population_size'"):
