@@ -36,7 +36,7 @@ from jointnas.spaces import Candidate, SpaceConfig, UserInputError
 from jointnas.spaces.params import stage_param
 
 from ._artifact_once import default_artifact_store, train_once
-from ._hardcore_fw import ScoreModel, SearchResult, search_macros
+from ._hardcore_fw import ScoreModel, SearchResult, search_flash_capped, search_macros
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices, covers
 from ._inherit import compute_matched_epochs, inherited_start
 from ._options import DeviceLatency, RecordsTrials, SamplerOptions
@@ -49,6 +49,10 @@ _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 #: 1/ρ² for the plastic number ρ (the second coordinate of the R2 low-discrepancy sequence): spreads the
 #: Flash weights of successive trials over [0, 1) independently of the golden-ratio budgets.
 _PLASTIC2 = 0.5698402909980532
+#: 1/ρ (the R2 sequence's first coordinate): spreads the Flash budgets of successive trials over [0, 1)
+#: beside the golden-ratio latency budgets (min pairwise distance of the first 30 pairs 0.068, vs 0.040
+#: with 1/ρ²).
+_PLASTIC1 = 0.7548776662466927
 
 
 class HardCoReOptions(SamplerOptions):
@@ -73,6 +77,7 @@ class HardCoReOptions(SamplerOptions):
     fw_iterations: int = Field(30, ge=0)
     macro_top_k: int = Field(3, ge=1)
     flash_weight: float = Field(0.0, ge=0)
+    flash_budget: float | list[float] | Literal["range"] | None = None
     artifact_store: Any = None
     inner_sampler: Literal["random", "tpe"] | InstanceOf[BaseSampler] = "tpe"
 
@@ -82,6 +87,14 @@ class HardCoReOptions(SamplerOptions):
         bounds = [] if value is None else [value] * 2 if isinstance(value, int | float) else value
         if value is not None and (len(bounds) != 2 or not all(b > 0 for b in bounds)):
             raise ValueError("budget_ms must be a positive number or [low, high]")
+        return value
+
+    @field_validator("flash_budget")
+    @classmethod
+    def _flash_budget(cls, value: float | list[float] | str | None) -> float | list[float] | str | None:
+        bounds = [value] * 2 if isinstance(value, int | float) else value
+        if isinstance(bounds, list) and (len(bounds) != 2 or not all(b > 0 for b in bounds)):
+            raise ValueError('flash_budget must be a positive number of bytes, [low, high] or "range"')
         return value
 
     def budget_bounds(self) -> tuple[float, float] | None:
@@ -158,6 +171,14 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             ``+ w_k · Flash / Flash_max`` under its latency budget (Flash of the float sub-network,
             `flash_models`), ``w_k = w · frac(k / ρ²)`` spread over ``[0, w)`` beside the budgets;
             ``0`` (default): latency only, as in the paper.
+        flash_budget: a hard Flash budget (bytes of the float sub-network, `flash_models`) beside the
+            latency budget: a number for every trial, ``[low, high]`` or ``"range"`` (the space's
+            smallest … largest sub-network) for a schedule, trial ``k`` at fraction ``frac(0.5 + k/ρ)``
+            under ``spacing`` (ρ the plastic number: with the golden-ratio latency budgets the pairs
+            cover the plane); the search penalizes Flash with the smallest weight that fits
+            (`search_flash_capped`). A scheduled budget below every sub-network within the trial's
+            latency budget is raised to the smallest such Flash; a fixed number is hard (the trial
+            fails). ``None`` (default): latency only, as in the paper.
         artifact_store: directory or Optuna ArtifactStore for the supernet weights; default the
             study's artifact directory (see `default_artifact_store`).
         inner_sampler: sampler of the parameters outside the architecture (compression knobs):
@@ -313,7 +334,8 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         if record["trained_here"] or record.get("reused"):
             study.set_user_attr(ATTR_TRAIN_HERE, self._train_here())
         self.models = sn.latency_models(net, choices, self.macros, self.table)
-        self.flash = sn.flash_models(net, choices, self.macros) if self.flash_weight > 0 else []
+        flash_aware = self.flash_weight > 0 or self.options.flash_budget is not None
+        self.flash = sn.flash_models(net, choices, self.macros) if flash_aware else []
         # The proxy: validation loss of sampled sub-networks with inherited weights, fitted additively.
         rng = np.random.default_rng([self.seed, 2])
         archs = [sn.random_arch(choices, self.macros, rng) for _ in range(self.score_samples)]
@@ -344,6 +366,18 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             return low * (high / low) ** frac
         return low + (high - low) * frac
 
+    def flash_budget_for(self, number: int) -> float | None:
+        """The Flash budget (bytes) of trial ``number`` (None without ``flash_budget``)."""
+        value = self.options.flash_budget
+        if value is None:
+            return None
+        if value == "range":
+            low, high = min(f.min_ms for f in self.flash), max(f.max_ms for f in self.flash)
+        else:
+            low, high = sorted([float(value)] * 2 if isinstance(value, int | float) else value)
+        frac = (0.5 + number * _PLASTIC1) % 1.0
+        return low * (high / low) ** frac if self.spacing == "log" else low + (high - low) * frac
+
     def flash_weight_for(self, number: int) -> float:
         """The Flash weight ``w_k`` of trial ``number`` (0 without ``flash_weight``)."""
         return self.flash_weight * ((number * _PLASTIC2) % 1.0)
@@ -356,6 +390,34 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         scale = weight / max(f.max_ms for f in self.flash)
         return [self.scores.penalized(f, scale) for f in self.flash]
 
+    def _search(self, number: int, budget: float) -> tuple[SearchResult, dict[str, Any]]:
+        """Trial ``number``'s search under its latency budget (and Flash budget), with its Flash record."""
+        assert self.scores is not None
+        weight, cap = self.flash_weight_for(number), self.flash_budget_for(number)
+        search: dict[str, Any] = {
+            "iterations": self.fw_iterations,
+            "seed": self.seed + number,
+            "top_k": self.macro_top_k,
+        }
+        if cap is None:
+            result = search_macros(self.models, self.scores, budget, macro_scores=self._flash_scores(weight), **search)
+        else:
+            scheduled = not isinstance(self.options.flash_budget, int | float)  # a fixed number stays hard
+            result, weight = search_flash_capped(
+                self.models, self.flash, self.scores, budget, cap, weight=weight, raise_cap=scheduled, **search
+            )
+        record: dict[str, Any] = {}
+        if self.flash:
+            record["hardcore:flash_weight"] = weight
+        if cap is not None:
+            record["hardcore:flash_budget_bytes"] = cap
+        if self.flash and result.arch is not None:
+            size = self.flash[self.macros.index(result.arch.macro)]
+            record["hardcore:flash_bytes"] = size.arch_ms(result.arch.choices, result.arch.depths)
+            if cap is not None and record["hardcore:flash_bytes"] > cap:
+                record["hardcore:flash_budget_raised_to"] = record["hardcore:flash_bytes"]
+        return result, record
+
     # ---------------------------------------------------------------------------- sampler API
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return arch_distributions(self.space)
@@ -367,20 +429,10 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             return {}
         self._ensure_ready(study)
         assert self.choices is not None and self.scores is not None
-        budget, weight = self.budget_for(trial.number), self.flash_weight_for(trial.number)
+        budget = self.budget_for(trial.number)
         t0 = time.perf_counter()
-        result = search_macros(
-            self.models,
-            self.scores,
-            budget,
-            iterations=self.fw_iterations,
-            seed=self.seed + trial.number,
-            top_k=self.macro_top_k,
-            macro_scores=self._flash_scores(weight),
-        )
-        record: dict[str, Any] = {ATTR_BUDGET: budget, "hardcore:search_s": time.perf_counter() - t0}
-        if self.flash_weight > 0:
-            record["hardcore:flash_weight"] = weight
+        result, flash_record = self._search(trial.number, budget)
+        record: dict[str, Any] = {ATTR_BUDGET: budget, "hardcore:search_s": time.perf_counter() - t0, **flash_record}
         record[ATTR_TRAIN_HERE] = self._train_here()
         if result.arch is None:
             # Still propose a valid point (the fastest sub-network) so plain Optuna code runs; the jointnas

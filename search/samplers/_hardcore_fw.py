@@ -23,7 +23,8 @@ sub-networks with inherited weights, ``loss ≈ μ + macro terms + Σ_s Θ_s[c_s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linprog
@@ -320,3 +321,90 @@ def search_macros(
             best = result
     assert best is not None
     return best
+
+
+def search_flash_capped(
+    models: Sequence[LatencyModel],
+    flash: Sequence[LatencyModel],
+    scores: ScoreModel,
+    budget_ms: float,
+    flash_cap: float,
+    *,
+    weight: float = 0.0,
+    bisections: int = 6,
+    raise_cap: bool = False,
+    **search: Any,
+) -> tuple[SearchResult, float]:
+    """`search_macros` under ``budget_ms`` whose sub-network's Flash is ≤ ``flash_cap`` (bytes) too.
+
+    ``flash[i]`` prices the Flash of ``models[i]``'s macro (`flash_models`). The proxy is penalized by
+    ``w · Flash / Flash_max`` (`ScoreModel.penalized`), starting at ``weight``: while the result's Flash
+    exceeds the cap, ``w`` doubles, then ``bisections`` halvings of the interval find the smallest ``w``
+    that fits, whose result (its ``proxy_loss`` the plain proxy's) is returned with ``w`` (the hard
+    budget of `search_macros` holds at every ``w``). If no ``w`` fits, each macro's smallest-Flash
+    sub-network within ``budget_ms`` is tried; with none under the cap the result is infeasible and
+    names the smallest Flash, or with ``raise_cap`` (a scheduled cap below what the latency budget
+    allows) the smallest-Flash sub-network found is taken.
+    """
+    of = {m.macro: f for m, f in zip(models, flash, strict=True)}
+    scale = 1.0 / max(f.max_ms for f in flash)
+
+    def run(w: float) -> tuple[SearchResult, float]:
+        proxy = [scores.penalized(f, w * scale) for f in flash] if w > 0 else None
+        result = search_macros(models, scores, budget_ms, macro_scores=proxy, **search)
+        size = np.inf if result.arch is None else of[result.arch.macro].arch_ms(result.arch.choices, result.arch.depths)
+        return result, size
+
+    result, size = run(weight)
+    if result.arch is None or size <= flash_cap:
+        return result, weight
+    low, high = weight, max(1.0, 2.0 * weight)
+    for _ in range(20):
+        found, size = run(high)
+        if size <= flash_cap:
+            break
+        low, high = high, 2.0 * high
+    else:
+        return _smallest_flash(models, flash, scores, budget_ms, flash_cap, (found, size), raise_cap), high
+    for _ in range(bisections):
+        mid = 0.5 * (low + high)
+        candidate, size = run(mid)
+        if size <= flash_cap:
+            found, high = candidate, mid
+        else:
+            low = mid
+    assert found.arch is not None
+    return replace(found, proxy_loss=scores.arch_loss(found.arch)), high
+
+
+def _smallest_flash(
+    models: Sequence[LatencyModel],
+    flash: Sequence[LatencyModel],
+    scores: ScoreModel,
+    budget_ms: float,
+    cap: float,
+    found: tuple[SearchResult, float],
+    raise_cap: bool,
+) -> SearchResult:
+    """Among ``found`` (the most penalized search's result and its Flash) and each macro's smallest-Flash
+    sub-network within ``budget_ms``: the best proxy under ``cap``; else (``raise_cap``) the smallest."""
+    model = {m.macro: m for m in models}
+    fits = [(found[1], found[0].arch)] if found[0].arch is not None else []
+    for latency, size in zip(models, flash, strict=True):
+        choices, depths = size.min_arch()
+        if latency.arch_ms(choices, depths) <= budget_ms:
+            fits.append((size.arch_ms(choices, depths), Arch(latency.macro, choices, depths)))
+    under = [arch for b, arch in fits if b <= cap]
+    if under:
+        arch = min(under, key=scores.arch_loss)
+    elif raise_cap and fits:
+        arch = min(fits, key=lambda item: item[0])[1]
+    else:
+        floor = min((b for b, _ in fits), default=np.inf)
+        reason = (
+            f"Flash budget {cap:.0f} B is below the smallest sub-network's Flash {floor:.0f} B within the latency "
+            f"budget {budget_ms:.4g} ms (infeasible); raise flash_budget or the latency budget"
+        )
+        return SearchResult(budget_ms, None, None, None, infeasible_reason=reason)
+    ms = model[arch.macro].arch_ms(arch.choices, arch.depths)
+    return SearchResult(budget_ms, arch, ms, scores.arch_loss(arch))

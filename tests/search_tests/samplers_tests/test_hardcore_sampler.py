@@ -16,6 +16,7 @@ from jointnas.search.cli import main
 from jointnas.search.samplers import HardCoReNASSampler, make_sampler
 from jointnas.search.samplers._hardcore import ATTR_BUDGET, ATTR_SUPERNET, arch_distributions
 from jointnas.spaces import SpaceConfig, UserInputError, build_model, sample_candidate, trace_layers
+from jointnas.spaces.profile import layer_flash_bytes
 
 from ...conftest import TINY_CONFIG, write_config
 from .conftest import SPACE as SHARED_SPACE
@@ -104,6 +105,35 @@ def test_inherited_finetune_epochs_match_compute_or_stay_fixed(task, table, budg
         assert max(e for _, e in seen) > 2
 
 
+def test_flash_budgets_spread_over_trials_and_hold_beside_the_latency_budgets(task, table):
+    study, sampler = _study(task, table, flash_budget="range", spacing="log")
+    study.optimize(_objective(task, table), n_trials=6)
+    low, high = min(f.min_ms for f in sampler.flash), max(f.max_ms for f in sampler.flash)
+    caps = [t.user_attrs["hardcore:flash_budget_bytes"] for t in study.trials]
+    assert all(low <= c <= high for c in caps) and len(set(caps)) == 6
+    assert caps[0] == pytest.approx((low * high) ** 0.5)  # trial 0: the middle of the log range
+    for t in study.trials:
+        built = fold_batchnorm(
+            build_model(
+                sample_candidate(optuna.trial.FixedTrial(t.params), SPACE, task.input_shape, task.num_classes)
+            ).eval()
+        )
+        flash = sum(layer_flash_bytes(layer) for layer in trace_layers(built, task.input_shape))
+        assert t.user_attrs["hardcore:flash_bytes"] == flash
+        # within its Flash budget, or (a scheduled budget below every sub-network within the latency
+        # budget) raised to the smallest Flash found there, and recorded as raised
+        cap = t.user_attrs.get("hardcore:flash_budget_raised_to", t.user_attrs["hardcore:flash_budget_bytes"])
+        assert flash <= cap
+        assert t.user_attrs["fp32_ms"] <= t.user_attrs[ATTR_BUDGET] + 1e-12
+    slowest = sampler.latency_range_ms()[1]
+    fixed, _ = _study(task, table, flash_budget=low, budget_ms=slowest)  # every sub-network fits the latency
+    fixed.optimize(_objective(task, table), n_trials=2)
+    assert [t.user_attrs["hardcore:flash_bytes"] for t in fixed.trials] == [low, low]  # the smallest Flash
+    hard, _ = _study(task, table, flash_budget=low - 1, budget_ms=slowest)  # a fixed budget stays hard
+    hard.optimize(_objective(task, table), n_trials=1)
+    assert "Flash budget" in hard.trials[0].user_attrs["hardcore:infeasible"]
+
+
 def test_same_seed_reproduces_the_proposals(task, table):
     runs = []
     for _ in range(2):
@@ -144,6 +174,8 @@ def test_options_are_validated():
         HardCoReNASSampler(SPACE, flash_weight=-1.0)
     with pytest.raises(UserInputError, match="options.finetune_budget: input should be 'compute' or 'epochs'"):
         HardCoReNASSampler(SPACE, finetune_budget="time")
+    with pytest.raises(UserInputError, match=r"options.flash_budget: flash_budget must be a positive number of bytes"):
+        HardCoReNASSampler(SPACE, flash_budget=[100, -1])
     with pytest.raises(UserInputError, match="options.inner_sampler: input should be 'random' or 'tpe'"):
         HardCoReNASSampler(SPACE, inner_sampler="grid")
     with pytest.raises(UserInputError, match="sampler 'hardcore' has no option 'population_size'"):

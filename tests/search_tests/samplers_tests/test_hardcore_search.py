@@ -13,6 +13,7 @@ from jointnas.search.samplers._hardcore_fw import (
     frank_wolfe,
     greedy_budget,
     search_budget,
+    search_flash_capped,
     search_macros,
 )
 from jointnas.search.samplers._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices
@@ -232,3 +233,37 @@ def test_a_flash_weight_trades_proxy_for_flash_within_the_same_budget(pricer):
     zero = [scores.penalized(f, 0.0) for f in flash]
     same = search_macros(models, scores, float(hi), iterations=8, seed=0, top_k=2, macro_scores=zero)
     assert same.arch == search_macros(models, scores, float(hi), iterations=8, seed=0, top_k=2).arch
+
+
+def test_a_flash_budget_holds_beside_the_latency_budget_and_costs_proxy_loss(pricer):
+    scores = _scores(pricer)
+    macros = pricer.choices.macros()
+    models = [pricer.model(m) for m in macros]
+    flash = flash_models(pricer.net, pricer.choices, macros)
+    search = {"iterations": 8, "seed": 0, "top_k": 2}
+
+    def arch_flash(arch: Arch) -> float:
+        return flash[macros.index(arch.macro)].arch_ms(arch.choices, arch.depths)
+
+    t_lo, t_hi = min(m.min_ms for m in models), max(m.max_ms for m in models)
+    f_lo, f_hi = min(f.min_ms for f in flash), max(f.max_ms for f in flash)
+    tighter = 0
+    for t in np.linspace(t_lo, t_hi, 5)[1:]:
+        plain = search_macros(models, scores, float(t), **search)
+        for cap in np.geomspace(f_lo, f_hi, 5):
+            capped, weight = search_flash_capped(models, flash, scores, float(t), float(cap), **search)
+            assert capped.arch is not None and capped.latency_ms <= t  # the latency budget still holds
+            assert pricer.arch_ms(capped.arch) == capped.latency_ms
+            assert arch_flash(capped.arch) <= cap  # and so does the Flash budget, exactly
+            if arch_flash(plain.arch) <= cap:  # a budget that does not bind leaves the plain search
+                assert weight == 0 and capped.arch == plain.arch
+            else:
+                assert weight > 0 and capped.proxy_loss == scores.arch_loss(capped.arch)  # the plain proxy, recorded
+                assert capped.proxy_loss >= scores.arch_loss(plain.arch) - 1e-9  # paid in proxy loss
+                tighter += 1
+    assert tighter >= 4
+    below, _ = search_flash_capped(models, flash, scores, float(t_hi), f_lo - 1, **search)
+    assert below.arch is None and "Flash budget" in below.infeasible_reason
+    assert f"smallest sub-network's Flash {f_lo:.0f} B" in below.infeasible_reason
+    raised, _ = search_flash_capped(models, flash, scores, float(t_hi), f_lo - 1, raise_cap=True, **search)
+    assert arch_flash(raised.arch) == f_lo and raised.latency_ms <= t_hi  # the smallest Flash instead
