@@ -55,6 +55,8 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     # Inherited scoring: each trial starts from the supernet and trains the compute of 1 epoch of the
     # slowest sub-network (a k times faster one k epochs, at most train_epochs) instead of train_epochs;
     # TPE (multivariate) draws the compression knobs: with random ones HardCoReNAS ended below random search.
+    # A Flash budget beside each latency budget (both schedules log-spaced over the space's range): with
+    # latency budgets only, every MNIST-1D proposal took three stages and at least 3.9 KB (docs/samplers.md).
     "hardcore": (
         "hardcore",
         {
@@ -62,6 +64,7 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
             "scoring": "inherited",
             "finetune_epochs": 1,
             "finetune_budget": "compute",
+            "flash_budget": "range",
             "spacing": "log",
             "inner_sampler": "tpe",
         },
@@ -724,7 +727,9 @@ def write(
     result["notes"] += (
         "; runs marked reused_from_earlier_invocation come from a separate invocation (other machine load); "
         "hardcore: supernet training (sandwich path sampling) inside "
-        "the first trial, inherited scoring (1 epoch from supernet weights instead of train_epochs)"
+        "the first trial, inherited scoring (from supernet weights: the compute of finetune_epochs epochs "
+        "of the slowest sub-network, at most train_epochs, instead of train_epochs from scratch; runs "
+        "whose sampler_options lack finetune_budget trained finetune_epochs each)"
     )
     result["acceptance"] = acceptance(result["summary"], runs)
     result = {**{k: v for k, v in previous.items() if k not in result}, **result}
