@@ -210,6 +210,7 @@ def run_study(
             latency_cap_ms=config.constraints.latency_ms,
             artifact_dir=artifact_dir,
             device=config.pipeline.device,
+            objectives=config.objectives.metrics,
         )
     if n_complete(study) >= config.budget.n_trials:
         return study

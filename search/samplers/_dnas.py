@@ -245,11 +245,13 @@ class DNASSampler(RecordsTrials, BaseSampler):
         latency_cap_ms: float | None = None,
         artifact_dir: Path | None = None,
         device: str | None = None,
+        objectives: Sequence[str] | None = None,
     ) -> None:
         """Give the sampler the study's task data, latency table and ``[pipeline] device`` (where the
         supernet trains) (the jointnas runner calls this).
 
-        ``latency_cap_ms`` (``[constraints] latency_ms``) is not used: DNAS prices latency as a penalty."""
+        ``latency_cap_ms`` (``[constraints] latency_ms``) and ``objectives`` are not used: DNAS prices
+        latency and Flash as penalties, weighted by its λ anchors."""
         self.task = task
         if table is not None:
             self.table = table

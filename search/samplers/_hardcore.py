@@ -77,7 +77,7 @@ class HardCoReOptions(SamplerOptions):
     fw_iterations: int = Field(30, ge=0)
     macro_top_k: int = Field(3, ge=1)
     flash_weight: float = Field(0.0, ge=0)
-    flash_budget: float | list[float] | Literal["range"] | None = None
+    flash_budget: float | list[float] | Literal["range", "auto"] | None = "auto"
     artifact_store: Any = None
     inner_sampler: Literal["random", "tpe"] | InstanceOf[BaseSampler] = "tpe"
 
@@ -94,7 +94,7 @@ class HardCoReOptions(SamplerOptions):
     def _flash_budget(cls, value: float | list[float] | str | None) -> float | list[float] | str | None:
         bounds = [value] * 2 if isinstance(value, int | float) else value
         if isinstance(bounds, list) and (len(bounds) != 2 or not all(b > 0 for b in bounds)):
-            raise ValueError('flash_budget must be a positive number of bytes, [low, high] or "range"')
+            raise ValueError('flash_budget must be a positive number of bytes, [low, high], "range" or "auto"')
         return value
 
     def budget_bounds(self) -> tuple[float, float] | None:
@@ -178,7 +178,8 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             cover the plane); the search penalizes Flash with the smallest weight that fits
             (`search_flash_capped`). A scheduled budget below every sub-network within the trial's
             latency budget is raised to the smallest such Flash; a fixed number is hard (the trial
-            fails). ``None`` (default): latency only, as in the paper.
+            fails). ``"auto"`` (default): ``"range"`` when the study's objectives hold ``flash_bytes``
+            (`set_context`), else ``None``: latency only, as in the paper.
         artifact_store: directory or Optuna ArtifactStore for the supernet weights; default the
             study's artifact directory (see `default_artifact_store`).
         inner_sampler: sampler of the parameters outside the architecture (compression knobs):
@@ -215,6 +216,8 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         #: when no ``artifact_store`` option is given.
         self.run_artifact_dir: Path | None = None
         self.latency_cap_ms: float | None = None
+        #: The study's ``[objectives] metrics`` (`set_context`): ``flash_budget = "auto"`` reads them.
+        self.objectives: tuple[str, ...] = ()
         #: Where the supernet trains (a ``[pipeline] device`` value; `set_context` gives the study's).
         self.device = "auto"
         if isinstance(opts.inner_sampler, BaseSampler):
@@ -248,10 +251,12 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         latency_cap_ms: float | None = None,
         artifact_dir: Path | None = None,
         device: str | None = None,
+        objectives: Sequence[str] | None = None,
     ) -> None:
-        """Give the sampler the study's data, device table, ``[constraints] latency_ms`` and ``[pipeline]
-        device`` (where the supernet trains) (jointnas runs)."""
+        """Give the sampler the study's data, device table, ``[constraints] latency_ms``, ``[pipeline]
+        device`` (where the supernet trains) and ``[objectives] metrics`` (jointnas runs)."""
         with self._lock:
+            self.objectives = tuple(objectives) if objectives is not None else self.objectives
             self.device = device or self.device
             self.task = task or self.task
             self.table = table or self.table
@@ -334,7 +339,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         if record["trained_here"] or record.get("reused"):
             study.set_user_attr(ATTR_TRAIN_HERE, self._train_here())
         self.models = sn.latency_models(net, choices, self.macros, self.table)
-        flash_aware = self.flash_weight > 0 or self.options.flash_budget is not None
+        flash_aware = self.flash_weight > 0 or self.flash_budget() is not None
         self.flash = sn.flash_models(net, choices, self.macros) if flash_aware else []
         # The proxy: validation loss of sampled sub-networks with inherited weights, fitted additively.
         rng = np.random.default_rng([self.seed, 2])
@@ -366,9 +371,16 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             return low * (high / low) ** frac
         return low + (high - low) * frac
 
-    def flash_budget_for(self, number: int) -> float | None:
-        """The Flash budget (bytes) of trial ``number`` (None without ``flash_budget``)."""
+    def flash_budget(self) -> float | list[float] | str | None:
+        """The ``flash_budget`` option with ``"auto"`` resolved by the study's objectives."""
         value = self.options.flash_budget
+        if value == "auto":
+            return "range" if "flash_bytes" in self.objectives else None
+        return value
+
+    def flash_budget_for(self, number: int) -> float | None:
+        """The Flash budget (bytes) of trial ``number`` (None without a Flash budget)."""
+        value = self.flash_budget()
         if value is None:
             return None
         if value == "range":
@@ -402,7 +414,7 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         if cap is None:
             result = search_macros(self.models, self.scores, budget, macro_scores=self._flash_scores(weight), **search)
         else:
-            scheduled = not isinstance(self.options.flash_budget, int | float)  # a fixed number stays hard
+            scheduled = not isinstance(self.flash_budget(), int | float)  # a fixed number stays hard
             result, weight = search_flash_capped(
                 self.models, self.flash, self.scores, budget, cap, weight=weight, raise_cap=scheduled, **search
             )

@@ -134,6 +134,20 @@ def test_flash_budgets_spread_over_trials_and_hold_beside_the_latency_budgets(ta
     assert "Flash budget" in hard.trials[0].user_attrs["hardcore:infeasible"]
 
 
+@pytest.mark.parametrize(
+    ("objectives", "flash_aware"),
+    [(None, False), (["accuracy", "latency_ms"], False), (["accuracy", "latency_ms", "flash_bytes"], True)],
+)
+def test_the_auto_flash_budget_follows_the_study_objectives(task, table, objectives, flash_aware):
+    study, sampler = _study(task, table)  # flash_budget = "auto", the default
+    if objectives is not None:
+        sampler.set_context(task=task, objectives=objectives)
+    study.optimize(_objective(task, table), n_trials=2)
+    assert sampler.flash_budget() == ("range" if flash_aware else None)
+    assert all(("hardcore:flash_budget_bytes" in t.user_attrs) == flash_aware for t in study.trials)
+    assert bool(sampler.flash) == flash_aware
+
+
 def test_same_seed_reproduces_the_proposals(task, table):
     runs = []
     for _ in range(2):
@@ -207,6 +221,7 @@ def test_cli_study_with_hardcore_sampler(tmp_path, capsys, scoring):
     for t in study.trials:
         assert t.user_attrs["fp32_latency_ms"] <= t.user_attrs[ATTR_BUDGET] + 1e-12
         assert (t.user_attrs.get("hardcore:scoring") == "inherited") == (scoring == "inherited")
+        assert "hardcore:flash_budget_bytes" in t.user_attrs  # auto: the default objectives hold flash_bytes
     # The supernet lies in the study's artifact store, beside the trials' models.
     supernet = study.user_attrs["hardcore:supernet"]["artifact_id"]
     assert (tmp_path / "tiny-artifacts" / supernet).is_file()
