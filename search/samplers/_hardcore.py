@@ -36,7 +36,7 @@ from jointnas.spaces import Candidate, SpaceConfig, UserInputError
 from jointnas.spaces.params import stage_param
 
 from ._artifact_once import default_artifact_store, train_once
-from ._hardcore_fw import ScoreModel, SearchResult, search_flash_capped, search_macros
+from ._hardcore_fw import ScoreModel, SearchResult, flash_penalized, search_flash_capped, search_macros
 from ._hardcore_latency import Arch, LatencyModel, Macro, SpaceChoices, covers
 from ._inherit import compute_matched_epochs, inherited_start
 from ._options import DeviceLatency, RecordsTrials, SamplerOptions
@@ -53,6 +53,13 @@ _PLASTIC2 = 0.5698402909980532
 #: beside the golden-ratio latency budgets (min pairwise distance of the first 30 pairs 0.068, vs 0.040
 #: with 1/ρ²).
 _PLASTIC1 = 0.7548776662466927
+
+
+def _as_pair(value: float | list[float] | str | None) -> list[float] | None:
+    """A budget option as ``[low, high]``: a number twice, a list as given; None for None or a keyword."""
+    if isinstance(value, int | float):
+        return [value, value]
+    return value if isinstance(value, list) else None
 
 
 class HardCoReOptions(SamplerOptions):
@@ -84,24 +91,22 @@ class HardCoReOptions(SamplerOptions):
     @field_validator("budget_ms")
     @classmethod
     def _budget(cls, value: float | list[float] | None) -> float | list[float] | None:
-        bounds = [] if value is None else [value] * 2 if isinstance(value, int | float) else value
-        if value is not None and (len(bounds) != 2 or not all(b > 0 for b in bounds)):
+        bounds = _as_pair(value)
+        if bounds is not None and (len(bounds) != 2 or not all(b > 0 for b in bounds)):
             raise ValueError("budget_ms must be a positive number or [low, high]")
         return value
 
     @field_validator("flash_budget")
     @classmethod
     def _flash_budget(cls, value: float | list[float] | str | None) -> float | list[float] | str | None:
-        bounds = [value] * 2 if isinstance(value, int | float) else value
-        if isinstance(bounds, list) and (len(bounds) != 2 or not all(b > 0 for b in bounds)):
+        bounds = _as_pair(value)
+        if bounds is not None and (len(bounds) != 2 or not all(b > 0 for b in bounds)):
             raise ValueError('flash_budget must be a positive number of bytes, [low, high], "range" or "auto"')
         return value
 
     def budget_bounds(self) -> tuple[float, float] | None:
-        if self.budget_ms is None:
-            return None
-        bounds = [self.budget_ms] * 2 if isinstance(self.budget_ms, int | float) else self.budget_ms
-        return float(min(bounds)), float(max(bounds))
+        bounds = _as_pair(self.budget_ms)
+        return None if bounds is None else (float(min(bounds)), float(max(bounds)))
 
 
 class HardCoReNASSampler(RecordsTrials, BaseSampler):
@@ -367,9 +372,11 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
             frac = (number % self.n_budgets) / max(1, self.n_budgets - 1)
         else:
             frac = (0.5 + number * _GOLDEN) % 1.0
-        if self.spacing == "log":
-            return low * (high / low) ** frac
-        return low + (high - low) * frac
+        return self._spread(low, high, frac)
+
+    def _spread(self, low: float, high: float, frac: float) -> float:
+        """The point at fraction ``frac`` of ``[low, high]`` under ``spacing`` (both schedules)."""
+        return low * (high / low) ** frac if self.spacing == "log" else low + (high - low) * frac
 
     def flash_budget(self) -> float | list[float] | str | None:
         """The ``flash_budget`` option with ``"auto"`` resolved by the study's objectives."""
@@ -383,12 +390,8 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
         value = self.flash_budget()
         if value is None:
             return None
-        if value == "range":
-            low, high = min(f.min_ms for f in self.flash), max(f.max_ms for f in self.flash)
-        else:
-            low, high = sorted([float(value)] * 2 if isinstance(value, int | float) else value)
-        frac = (0.5 + number * _PLASTIC1) % 1.0
-        return low * (high / low) ** frac if self.spacing == "log" else low + (high - low) * frac
+        bounds = _as_pair(value) or [min(f.min_ms for f in self.flash), max(f.max_ms for f in self.flash)]
+        return self._spread(float(min(bounds)), float(max(bounds)), (0.5 + number * _PLASTIC1) % 1.0)
 
     def flash_weight_for(self, number: int) -> float:
         """The Flash weight ``w_k`` of trial ``number`` (0 without ``flash_weight``)."""
@@ -396,11 +399,10 @@ class HardCoReNASSampler(RecordsTrials, BaseSampler):
 
     def _flash_scores(self, weight: float) -> list[ScoreModel] | None:
         """Per macro, the proxy plus ``weight`` × Flash / the largest sub-network's Flash (None at weight 0)."""
-        if weight <= 0 or not self.flash:
+        if not self.flash:
             return None
         assert self.scores is not None
-        scale = weight / max(f.max_ms for f in self.flash)
-        return [self.scores.penalized(f, scale) for f in self.flash]
+        return flash_penalized(self.scores, self.flash, weight)
 
     def _search(self, number: int, budget: float) -> tuple[SearchResult, dict[str, Any]]:
         """Trial ``number``'s search under its latency budget (and Flash budget), with its Flash record."""

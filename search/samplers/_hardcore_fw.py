@@ -323,6 +323,15 @@ def search_macros(
     return best
 
 
+def flash_penalized(scores: ScoreModel, flash: Sequence[LatencyModel], weight: float) -> list[ScoreModel] | None:
+    """Per macro, ``scores`` plus ``weight`` × Flash / the largest sub-network's Flash (``flash``:
+    `flash_models`), for `search_macros`'s ``macro_scores``; None (the plain proxy) at weight 0."""
+    if weight <= 0:
+        return None
+    scale = weight / max(f.max_ms for f in flash)
+    return [scores.penalized(f, scale) for f in flash]
+
+
 def search_flash_capped(
     models: Sequence[LatencyModel],
     flash: Sequence[LatencyModel],
@@ -347,11 +356,9 @@ def search_flash_capped(
     allows) the smallest-Flash sub-network found is taken.
     """
     of = {m.macro: f for m, f in zip(models, flash, strict=True)}
-    scale = 1.0 / max(f.max_ms for f in flash)
 
     def run(w: float) -> tuple[SearchResult, float]:
-        proxy = [scores.penalized(f, w * scale) for f in flash] if w > 0 else None
-        result = search_macros(models, scores, budget_ms, macro_scores=proxy, **search)
+        result = search_macros(models, scores, budget_ms, macro_scores=flash_penalized(scores, flash, w), **search)
         size = np.inf if result.arch is None else of[result.arch.macro].arch_ms(result.arch.choices, result.arch.depths)
         return result, size
 
