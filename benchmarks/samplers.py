@@ -728,8 +728,8 @@ def write(
         "; runs marked reused_from_earlier_invocation come from a separate invocation (other machine load); "
         "hardcore: supernet training (sandwich path sampling) inside "
         "the first trial, inherited scoring (from supernet weights: the compute of finetune_epochs epochs "
-        "of the slowest sub-network, at most train_epochs, instead of train_epochs from scratch; runs "
-        "whose sampler_options lack finetune_budget trained finetune_epochs each)"
+        "of the slowest sub-network, at most train_epochs, instead of train_epochs from scratch), "
+        "flash_budget = range: a Flash budget beside each latency budget"
     )
     result["acceptance"] = acceptance(result["summary"], runs)
     result = {**{k: v for k, v in previous.items() if k not in result}, **result}
