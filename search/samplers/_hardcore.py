@@ -27,7 +27,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
-from pydantic import Field, InstanceOf, field_validator
+from pydantic import Field, InstanceOf, ValidationInfo, field_validator
 
 from jointnas.compression import resolve_device
 from jointnas.devices import LatencyTable
@@ -53,6 +53,13 @@ _PLASTIC2 = 0.5698402909980532
 #: beside the golden-ratio latency budgets (min pairwise distance of the first 30 pairs 0.068, vs 0.040
 #: with 1/ρ²).
 _PLASTIC1 = 0.7548776662466927
+
+
+#: What each budget option's validator says of a value it refuses.
+_BUDGET_ERRORS = {
+    "budget_ms": "budget_ms must be a positive number or [low, high]",
+    "flash_budget": 'flash_budget must be a positive number of bytes, [low, high], "range" or "auto"',
+}
 
 
 def _as_pair(value: float | list[float] | str | None) -> list[float] | None:
@@ -88,20 +95,15 @@ class HardCoReOptions(SamplerOptions):
     artifact_store: Any = None
     inner_sampler: Literal["random", "tpe"] | InstanceOf[BaseSampler] = "tpe"
 
-    @field_validator("budget_ms")
+    @field_validator("budget_ms", "flash_budget")
     @classmethod
-    def _budget(cls, value: float | list[float] | None) -> float | list[float] | None:
+    def _positive_pair(
+        cls, value: float | list[float] | str | None, info: ValidationInfo
+    ) -> float | list[float] | str | None:
+        """Both budget options: a positive number or ``[low, high]`` of positive numbers (or a keyword)."""
         bounds = _as_pair(value)
         if bounds is not None and (len(bounds) != 2 or not all(b > 0 for b in bounds)):
-            raise ValueError("budget_ms must be a positive number or [low, high]")
-        return value
-
-    @field_validator("flash_budget")
-    @classmethod
-    def _flash_budget(cls, value: float | list[float] | str | None) -> float | list[float] | str | None:
-        bounds = _as_pair(value)
-        if bounds is not None and (len(bounds) != 2 or not all(b > 0 for b in bounds)):
-            raise ValueError('flash_budget must be a positive number of bytes, [low, high], "range" or "auto"')
+            raise ValueError(_BUDGET_ERRORS[info.field_name])
         return value
 
     def budget_bounds(self) -> tuple[float, float] | None:
